@@ -1,0 +1,54 @@
+# modelfleet: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install lint fmt crds docs test test-unit test-integration test-e2e setup \
+        cluster-build cluster-up cluster-down cluster-env operator serve examples \
+        bench bench-server bench-operator bench-rollout demo test-kind clean
+
+help: ## List every target with a one-line description
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with python3 -m venv and install .[dev]
+
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict on the package, import-linter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy -p modelfleet
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP) ## Format and autofix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+setup: $(STAMP) ## Everything the test tiers need: control-plane binaries, Prometheus, example models
+	bash hack/setup.sh
+
+test: $(STAMP) ## Set up what is missing, lint, then run every test tier (unit, integration, e2e)
+	$(MAKE) --no-print-directory setup
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## Only the pure unit tests
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP) ## Only the integration tier (real local control plane)
+	$(MAKE) --no-print-directory setup
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(STAMP) ## Only the e2e tier (control plane + Prometheus + server processes)
+	$(MAKE) --no-print-directory setup
+	$(PY) -m pytest tests/e2e
+
+clean: ## Remove build leftovers and caches (keeps .venv and the binary cache)
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

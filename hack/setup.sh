@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Installs what the test tiers and the demo need on a fresh machine; idempotent and cached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "setup: nothing to install yet"

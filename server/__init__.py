@@ -1,0 +1,1 @@
+"""The modelfleet model server: LightGBM/ONNX runtimes, data plane, HTTP and metrics."""
