@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
         bench bench-server bench-operator bench-rollout demo test-kind clean
 
 help: ## List every target with a one-line description
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
