@@ -1,0 +1,500 @@
+"""The ModelDeployment API (group modelfleet.io, version v1alpha1): spec and status as pydantic models.
+
+These models are the single source of truth: `modelfleet crd` generates crds/ from them (field
+descriptions become the CRD's descriptions; `x-kubernetes-validations` carry the CEL rules the schema
+alone cannot say), the operator parses every object through them, and docs/reference.md is generated
+from them. Field names are camelCase on the wire, snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelfleet.io"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md"]
+CATEGORIES = ["all", "modelfleet"]
+
+# The longest child suffix is "-canary" (the canary Ingress); Service names are DNS-1035 labels
+# (63 characters), so 52 leaves room for every child and for the kube-generated suffixes.
+MAX_NAME_LENGTH = 52
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+MODEL_URI_PATTERN = r"^((file|https?|s3|gs|az|pvc)://.+|/.+)$"
+SHA256_PATTERN = r"^[a-f0-9]{64}$"
+
+Slot = Literal["blue", "green"]
+SLOTS: tuple[Slot, Slot] = ("blue", "green")
+
+
+class CamelModel(BaseModel):
+    """Base for every API type: camelCase aliases, unknown fields rejected, enums as plain strings."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+
+def free_form(description: str) -> Any:
+    """A field kept as raw Kubernetes YAML (affinity, resources, …): the CRD preserves it unvalidated."""
+    return Field(
+        default=None,
+        description=description,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+# --- spec -------------------------------------------------------------------------------------
+
+
+class ModelSource(CamelModel):
+    uri: str = Field(
+        description="Where the model file lives: file://, http(s)://, s3://, gs://, az:// (fsspec), "
+        "pvc://<claim>/<path>, or an absolute path inside the image.",
+        pattern=MODEL_URI_PATTERN,
+        max_length=2048,
+    )
+    format: Literal["lightgbm", "onnx"] | None = Field(
+        default=None,
+        description="Model format; by default taken from the file extension (.onnx → onnx; "
+        ".txt, .lgb, .bin → lightgbm).",
+    )
+    version: str | None = Field(
+        default=None,
+        description="Version shown to humans; default: a short hash of the uri.",
+        max_length=63,
+    )
+    sha256: str | None = Field(
+        default=None,
+        description="Optional pin of the model file's SHA-256 (lowercase hex). A mismatch fails the "
+        "load and the slot never serves.",
+        pattern=SHA256_PATTERN,
+    )
+
+
+class EnvVar(CamelModel):
+    name: str = Field(description="Environment variable name.", min_length=1)
+    value: str = Field(default="", description="Its value.")
+
+
+class BatchingSpec(CamelModel):
+    max_batch_size: int = Field(
+        default=32, ge=1, le=4096, description="Most rows merged into one predict call."
+    )
+    max_latency_micros: int = Field(
+        default=500,
+        ge=0,
+        le=1_000_000,
+        description="Longest a request waits for others to join its batch, in microseconds.",
+    )
+
+
+class ServerSpec(CamelModel):
+    image: str | None = Field(
+        default=None, description="Model-server image; default from the operator's settings."
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="Server worker processes per pod.")
+    batching: BatchingSpec = Field(
+        default_factory=BatchingSpec, description="Dynamic micro-batching."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Extra environment for the server container."
+    )
+    resources: dict[str, Any] | None = free_form(
+        "Container resources (requests/limits) as in a Pod spec."
+    )
+
+
+class AutoscalingSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "autoscaling.minReplicas must be <= autoscaling.maxReplicas",
+                    "fieldPath": ".minReplicas",
+                }
+            ]
+        }
+    )
+    min_replicas: int = Field(default=1, ge=1, description="Fewest pods per active slot.")
+    max_replicas: int = Field(default=10, ge=1, description="Most pods per active slot.")
+    metric: Literal["cpu", "memory", "rps", "latency", "inflight"] = Field(
+        default="cpu",
+        description="cpu/memory use a HorizontalPodAutoscaler; rps, latency and inflight a KEDA "
+        "ScaledObject with a Prometheus trigger.",
+    )
+    target: float = Field(
+        default=70,
+        gt=0,
+        description="Target per pod: % utilisation (cpu, memory), requests/s (rps), p99 ms "
+        "(latency) or concurrent requests (inflight).",
+    )
+
+
+class GpuSpec(CamelModel):
+    count: int = Field(default=1, ge=1, le=16, description="nvidia.com/gpu per pod.")
+    product: str | None = Field(
+        default=None, description="Required nvidia.com/gpu.product node label, e.g. NVIDIA-A100."
+    )
+    tolerations: list[dict[str, Any]] | None = free_form(
+        "Tolerations added for GPU nodes; default: tolerate nvidia.com/gpu (from operator settings)."
+    )
+
+
+class IngressTLS(CamelModel):
+    secret_name: str = Field(description="Secret holding the TLS certificate.")
+
+
+class IngressTraffic(CamelModel):
+    host: str = Field(description="Host name the Ingress answers for.")
+    path: str = Field(default="/", description="Path prefix routed to the model.")
+    class_name: str = Field(default="nginx", description="IngressClass; must be NGINX-compatible.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on both Ingresses."
+    )
+    tls: IngressTLS | None = Field(default=None, description="TLS for the host.")
+
+
+class ParentRef(CamelModel):
+    name: str = Field(description="Gateway name.")
+    namespace: str | None = Field(default=None, description="Gateway namespace.")
+    section_name: str | None = Field(default=None, description="Listener name.")
+
+
+class GatewayTraffic(CamelModel):
+    parent_refs: list[ParentRef] = Field(
+        min_length=1, description="Gateways the HTTPRoute attaches to."
+    )
+    hostnames: list[str] = Field(default_factory=list, description="Host names of the route.")
+    path: str = Field(default="/", description="Path prefix routed to the model.")
+
+
+class TrafficSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.ingress) && has(self.gateway))",
+                    "message": "traffic: set at most one of ingress and gateway",
+                }
+            ]
+        }
+    )
+    ingress: IngressTraffic | None = Field(
+        default=None, description="NGINX Ingress with canary-weight annotations."
+    )
+    gateway: GatewayTraffic | None = Field(
+        default=None, description="Gateway API HTTPRoute with weighted backendRefs."
+    )
+
+
+class MetricCheck(CamelModel):
+    name: str = Field(description="Name shown in status and messages.")
+    query: str = Field(
+        description="PromQL returning one number; templated with {{namespace}}, {{name}}, "
+        "{{slot}}, {{revision}}."
+    )
+    min: float | None = Field(default=None, description="Fail below this value.")
+    max: float | None = Field(default=None, description="Fail above this value.")
+
+
+class ReplaySpec(CamelModel):
+    reference_uri: str | None = Field(
+        default=None,
+        description="Rows replayed to both slots (a URI like the model's).",
+        pattern=MODEL_URI_PATTERN,
+    )
+    live_sample: bool = Field(
+        default=False,
+        description="Allow the stable slot to keep a bounded in-memory sample of recent inputs.",
+    )
+
+
+class AnalysisSpec(CamelModel):
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL; default from the operator's settings."
+    )
+    interval: str = Field(
+        default="10s", pattern=DURATION_PATTERN, description="How often the canary is measured."
+    )
+    max_error_rate: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Highest tolerated share of 5xx answers; judged by a Wilson interval.",
+    )
+    max_p99_latency_ms: float = Field(
+        default=200, gt=0, description="Highest tolerated p99 latency of the canary, in ms."
+    )
+    min_requests: int = Field(
+        default=100, ge=1, description="Fewer canary requests in a step → Inconclusive, never Pass."
+    )
+    max_p99_regression_ratio: float | None = Field(
+        default=None,
+        gt=1,
+        description="Optional: canary p99 must stay ≤ ratio × stable p99 in the same window.",
+    )
+    metrics: list[MetricCheck] = Field(default_factory=list, description="Extra PromQL checks.")
+    on_metrics_unavailable: Literal["hold", "rollback"] = Field(
+        default="hold",
+        description="What to do while Prometheus cannot be read: hold the weight, or roll back.",
+    )
+    max_prediction_drift: float | None = Field(
+        default=None,
+        gt=0,
+        description="Largest prediction-distribution distance between canary and stable.",
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Smallest share of replayed rows where canary and stable predict the same class.",
+    )
+    max_score_delta: float | None = Field(
+        default=None, gt=0, description="Largest absolute score difference on replayed rows."
+    )
+    replay: ReplaySpec | None = Field(default=None, description="Rows for the paired gate.")
+
+
+class ShadowSpec(CamelModel):
+    duration: str = Field(
+        default="2m", pattern=DURATION_PATTERN, description="How long traffic is mirrored."
+    )
+    percent: int = Field(default=100, ge=1, le=100, description="Share of live traffic mirrored.")
+
+
+class RolloutSpec(CamelModel):
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 25, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="Canary weights in %, strictly increasing, the last one 100.",
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self[size(self) - 1] == 100",
+                    "message": "rollout.steps must end at 100",
+                },
+                {
+                    "rule": "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]"
+                    ".all(i, i >= size(self) || self[i - 1] < self[i])",
+                    "message": "rollout.steps must be strictly increasing",
+                },
+            ],
+        },
+    )
+    step_duration: str = Field(
+        default="60s",
+        pattern=DURATION_PATTERN,
+        description="Dwell at each weight while analysis runs.",
+    )
+    progress_deadline: str = Field(
+        default="10m",
+        pattern=DURATION_PATTERN,
+        description="A step without a conclusive measurement this long pauses the rollout.",
+    )
+    scale_down_delay: str = Field(
+        default="30s",
+        pattern=DURATION_PATTERN,
+        description="Old slot kept warm after a promotion, canary after an abort.",
+    )
+    keep_previous: str = Field(
+        default="10m",
+        pattern=r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$",
+        description="Previous slot kept warm after promotion so `undo` is one router write; 0 = off.",
+    )
+    analysis: AnalysisSpec = Field(
+        default_factory=AnalysisSpec, description="What gates each step."
+    )
+    shadow: ShadowSpec | None = Field(
+        default=None, description="Mirror live traffic to the canary before the first live weight."
+    )
+
+
+class SecretKeyRef(CamelModel):
+    name: str = Field(description="Secret name.")
+    key: str = Field(default="api-keys", description="Key inside the Secret: one API key a line.")
+
+
+class AuthSpec(CamelModel):
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Inference routes then demand a key from this Secret."
+    )
+
+
+class ModelDeploymentSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.model.format) || self.model.uri.endsWith('.onnx') || "
+                    "self.model.uri.endsWith('.txt') || self.model.uri.endsWith('.lgb') || "
+                    "self.model.uri.endsWith('.bin')",
+                    "message": "model.format is required when model.uri does not end in "
+                    ".onnx, .txt, .lgb or .bin",
+                    "fieldPath": ".model.format",
+                }
+            ]
+        }
+    )
+    model: ModelSource = Field(description="The model to serve.")
+    server: ServerSpec = Field(default_factory=ServerSpec, description="The model server.")
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Pods of the active slot; ignored with autoscaling."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="HPA or KEDA autoscaling."
+    )
+    gpu: GpuSpec | None = Field(default=None, description="GPU scheduling.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pods require."
+    )
+    tolerations: list[dict[str, Any]] | None = free_form("Pod tolerations.")
+    affinity: dict[str, Any] | None = free_form("Pod affinity, as in a Pod spec.")
+    topology_spread: list[dict[str, Any]] | None = free_form(
+        "topologySpreadConstraints, as in a Pod spec."
+    )
+    traffic: TrafficSpec = Field(
+        default_factory=TrafficSpec,
+        description="Router: ingress or gateway; neither → replica-ratio split.",
+    )
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Progressive delivery.")
+    auth: AuthSpec | None = Field(default=None, description="API-key auth on inference routes.")
+
+
+# --- status -----------------------------------------------------------------------------------
+
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+MeasurementPhase = Literal["Pass", "Fail", "Inconclusive", "Error"]
+
+
+class Condition(CamelModel):
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable detail with measured values.")
+    observed_generation: int | None = Field(default=None, description="Generation it is about.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+
+
+class AnalysisStatus(CamelModel):
+    phase: MeasurementPhase | None = Field(default=None, description="Last measurement's outcome.")
+    error_rate: float | None = Field(default=None, description="Canary 5xx share since the step.")
+    error_rate_lower: float | None = Field(default=None, description="Wilson lower bound.")
+    error_rate_upper: float | None = Field(default=None, description="Wilson upper bound.")
+    p99_ms: float | None = Field(default=None, description="Canary p99 latency, ms.")
+    stable_p99_ms: float | None = Field(default=None, description="Stable p99 latency, ms.")
+    requests: int | None = Field(default=None, description="Canary requests counted.")
+    message: str | None = Field(default=None, description="Why, in words.")
+    measured_at: str | None = Field(default=None, description="When (RFC 3339).")
+
+
+class CanaryStatus(CamelModel):
+    slot: Slot = Field(description="Slot holding the canary.")
+    revision: str = Field(description="Canary revision hash.")
+    version: str = Field(description="Canary model version.")
+    weight: int = Field(default=0, ge=0, le=100, description="Live traffic share, %.")
+    step_index: int = Field(default=0, ge=0, description="Index into rollout.steps.")
+    step_started_at: str | None = Field(
+        default=None, description="When this step's weight was set."
+    )
+    started_at: str | None = Field(default=None, description="When the rollout began.")
+    analysis: AnalysisStatus = Field(
+        default_factory=AnalysisStatus, description="Last measurement."
+    )
+
+
+class SlotStatus(CamelModel):
+    revision: str | None = Field(default=None, description="Revision in this slot.")
+    version: str | None = Field(default=None, description="Model version in this slot.")
+    replicas: int = Field(default=0, description="Desired pods.")
+    ready_replicas: int = Field(default=0, description="Ready pods.")
+
+
+class PreviousStatus(CamelModel):
+    slot: Slot = Field(description="Slot kept warm after the last promotion.")
+    revision: str = Field(description="Its revision.")
+    version: str = Field(description="Its model version.")
+    until: str = Field(description="When it is scaled down (RFC 3339).")
+
+
+class HistoryEntry(CamelModel):
+    revision: str = Field(description="Revision rolled out.")
+    version: str = Field(description="Model version.")
+    outcome: Literal["Promoted", "RolledBack", "Superseded", "Cancelled", "Aborted", "Undone"] = (
+        Field(description="How it ended.")
+    )
+    message: str = Field(default="", description="Why, with measured values.")
+    started_at: str | None = Field(default=None, description="Rollout start (RFC 3339).")
+    finished_at: str = Field(description="Rollout end (RFC 3339).")
+
+
+class ModelDeploymentStatus(CamelModel):
+    model_config = ConfigDict(extra="ignore")  # kopf writes its own keys next to ours
+
+    phase: Phase | None = Field(default=None, description="Progressing, Paused, Healthy, Degraded.")
+    message: str | None = Field(default=None, description="What is happening, in one line.")
+    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
+    active_slot: Slot | None = Field(default=None, description="Slot receiving stable traffic.")
+    active_revision: str | None = Field(default=None, description="Revision of the active slot.")
+    active_version: str | None = Field(
+        default=None, description="Model version of the active slot."
+    )
+    canary: CanaryStatus | None = Field(default=None, description="The rollout in progress.")
+    previous: PreviousStatus | None = Field(default=None, description="Slot kept warm for undo.")
+    slots: dict[str, SlotStatus] = Field(default_factory=dict, description="Per-slot replicas.")
+    ready: str | None = Field(default=None, description="Ready/desired pods of the active slot.")
+    url: str | None = Field(default=None, description="Where the model answers.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, max_length=10, description="The last 10 rollout outcomes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, Degraded."
+    )
+    acknowledged_command: str | None = Field(
+        default=None, description="Last kubectl-modelfleet command id the operator acted on."
+    )
+
+
+class ModelDeployment(CamelModel):
+    """The whole object as the operator reads it (metadata kept as a plain mapping)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as "1m30s" or "500ms"; "0" is zero."""
+    if text == "0":
+        return 0.0
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h30m, 500ms)")
+    return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
+
+
+def model_format(model: ModelSource) -> Literal["lightgbm", "onnx"]:
+    """The model's format: the explicit one, else from the file extension."""
+    if model.format is not None:
+        return model.format
+    return "onnx" if model.uri.endswith(".onnx") else "lightgbm"
