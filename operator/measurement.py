@@ -1,0 +1,64 @@
+"""What one look at the canary found, and the protocol of whatever takes that look.
+
+The rollout state machine consumes `Measurement`s and never raises on a failed query: a provider
+that cannot reach Prometheus returns an `Error` measurement. The reconcile is handed an `Analyzer`
+(the Prometheus one in production, a fake in unit tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from modelfleet.operator.api import AnalysisSpec, AnalysisStatus, MeasurementPhase
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """Which pods to measure: the canary slot's revision, and the stable one to compare with."""
+
+    namespace: str
+    name: str
+    canary_slot: str
+    canary_revision: str
+    stable_slot: str | None
+    stable_revision: str | None
+    weight: int
+    since: datetime  # when this step's weight was set: counts start here
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The outcome of one analysis with the values behind it (they go into status and messages)."""
+
+    phase: MeasurementPhase
+    message: str
+    measured_at: datetime
+    requests: int | None = None
+    error_rate: float | None = None
+    error_rate_lower: float | None = None
+    error_rate_upper: float | None = None
+    p99_ms: float | None = None
+    stable_p99_ms: float | None = None
+
+    def to_status(self) -> AnalysisStatus:
+        return AnalysisStatus(
+            phase=self.phase,
+            message=self.message,
+            measured_at=self.measured_at.isoformat().replace("+00:00", "Z"),
+            requests=self.requests,
+            error_rate=self.error_rate,
+            error_rate_lower=self.error_rate_lower,
+            error_rate_upper=self.error_rate_upper,
+            p99_ms=self.p99_ms,
+            stable_p99_ms=self.stable_p99_ms,
+        )
+
+
+class Analyzer(Protocol):
+    """Takes one measurement of a canary; never raises for an unreachable or empty backend."""
+
+    async def measure(
+        self, target: AnalysisTarget, spec: AnalysisSpec, now: datetime
+    ) -> Measurement: ...
