@@ -89,6 +89,9 @@ bench-operator: $(STAMP) ## Benchmark apply-to-ready for 1/100/1000 ModelDeploym
 bench-rollout: $(STAMP) ## Benchmark rollback detection time and false rollbacks against anchor defaults
 	@echo "not built yet (progressive delivery issue)"; exit 2
 
+docs: $(STAMP) ## Regenerate docs/reference.md from the API models
+	$(PY) -m modelfleet.operator.reference > docs/reference.md
+
 # --- demo (demo issue) ---
 demo: $(STAMP) ## The main job: the modelfleet story on the local control plane
 	@echo "not built yet (demo issue)"; exit 2

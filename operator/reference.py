@@ -1,0 +1,124 @@
+"""docs/reference.md, generated from the API models' field descriptions (`make docs` writes it;
+a unit test fails when it is stale). Run as `python -m modelfleet.operator.reference`."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from modelfleet.operator.api import (
+    GROUP,
+    KIND,
+    SHORT_NAMES,
+    VERSION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
+
+_HEADER = f"""# ModelDeployment reference
+
+`{KIND}` (`{GROUP}/{VERSION}`, short name `{", ".join(SHORT_NAMES)}`). Generated from the pydantic
+models in `operator/api.py` by `make docs`; do not edit by hand. Durations are Go-style (`30s`,
+`5m`, `1h30m`, `500ms`). Rules that span fields (CEL) are listed after the tables.
+"""
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `X | None` or `list[X]`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return "map"
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return "object"
+        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
+            annotation.__name__, annotation.__name__
+        )
+    return "object"
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel) or value in ([], {}):
+            return ""
+        return f"`{value}`"
+    if info.default is PydanticUndefined:
+        return "required"
+    if info.default is None:
+        return ""
+    return f"`{info.default!r}`" if info.default == "" else f"`{info.default}`"
+
+
+def _rows(model: type[BaseModel], prefix: str) -> Iterator[str]:
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{info.alias or name}" if prefix else (info.alias or name)
+        description = (info.description or "").replace("|", "\\|")
+        yield f"| `{path}` | {_type_name(info.annotation)} | {_default(info)} | {description} |"
+        nested = _model_in(info.annotation)
+        if nested is not None and nested is not model:
+            yield from _rows(nested, path + ("[]" if "list" in _type_name(info.annotation) else ""))
+
+
+def _rules_of(extra: object) -> list[str]:
+    """The messages of the CEL rules in a model's or field's json_schema_extra."""
+    if not isinstance(extra, dict):
+        return []
+    rules = extra.get("x-kubernetes-validations", [])
+    return [str(rule["message"]) for rule in rules if isinstance(rule, dict)]
+
+
+def _validations(model: type[BaseModel], prefix: str) -> Iterator[str]:
+    for message in _rules_of(model.model_config.get("json_schema_extra")):
+        yield f"- `{prefix}`: {message}"
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{info.alias or name}"
+        for message in _rules_of(info.json_schema_extra):
+            yield f"- `{path}`: {message}"
+        nested = _model_in(info.annotation)
+        if nested is not None and nested is not model:
+            yield from _validations(nested, path)
+
+
+def render_reference() -> str:
+    """The whole of docs/reference.md."""
+    table_head = "| field | type | default | description |\n|---|---|---|---|"
+    parts = [
+        _HEADER,
+        "## spec\n",
+        table_head,
+        *_rows(ModelDeploymentSpec, "spec"),
+        "\n### Validation rules (CEL, enforced by the API server)\n",
+        *_validations(ModelDeploymentSpec, "spec"),
+        "\n## status\n",
+        table_head,
+        *_rows(ModelDeploymentStatus, "status"),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")
