@@ -1,0 +1,301 @@
+"""The canary analysis rules: Wilson interval, error-rate rule, p99, regression, extra checks."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelfleet.operator.analysis import (
+    DEFAULT_Z,
+    CheckResult,
+    combine,
+    error_rate_interval,
+    judge_error_rate,
+    judge_metric,
+    judge_p99,
+    judge_regression,
+    look_corrected_z,
+    poisson_lower_bound,
+    render_query,
+    wilson_interval,
+)
+from modelfleet.operator.api import MetricCheck
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+# --- Wilson interval --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("errors", "requests", "z", "lower", "upper"),
+    [
+        # Reference values (Wilson 1927; Newcombe 1998 table I, z = 1.96).
+        (0, 100, 1.96, 0.0, 0.0370),
+        (5, 100, 1.96, 0.0215, 0.1118),
+        (81, 263, 1.96, 0.2553, 0.3662),
+        (15, 148, 1.96, 0.0624, 0.1605),
+        (29, 29, 1.96, 0.8830, 1.0),
+    ],
+)
+def test_wilson_interval_matches_reference_values(
+    errors: int, requests: int, z: float, lower: float, upper: float
+) -> None:
+    got_lower, got_upper = wilson_interval(errors, requests, z)
+    assert got_lower == pytest.approx(lower, abs=5e-4)
+    assert got_upper == pytest.approx(upper, abs=5e-4)
+
+
+def test_wilson_interval_without_requests_is_everything() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(("errors", "requests"), [(-1, 10), (11, 10)])
+def test_wilson_interval_rejects_impossible_counts(errors: int, requests: int) -> None:
+    with pytest.raises(ValueError, match="errors"):
+        wilson_interval(errors, requests)
+
+
+@given(
+    requests=st.integers(min_value=1, max_value=10**7),
+    data=st.data(),
+    z=st.floats(min_value=0.5, max_value=5),
+)
+def test_wilson_interval_contains_the_point_estimate(
+    requests: int, data: st.DataObject, z: float
+) -> None:
+    errors = data.draw(st.integers(min_value=0, max_value=requests))
+    lower, upper = wilson_interval(errors, requests, z)
+    assert 0.0 <= lower <= errors / requests <= upper <= 1.0
+
+
+@given(requests=st.integers(min_value=2, max_value=100_000), data=st.data())
+def test_wilson_lower_bound_grows_with_errors_and_with_z_falling(
+    requests: int, data: st.DataObject
+) -> None:
+    errors = data.draw(st.integers(min_value=0, max_value=requests - 1))
+    assert wilson_interval(errors + 1, requests)[0] >= wilson_interval(errors, requests)[0]
+    assert wilson_interval(errors, requests, 1.96)[0] >= wilson_interval(errors, requests, 3.29)[0]
+
+
+@pytest.mark.parametrize(("looks", "expected"), [(1, 1.645), (6, 2.394), (30, 2.935), (100, 3.291)])
+def test_look_corrected_z(looks: int, expected: float) -> None:
+    assert look_corrected_z(looks) == pytest.approx(expected, abs=1e-3)
+
+
+def test_default_z_covers_a_hundred_looks() -> None:
+    assert look_corrected_z(100) == pytest.approx(DEFAULT_Z, abs=0.01)
+
+
+@pytest.mark.parametrize(("looks", "alpha"), [(0, 0.05), (10, 0.0), (10, 1.0)])
+def test_look_corrected_z_rejects_nonsense(looks: int, alpha: float) -> None:
+    with pytest.raises(ValueError, match="looks"):
+        look_corrected_z(looks, alpha)
+
+
+@pytest.mark.parametrize(
+    ("events", "alpha", "expected"),
+    # Exact Poisson lower limits (Garwood 1936): 1 → −ln(1 − α); 5 at 2.5 % → 1.6235.
+    [(0, 0.025, 0.0), (1, 0.0005, 0.0005001), (1, 0.025, 0.02532), (5, 0.025, 1.6235)],
+)
+def test_poisson_lower_bound(events: int, alpha: float, expected: float) -> None:
+    assert poisson_lower_bound(events, alpha) == pytest.approx(expected, rel=1e-3)
+
+
+@given(requests=st.integers(min_value=1, max_value=10**6), data=st.data())
+def test_error_rate_interval_is_never_above_wilson(requests: int, data: st.DataObject) -> None:
+    errors = data.draw(st.integers(min_value=0, max_value=requests))
+    lower, upper = error_rate_interval(errors, requests)
+    wilson_lower, wilson_upper = wilson_interval(errors, requests)
+    assert 0.0 <= lower <= min(wilson_lower, errors / requests)
+    assert upper == wilson_upper
+
+
+@pytest.mark.parametrize("requests", [1, 2, 5, 10, 20, 50])
+def test_one_early_error_never_rolls_back(requests: int) -> None:
+    # Plain Wilson at z = 3.29 puts one error in five requests "above 1.6 %".
+    result = judge_error_rate(1, requests, max_error_rate=0.01, min_requests=100, weight=10)
+    assert result.phase == "Inconclusive"
+
+
+# --- the error-rate rule ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("errors", "requests", "phase"),
+    [
+        (76, 1812, "Fail"),  # 4.2 %: lower bound 2.9 % > 1 %
+        (5, 1812, "Pass"),  # 0.3 %
+        (18, 1812, "Pass"),  # 0.99 %: at or below the limit counts as a pass
+        (30, 1812, "Inconclusive"),  # 1.7 %: above, but the bound still reaches 1 %
+        (0, 50, "Inconclusive"),  # clean but fewer than minRequests: never a pass
+        (10, 20, "Fail"),  # 50 % of 20: significant even below minRequests
+        (1, 5, "Inconclusive"),  # one error in five requests proves nothing
+        (0, 0, "Inconclusive"),
+    ],
+)
+def test_error_rate_rule(errors: int, requests: int, phase: str) -> None:
+    result = judge_error_rate(errors, requests, max_error_rate=0.01, min_requests=100, weight=25)
+    assert result.phase == phase
+
+
+def test_error_rate_failure_message_carries_rate_interval_sample_and_step() -> None:
+    result = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100, weight=25)
+    assert result.message == "error rate 4.2 % [2.9–6.0 %] > 1.0 % over 1,812 requests at 25 %"
+    assert result.rate == pytest.approx(76 / 1812)
+    assert result.lower is not None
+    assert result.upper is not None
+    assert result.lower < result.rate < result.upper
+
+
+def test_too_few_requests_says_so() -> None:
+    result = judge_error_rate(0, 45, max_error_rate=0.01, min_requests=100, weight=10)
+    assert "over 45 requests" in result.message
+    assert "fewer than 100 requests" in result.message
+
+
+def test_fractional_counts_from_a_tsdb_are_clamped() -> None:
+    result = judge_error_rate(10.4, 10.2, max_error_rate=0.01, min_requests=1, weight=10)
+    assert result.rate == 1.0
+    assert result.phase == "Fail"
+
+
+@given(
+    requests=st.integers(min_value=0, max_value=10**6),
+    data=st.data(),
+    max_error_rate=st.floats(min_value=0.001, max_value=0.5),
+    min_requests=st.integers(min_value=1, max_value=1000),
+)
+def test_error_rate_rule_invariants(
+    requests: int, data: st.DataObject, max_error_rate: float, min_requests: int
+) -> None:
+    errors = data.draw(st.integers(min_value=0, max_value=requests))
+    result = judge_error_rate(errors, requests, max_error_rate, min_requests, weight=10)
+    if result.phase == "Fail":
+        assert result.lower is not None
+        assert result.lower > max_error_rate  # only with evidence
+    elif result.phase == "Pass":
+        assert requests >= min_requests
+        assert errors <= max_error_rate * requests
+    else:
+        assert result.phase == "Inconclusive"
+    if errors == 0:
+        assert result.phase != "Fail"
+
+
+# --- p99, regression, extra checks ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p99_ms", "requests", "phase"),
+    [
+        (12.0, 500, "Pass"),
+        (200.0, 500, "Pass"),
+        (350.0, 500, "Fail"),
+        (350.0, 50, "Inconclusive"),  # one slow request among few is not a p99
+        (None, 500, "Inconclusive"),
+        (math.nan, 500, "Inconclusive"),
+    ],
+)
+def test_p99_rule(p99_ms: float | None, requests: int, phase: str) -> None:
+    result = judge_p99(p99_ms, requests, max_p99_ms=200, min_requests=100, weight=10)
+    assert result.phase == phase
+
+
+def test_p99_failure_message() -> None:
+    result = judge_p99(351.2, 1500, max_p99_ms=200, min_requests=100, weight=50)
+    assert result.message == "p99 351 ms > 200 ms over 1,500 requests at 50 %"
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "weight", "phase"),
+    [
+        (12.0, 10.0, 10, "Pass"),
+        (30.0, 10.0, 10, "Fail"),
+        (30.0, None, 10, "Inconclusive"),
+        (30.0, None, 100, None),  # at 100 % the stable slot has no traffic to compare with
+        (None, 10.0, 10, "Inconclusive"),
+    ],
+)
+def test_regression_rule(
+    canary: float | None, stable: float | None, weight: int, phase: str | None
+) -> None:
+    result = judge_regression(canary, stable, 1.5, requests=500, min_requests=100, weight=weight)
+    assert (result.phase if result else None) == phase
+
+
+@pytest.mark.parametrize(
+    ("value", "phase"),
+    [
+        (0.5, "Pass"),
+        (0.05, "Fail"),
+        (5.0, "Fail"),
+        (None, "Inconclusive"),
+        (math.nan, "Inconclusive"),
+    ],
+)
+def test_extra_metric_rule(value: float | None, phase: str) -> None:
+    check = MetricCheck(name="accuracy", query="x", min=0.1, max=1.0)
+    assert judge_metric(check, value).phase == phase
+
+
+def test_render_query_fills_every_placeholder() -> None:
+    query = render_query(
+        'sum(x{namespace="{{namespace}}", d="{{ name }}", s="{{slot}}", r="{{revision}}"})',
+        namespace="ml",
+        name="fraud",
+        slot="green",
+        revision="abc123",
+    )
+    assert query == 'sum(x{namespace="ml", d="fraud", s="green", r="abc123"})'
+
+
+def test_render_query_names_an_unknown_placeholder() -> None:
+    with pytest.raises(ValueError, match=r"\{\{pod\}\}"):
+        render_query("x{pod='{{pod}}'}", namespace="ml", name="a", slot="blue", revision="r")
+
+
+# --- combining --------------------------------------------------------------------------------
+
+
+def _check(phase: str, name: str = "c") -> CheckResult:
+    return CheckResult(name, phase, f"{name} {phase}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("phases", "expected"),
+    [
+        (["Pass", "Pass"], "Pass"),
+        (["Pass", "Inconclusive"], "Inconclusive"),
+        (["Inconclusive", "Error"], "Error"),
+        (["Error", "Fail"], "Fail"),  # evidence of a bad canary beats a failed query
+        (["Pass", "Fail", "Inconclusive"], "Fail"),
+    ],
+)
+def test_combine_precedence(phases: list[str], expected: str) -> None:
+    checks = [_check(phase, f"c{i}") for i, phase in enumerate(phases)]
+    measurement = combine(checks, NOW)
+    assert measurement.phase == expected
+    assert measurement.message == "; ".join(
+        f"{c.name} {c.phase}" for c in checks if c.phase == expected
+    )
+
+
+def test_combine_carries_measured_values_into_status() -> None:
+    error_rate = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100, weight=25)
+    p99 = judge_p99(40.0, 1812, max_p99_ms=200, min_requests=100, weight=25)
+    measurement = combine(
+        [error_rate, p99], NOW, requests=1812.4, p99_ms=40.0, stable_p99_ms=math.nan
+    )
+    assert measurement.phase == "Fail"
+    assert measurement.message.startswith("error rate 4.2 %")
+    status = measurement.to_status()
+    assert status.requests == 1812
+    assert status.error_rate == pytest.approx(0.0419, abs=1e-4)
+    assert status.p99_ms == 40.0
+    assert status.stable_p99_ms is None
+    assert status.measured_at == "2026-11-23T12:00:00Z"
