@@ -1,0 +1,283 @@
+"""The Prometheus analyzer: reads a canary's counters and histogram over the HTTP API.
+
+`PrometheusAnalyzer.measure` never raises: an unreachable or erroring Prometheus is an `Error`
+measurement, an absent series or too few requests an `Inconclusive` one. The rules themselves live
+in `modelfleet.operator.analysis`.
+
+Requests are counted exactly since the step's weight was set, not with `increase()`, whose
+extrapolation turns 3 errors into 3.4 and whose first sample of a new series is lost: the raw
+samples of every series in the window are read (`metric{…}[Ws]`), each diffed against its value at
+`since` (absent there → it was created later, from 0: the 5xx series appears on the first error),
+with counter resets (a restarted pod) counted from zero. A window in which no series has two
+scrapes yet is Inconclusive: the counts would be mostly scrape lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from modelfleet.operator.analysis import (
+    DEFAULT_Z,
+    CheckResult,
+    combine,
+    error_measurement,
+    judge_error_rate,
+    judge_metric,
+    judge_p99,
+    judge_regression,
+    render_query,
+)
+from modelfleet.operator.api import AnalysisSpec, MetricCheck
+from modelfleet.operator.measurement import AnalysisTarget, Measurement
+
+REQUESTS_METRIC = "modelfleet_requests_total"
+DURATION_BUCKETS_METRIC = "modelfleet_request_duration_seconds_bucket"
+
+Labels = frozenset[tuple[str, str]]
+Sample = tuple[float, float]  # (unix time, value)
+
+
+class PrometheusError(Exception):
+    """Prometheus could not answer a query (unreachable, timed out, or refused the query)."""
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    requests: float
+    errors: float
+    most_scrapes: int  # most samples any one series has in the window
+
+
+def selector(namespace: str, name: str, slot: str, revision: str) -> str:
+    """The label matchers of one slot's pods: the server's own labels plus file-SD's namespace."""
+    pairs = {"namespace": namespace, "deployment": name, "slot": slot, "revision": revision}
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs.items()) + "}"
+
+
+def counter_increase(baseline: float | None, samples: Iterable[float]) -> float:
+    """What a counter gained over its samples, from `baseline` (None: created inside the window).
+
+    A drop is a reset (the process restarted): the new value is counted from zero.
+    """
+    previous = 0.0 if baseline is None else baseline
+    gained = 0.0
+    for value in samples:
+        gained += value - previous if value >= previous else value
+        previous = value
+    return gained
+
+
+def count_requests(
+    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
+) -> RequestCounts:
+    """Requests and 5xx answers since `since`, summed over every series (pod × code)."""
+    requests = errors = 0.0
+    most_scrapes = 0
+    for labels, samples in windows.items():
+        after = [value for stamp, value in samples if stamp > since]
+        most_scrapes = max(most_scrapes, len(after))
+        gained = counter_increase(baselines.get(labels), after)
+        requests += gained
+        if dict(labels).get("code", "").startswith("5"):
+            errors += gained
+    return RequestCounts(requests=requests, errors=errors, most_scrapes=most_scrapes)
+
+
+def p99_query(namespace: str, name: str, slot: str, revision: str, window_s: int) -> str:
+    """p99 of one slot's own histogram over the window, in seconds."""
+    matchers = selector(namespace, name, slot, revision)
+    return (
+        f"histogram_quantile(0.99, sum by (le) "
+        f"(increase({DURATION_BUCKETS_METRIC}{matchers}[{window_s}s])))"
+    )
+
+
+class PrometheusAnalyzer:
+    """Implements `Analyzer` over the Prometheus HTTP API with a passed-in httpx client."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        default_url: str,
+        *,
+        timeout_s: float = 5.0,
+        z: float = DEFAULT_Z,
+    ) -> None:
+        self._client = client
+        self._default_url = default_url
+        self._timeout = timeout_s
+        self._z = z
+
+    async def measure(
+        self, target: AnalysisTarget, spec: AnalysisSpec, now: datetime
+    ) -> Measurement:
+        url = (spec.prometheus_url or self._default_url).rstrip("/")
+        window_s = math.ceil((now - target.since).total_seconds())
+        if window_s <= 0:
+            return combine([CheckResult("window", "Inconclusive", "the step has just begun")], now)
+        try:
+            return await self._measure(url, target, spec, now, window_s)
+        except PrometheusError as error:
+            return error_measurement(f"Prometheus at {url}: {error}", now)
+        except (KeyError, TypeError, IndexError, ValueError) as error:  # a malformed answer
+            return error_measurement(f"Prometheus at {url}: unexpected answer ({error!r})", now)
+
+    async def _measure(
+        self, url: str, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
+    ) -> Measurement:
+        canary = (target.namespace, target.name, target.canary_slot, target.canary_revision)
+        compare = spec.max_p99_regression_ratio is not None and target.stable_slot is not None
+        stable = (
+            target.namespace,
+            target.name,
+            target.stable_slot or "",
+            target.stable_revision or "",
+        )
+        since, at = target.since.timestamp(), now.timestamp()
+        matchers = selector(*canary)
+        baselines, windows, p99_s, stable_p99_s = await asyncio.gather(
+            self._vector(url, f"{REQUESTS_METRIC}{matchers}", since),
+            self._matrix(url, f"{REQUESTS_METRIC}{matchers}[{window_s}s]", at),
+            self._number(url, p99_query(*canary, window_s), at),
+            self._number(url, p99_query(*stable, window_s), at) if compare else _none(),
+        )
+        counts = count_requests(baselines, windows, since)
+        if counts.most_scrapes < 2:
+            reason = (
+                "no canary requests counted since the step began"
+                if not windows
+                else "fewer than two scrapes since the step began"
+            )
+            return combine([CheckResult("window", "Inconclusive", reason)], now)
+        p99_ms = None if p99_s is None else p99_s * 1000
+        stable_p99_ms = None if stable_p99_s is None else stable_p99_s * 1000
+        results = self._judge(spec, target, counts, p99_ms, stable_p99_ms)
+        results += await self._extra_checks(url, target, spec.metrics, at)
+        return combine(
+            results, now, requests=counts.requests, p99_ms=p99_ms, stable_p99_ms=stable_p99_ms
+        )
+
+    def _judge(
+        self,
+        spec: AnalysisSpec,
+        target: AnalysisTarget,
+        counts: RequestCounts,
+        p99_ms: float | None,
+        stable_p99_ms: float | None,
+    ) -> list[CheckResult]:
+        weight, minimum = target.weight, spec.min_requests
+        results: list[CheckResult] = [
+            judge_error_rate(
+                counts.errors, counts.requests, spec.max_error_rate, minimum, weight, self._z
+            ),
+            judge_p99(p99_ms, counts.requests, spec.max_p99_latency_ms, minimum, weight),
+        ]
+        if spec.max_p99_regression_ratio is not None and target.stable_slot is not None:
+            regression = judge_regression(
+                p99_ms,
+                stable_p99_ms,
+                spec.max_p99_regression_ratio,
+                counts.requests,
+                minimum,
+                weight,
+            )
+            if regression is not None:
+                results.append(regression)
+        return results
+
+    async def _extra_checks(
+        self, url: str, target: AnalysisTarget, checks: Sequence[MetricCheck], at: float
+    ) -> list[CheckResult]:
+        async def one(check: MetricCheck) -> CheckResult:
+            try:
+                query = render_query(
+                    check.query,
+                    namespace=target.namespace,
+                    name=target.name,
+                    slot=target.canary_slot,
+                    revision=target.canary_revision,
+                )
+                return judge_metric(check, await self._number(url, query, at, strict=True))
+            except (PrometheusError, ValueError) as error:
+                return CheckResult(check.name, "Error", f"{check.name}: {error}")
+
+        return list(await asyncio.gather(*(one(check) for check in checks)))
+
+    # --- the HTTP API -------------------------------------------------------------------------
+
+    async def _query(self, url: str, query: str, at: float) -> tuple[str, list[Any]]:
+        try:
+            response = await self._client.get(
+                f"{url}/api/v1/query",
+                params={"query": query, "time": f"{at:.3f}"},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as error:
+            raise PrometheusError(f"timed out after {self._timeout:g} s") from error
+        except httpx.HTTPError as error:
+            raise PrometheusError(f"unreachable ({type(error).__name__}: {error})") from error
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise PrometheusError(f"HTTP {response.status_code}, not a JSON answer") from error
+        if response.status_code != 200 or body.get("status") != "success":
+            detail = body.get("error") if isinstance(body, dict) else None
+            raise PrometheusError(f"HTTP {response.status_code}: {detail or 'query failed'}")
+        data = body["data"]
+        result = data["result"]
+        return data["resultType"], result if isinstance(result, list) else [result]
+
+    async def _vector(self, url: str, query: str, at: float) -> dict[Labels, float]:
+        kind, result = await self._query(url, query, at)
+        _expect(kind, "vector", query)
+        return {_labels(item["metric"]): float(item["value"][1]) for item in result}
+
+    async def _matrix(self, url: str, query: str, at: float) -> dict[Labels, list[Sample]]:
+        kind, result = await self._query(url, query, at)
+        _expect(kind, "matrix", query)
+        return {
+            _labels(item["metric"]): [
+                (float(stamp), float(value)) for stamp, value in item["values"]
+            ]
+            for item in result
+        }
+
+    async def _number(
+        self, url: str, query: str, at: float, *, strict: bool = False
+    ) -> float | None:
+        """One number (scalar or one-element vector); None when empty or NaN."""
+        kind, result = await self._query(url, query, at)
+        if kind == "scalar":
+            values = [float(result[1])]
+        elif kind == "vector":
+            values = [float(item["value"][1]) for item in result]
+        else:
+            raise PrometheusError(f"{query!r} returned a {kind}, not a number")
+        if strict and len(values) > 1:
+            raise PrometheusError(f"{query!r} returned {len(values)} series, not one number")
+        finite = [value for value in values if not math.isnan(value)]
+        return finite[0] if finite else None
+
+
+async def _none() -> None:
+    return None
+
+
+def _labels(metric: Mapping[str, str]) -> Labels:
+    return frozenset((key, value) for key, value in metric.items() if key != "__name__")
+
+
+def _expect(kind: str, wanted: str, query: str) -> None:
+    if kind != wanted:
+        raise PrometheusError(f"{query!r} returned a {kind}, expected a {wanted}")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

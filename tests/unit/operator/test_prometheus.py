@@ -1,0 +1,312 @@
+"""The Prometheus analyzer: exact counting from raw samples, and every way a query can go wrong.
+
+A scripted Prometheus (an httpx transport passed into the client) answers the API calls here; the
+same analyzer against a real Prometheus scraping real servers is in tests/e2e/test_analysis.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelfleet.operator.api import AnalysisSpec, MetricCheck
+from modelfleet.operator.measurement import AnalysisTarget, Measurement
+from modelfleet.operator.prometheus import (
+    PrometheusAnalyzer,
+    count_requests,
+    counter_increase,
+    p99_query,
+    selector,
+)
+
+SINCE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+NOW = SINCE + timedelta(seconds=30)
+T0 = SINCE.timestamp()
+TARGET = AnalysisTarget(
+    namespace="ml",
+    name="fraud",
+    canary_slot="green",
+    canary_revision="r2",
+    stable_slot="blue",
+    stable_revision="r1",
+    weight=25,
+    since=SINCE,
+)
+
+
+def _labels(**labels: str) -> frozenset[tuple[str, str]]:
+    return frozenset(labels.items())
+
+
+# --- counting ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("baseline", "samples", "expected"),
+    [
+        (10.0, [12.0, 15.0, 20.0], 10.0),
+        (None, [1.0, 3.0], 3.0),  # created inside the window (the 5xx series on the first error)
+        (100.0, [110.0, 4.0, 9.0], 19.0),  # reset: 10 before it, then 9 from zero
+        (5.0, [], 0.0),
+        (None, [], 0.0),
+    ],
+)
+def test_counter_increase(baseline: float | None, samples: list[float], expected: float) -> None:
+    assert counter_increase(baseline, samples) == expected
+
+
+@given(
+    baseline=st.integers(min_value=0, max_value=10**6),
+    steps=st.lists(st.integers(min_value=0, max_value=1000), max_size=50),
+)
+def test_counter_increase_without_resets_is_last_minus_first(
+    baseline: int, steps: list[int]
+) -> None:
+    values, running = [], baseline
+    for step in steps:
+        running += step
+        values.append(float(running))
+    assert counter_increase(float(baseline), values) == sum(steps)
+
+
+def test_count_requests_sums_pods_and_codes_and_ignores_samples_before_since() -> None:
+    ok_a = _labels(pod="a", code="200")
+    ok_b = _labels(pod="b", code="200")
+    error_a = _labels(pod="a", code="500")
+    bad_request = _labels(pod="a", code="400")
+    windows = {
+        ok_a: [(T0 - 1, 50.0), (T0 + 1, 60.0), (T0 + 2, 80.0)],
+        ok_b: [(T0 + 1, 5.0), (T0 + 2, 7.0)],
+        error_a: [(T0 + 2, 3.0)],
+        bad_request: [(T0 + 1, 2.0), (T0 + 2, 2.0)],
+    }
+    counts = count_requests({ok_a: 50.0, bad_request: 1.0}, windows, T0)
+    assert counts.requests == 30 + 7 + 3 + 1
+    assert counts.errors == 3  # 4xx are the client's mistakes, not the canary's
+    assert counts.most_scrapes == 2
+
+
+def test_selector_and_p99_query() -> None:
+    matchers = selector("ml", "fraud", "green", 'r"2')
+    assert matchers == '{namespace="ml",deployment="fraud",slot="green",revision="r\\"2"}'
+    assert p99_query("ml", "fraud", "green", "r2", 30) == (
+        "histogram_quantile(0.99, sum by (le) (increase(modelfleet_request_duration_seconds_bucket"
+        '{namespace="ml",deployment="fraud",slot="green",revision="r2"}[30s])))'
+    )
+
+
+# --- the analyzer against a scripted Prometheus -----------------------------------------------
+
+Answer = Callable[[str, float], dict[str, Any]]
+
+
+def _vector(*items: tuple[dict[str, str], float]) -> dict[str, Any]:
+    return {
+        "resultType": "vector",
+        "result": [{"metric": m, "value": [0, str(v)]} for m, v in items],
+    }
+
+
+def _matrix(*items: tuple[dict[str, str], list[tuple[float, float]]]) -> dict[str, Any]:
+    return {
+        "resultType": "matrix",
+        "result": [
+            {"metric": m, "values": [[t, str(v)] for t, v in samples]} for m, samples in items
+        ],
+    }
+
+
+def healthy_prometheus(
+    ok: int = 2000, errors: int = 6, p99_s: float = 0.012, extra: float | None = 0.9
+) -> Answer:
+    """Answers like Prometheus would for a canary that served `ok` + `errors` requests."""
+    series_ok = {"__name__": "modelfleet_requests_total", "pod": "a", "code": "200"}
+    series_error = {"__name__": "modelfleet_requests_total", "pod": "a", "code": "503"}
+
+    def answer(query: str, at: float) -> dict[str, Any]:
+        if query.startswith("histogram_quantile"):
+            return _vector(({}, p99_s))
+        if query.startswith("modelfleet_requests_total") and query.endswith("s]"):
+            return _matrix(
+                (series_ok, [(T0 + 10, ok / 2), (T0 + 20, float(ok))]),
+                (series_error, [(T0 + 20, float(errors))]),
+            )
+        if query.startswith("modelfleet_requests_total"):
+            assert at == pytest.approx(T0)
+            return _vector()  # nothing before the step: both series are new
+        return _vector() if extra is None else _vector(({}, extra))
+
+    return answer
+
+
+def _measure(
+    answer: Answer | Exception,
+    spec: AnalysisSpec | None = None,
+    target: AnalysisTarget = TARGET,
+    now: datetime = NOW,
+) -> tuple[Measurement, list[str]]:
+    queries: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query, at = request.url.params["query"], float(request.url.params["time"])
+        queries.append(query)
+        assert request.url.path == "/api/v1/query"
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(200, json={"status": "success", "data": answer(query, at)})
+
+    async def run() -> Measurement:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            analyzer = PrometheusAnalyzer(client, "http://prometheus.test:9090/")
+            return await analyzer.measure(target, spec or AnalysisSpec(), now)
+
+    return asyncio.run(run()), queries
+
+
+def test_healthy_canary_passes_with_its_numbers() -> None:
+    measurement, queries = _measure(healthy_prometheus())
+    assert measurement.phase == "Pass", measurement.message
+    assert measurement.requests == 2006
+    assert measurement.error_rate == pytest.approx(6 / 2006)
+    assert measurement.p99_ms == pytest.approx(12.0)
+    assert all('revision="r2"' in q for q in queries)
+
+
+def test_erroring_canary_fails_with_the_measured_rate() -> None:
+    measurement, _ = _measure(healthy_prometheus(ok=1736, errors=76))
+    assert measurement.phase == "Fail"
+    assert measurement.message == (
+        "error rate 4.2 % [2.9–6.0 %] > 1.0 % over 1,812 requests at 25 %"
+    )
+
+
+def test_slow_canary_fails_on_p99() -> None:
+    measurement, _ = _measure(healthy_prometheus(p99_s=0.45))
+    assert measurement.phase == "Fail"
+    assert measurement.message == "p99 450 ms > 200 ms over 2,006 requests at 25 %"
+
+
+def test_absent_series_is_inconclusive_never_pass_or_fail() -> None:
+    def empty(query: str, at: float) -> dict[str, Any]:
+        return _matrix() if query.endswith("s]") else _vector()
+
+    measurement, _ = _measure(empty)
+    assert measurement.phase == "Inconclusive"
+    assert "no canary requests" in measurement.message
+
+
+def test_a_window_of_one_scrape_is_inconclusive() -> None:
+    def one_scrape(query: str, at: float) -> dict[str, Any]:
+        if query.endswith("s]"):
+            return _matrix(({"code": "500"}, [(T0 + 1, 900.0)]))
+        return _vector(({}, 0.01)) if query.startswith("histogram") else _vector()
+
+    measurement, _ = _measure(one_scrape)
+    assert measurement.phase == "Inconclusive"
+    assert "two scrapes" in measurement.message
+
+
+def test_the_step_that_just_began_is_inconclusive_without_a_query() -> None:
+    measurement, queries = _measure(healthy_prometheus(), now=SINCE)
+    assert measurement.phase == "Inconclusive"
+    assert queries == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (httpx.ConnectError("connection refused"), "unreachable"),
+        (httpx.ReadTimeout("slow"), "timed out after 5 s"),
+    ],
+)
+def test_unreachable_prometheus_is_an_error_measurement(failure: Exception, words: str) -> None:
+    measurement, _ = _measure(failure)
+    assert measurement.phase == "Error"
+    assert measurement.message.startswith("Prometheus at http://prometheus.test:9090: ")
+    assert words in measurement.message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words"),
+    [
+        (400, {"status": "error", "errorType": "bad_data", "error": "parse error"}, "parse error"),
+        (503, "Service Unavailable", "not a JSON answer"),
+        (200, {"status": "success", "data": {"resultType": "vector"}}, "unexpected answer"),
+    ],
+)
+def test_a_refused_or_malformed_answer_is_an_error_measurement(
+    status: int, body: Any, words: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        content = body if isinstance(body, str) else json.dumps(body)
+        return httpx.Response(status, content=content.encode())
+
+    async def run() -> Measurement:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await PrometheusAnalyzer(client, "http://p:9090").measure(
+                TARGET, AnalysisSpec(), NOW
+            )
+
+    measurement = asyncio.run(run())
+    assert measurement.phase == "Error"
+    assert words in measurement.message
+
+
+def test_spec_url_overrides_the_default() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url.host))
+        raise httpx.ConnectError("no")
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            spec = AnalysisSpec(prometheus_url="http://other.test:9090")
+            await PrometheusAnalyzer(client, "http://p:9090").measure(TARGET, spec, NOW)
+
+    asyncio.run(run())
+    assert set(seen) == {"other.test"}
+
+
+@pytest.mark.parametrize(
+    ("stable_p99_s", "phase"), [(0.010, "Pass"), (0.004, "Fail"), (None, "Inconclusive")]
+)
+def test_regression_against_stable_in_the_same_window(
+    stable_p99_s: float | None, phase: str
+) -> None:
+    canary = healthy_prometheus(p99_s=0.012)
+
+    def answer(query: str, at: float) -> dict[str, Any]:
+        if query.startswith("histogram_quantile") and 'slot="blue"' in query:
+            return _vector() if stable_p99_s is None else _vector(({}, stable_p99_s))
+        return canary(query, at)
+
+    measurement, _ = _measure(answer, AnalysisSpec(max_p99_regression_ratio=2.0))
+    assert measurement.phase == phase, measurement.message
+
+
+@pytest.mark.parametrize(("value", "phase"), [(0.9, "Pass"), (0.2, "Fail"), (None, "Inconclusive")])
+def test_extra_checks_are_templated_and_judged(value: float | None, phase: str) -> None:
+    check = MetricCheck(
+        name="agreement",
+        query='avg(agree{namespace="{{namespace}}",slot="{{slot}}",revision="{{revision}}"})',
+        min=0.5,
+    )
+    measurement, queries = _measure(healthy_prometheus(extra=value), AnalysisSpec(metrics=[check]))
+    assert measurement.phase == phase
+    assert 'avg(agree{namespace="ml",slot="green",revision="r2"})' in queries
+
+
+def test_a_broken_extra_check_is_an_error_not_a_crash() -> None:
+    check = MetricCheck(name="bad", query="x{pod='{{pod}}'}", max=1)
+    measurement, _ = _measure(healthy_prometheus(), AnalysisSpec(metrics=[check]))
+    assert measurement.phase == "Error"
+    assert "unknown placeholder {{pod}}" in measurement.message
