@@ -411,6 +411,13 @@ class CanaryStatus(CamelModel):
         default=None, description="When this step's weight was set."
     )
     started_at: str | None = Field(default=None, description="When the rollout began.")
+    progressed_at: str | None = Field(
+        default=None,
+        description="When the rollout last made progress; progressDeadline counts from here.",
+    )
+    skip_analysis: bool = Field(
+        default=False, description="Promote without analysis (`promote --full`, steps [100])."
+    )
     analysis: AnalysisStatus = Field(
         default_factory=AnalysisStatus, description="Last measurement."
     )
@@ -454,6 +461,15 @@ class ModelDeploymentStatus(CamelModel):
     )
     canary: CanaryStatus | None = Field(default=None, description="The rollout in progress.")
     previous: PreviousStatus | None = Field(default=None, description="Slot kept warm for undo.")
+    draining: PreviousStatus | None = Field(
+        default=None,
+        description="Slot taking no traffic, kept until `until` (scaleDownDelay), then scaled to 0.",
+    )
+    held_revision: str | None = Field(
+        default=None,
+        description="Spec revision not rolled out again (rolled back, aborted or undone) until the "
+        "spec changes or `kubectl modelfleet retry`.",
+    )
     slots: dict[str, SlotStatus] = Field(default_factory=dict, description="Per-slot replicas.")
     ready: str | None = Field(default=None, description="Ready/desired pods of the active slot.")
     url: str | None = Field(default=None, description="Where the model answers.")
