@@ -1,0 +1,117 @@
+"""The data plane: what the HTTP routes call. It finds the model, decodes, scores through
+the micro-batcher, injects faults when asked, and encodes; it knows nothing of HTTP
+beyond the error classes it raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelfleet import __version__
+from modelfleet.server import codecs
+from modelfleet.server.batching import MicroBatcher
+from modelfleet.server.errors import InjectedFaultError, ModelNotFoundError, NotReadyError
+from modelfleet.server.faults import FaultInjector
+from modelfleet.server.metrics import ServerMetrics
+from modelfleet.server.model import LoadedModel
+from modelfleet.server.runtimes.base import Outputs
+from modelfleet.server.settings import ServerSettings
+
+SERVER_NAME = "modelfleet"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class DataPlane:
+    """One served model and everything needed to answer requests for it."""
+
+    def __init__(self, model: LoadedModel, settings: ServerSettings, metrics: ServerMetrics):
+        self.model = model
+        self.settings = settings
+        self.metrics = metrics
+        self.faults = FaultInjector(settings.fault_error_rate, settings.fault_latency_ms)
+        self.batcher = MicroBatcher(
+            model.runtime.predict,
+            max_batch_size=settings.max_batch_size,
+            max_latency_s=settings.max_batch_latency_micros / 1e6,
+            observe_batch=metrics.observe_batch,
+        )
+        self.draining = False
+        metrics.model_loaded(
+            model.version, model.format, model.metadata.backend, model.sha256, model.load_seconds
+        )
+        metrics.set_ready(True)
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining
+
+    def start_draining(self) -> None:
+        """SIGTERM: readiness fails from now on; requests are still answered."""
+        self.draining = True
+        self.metrics.set_ready(False)
+
+    def find(self, name: str, version: str | None = None) -> LoadedModel:
+        if name != self.model.name or version not in (None, "", self.model.version):
+            served = f"{self.model.name} (version {self.model.version})"
+            asked = name if not version else f"{name} version {version}"
+            raise ModelNotFoundError(
+                f"model {asked} is not served here; this server serves {served}"
+            )
+        return self.model
+
+    def inject_fault(self) -> None:
+        if self.faults.should_fail():
+            raise InjectedFaultError(
+                f"injected fault (MODELFLEET_FAULT_ERROR_RATE={self.faults.error_rate:g})"
+            )
+
+    async def score(self, rows: npt.NDArray[np.generic]) -> Outputs:
+        return await self.batcher.submit(rows, self.settings.request_timeout_seconds)
+
+    async def infer_v2(
+        self, name: str, version: str | None, body: bytes, header_length: int | None
+    ) -> tuple[bytes, int | None]:
+        model = self.find(name, version)
+        self.inject_fault()
+        request = codecs.decode_v2(body, header_length, model.metadata)
+        outputs = await self.score(request.rows)
+        return codecs.encode_v2(request, outputs, model.metadata, model.name, model.version)
+
+    async def predict_v1(self, name: str, body: bytes) -> bytes:
+        model = self.find(name)
+        self.inject_fault()
+        rows = codecs.decode_v1(body, model.metadata)
+        return codecs.encode_v1(await self.score(rows), model.metadata)
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.find(name, version)
+        meta = model.metadata
+        return {
+            "name": model.name,
+            "versions": [model.version],
+            "platform": meta.platform,
+            "inputs": [meta.input.as_dict()],
+            "outputs": [spec.as_dict() for spec in meta.outputs],
+            "parameters": {
+                "backend": meta.backend,
+                "task": meta.task,
+                "classes": meta.classes,
+                "feature_names": list(meta.feature_names),
+                "handles_missing": meta.handles_missing,
+                "sha256": model.sha256,
+            },
+        }
+
+    def model_ready(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.find(name, version)
+        if not self.ready:
+            raise NotReadyError(f"model {model.name} is shutting down")
+        return {"name": model.name, "ready": True}
+
+    def close(self) -> None:
+        self.batcher.close()

@@ -1,0 +1,83 @@
+"""One error hierarchy for the server, each class carrying the HTTP status it answers with.
+
+    ServerError (500)                    anything we did not foresee: a bug, never the client's fault
+    ├── ClientError (400)                the request is wrong; the message says what to fix
+    │   ├── InvalidInputError (400)           wrong shape, datatype, ragged or non-numeric data, NaN unsupported
+    │   ├── MalformedRequestError (400)       not JSON, or JSON that is not an inference request
+    │   ├── UnauthorizedError (401)           missing or unknown API key
+    │   ├── ModelNotFoundError (404)          no model of that name (or version) is served here
+    │   ├── PayloadTooLargeError (413)        body above max_body_bytes
+    │   └── TooManyRequestsError (429)        max_concurrency requests already in flight
+    ├── InjectedFaultError (500)              fault injection for rollout drills (MODELFLEET_FAULT_ERROR_RATE)
+    ├── NotReadyError (503)                   still loading, or draining after SIGTERM
+    └── InferenceTimeoutError (504)           the prediction took longer than request_timeout_seconds
+
+    ModelLoadError                       start-up only: the model cannot be fetched, verified or loaded
+
+`render_error` is the one place that turns any of them into `{"error": "..."}` bodies.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+
+class ServerError(Exception):
+    """Base of every error the HTTP layer renders; `status_code` is the HTTP answer."""
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(ServerError):
+    status_code = 400
+
+
+class InvalidInputError(ClientError):
+    status_code = 400
+
+
+class MalformedRequestError(ClientError):
+    status_code = 400
+
+
+class UnauthorizedError(ClientError):
+    status_code = 401
+
+
+class ModelNotFoundError(ClientError):
+    status_code = 404
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+
+
+class TooManyRequestsError(ClientError):
+    status_code = 429
+
+
+class InjectedFaultError(ServerError):
+    status_code = 500
+
+
+class NotReadyError(ServerError):
+    status_code = 503
+
+
+class InferenceTimeoutError(ServerError):
+    status_code = 504
+
+
+class ModelLoadError(Exception):
+    """The model cannot be fetched, verified or loaded: the server refuses to start."""
+
+
+def render_error(error: ServerError) -> tuple[int, bytes]:
+    """The status code and JSON body for an error."""
+    return error.status_code, orjson.dumps({"error": error.message})

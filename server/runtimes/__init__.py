@@ -1,0 +1,1 @@
+"""Model runtimes behind one interface (`base.Runtime`): LightGBM and ONNX."""

@@ -1,0 +1,117 @@
+"""Typed server settings: every `modelfleet serve` flag is also a `MODELFLEET_*` env var."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ModelFormat = Literal["lightgbm", "onnx"]
+LightGBMBackend = Literal["native", "onnx", "auto"]
+
+_EXTENSION_FORMATS: dict[str, ModelFormat] = {
+    ".txt": "lightgbm",
+    ".lgb": "lightgbm",
+    ".lgbm": "lightgbm",
+    ".model": "lightgbm",
+    ".gz": "lightgbm",
+    ".onnx": "onnx",
+}
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "modelfleet" / "models"
+
+
+def format_from_uri(uri: str) -> ModelFormat | None:
+    """The model format implied by the URI's file extension, if any."""
+    path = uri.split("?", 1)[0].rstrip("/")
+    for extension, model_format in _EXTENSION_FORMATS.items():
+        if path.lower().endswith(extension):
+            return model_format
+    return None
+
+
+class ServerSettings(BaseSettings):
+    """Settings of one model-server process, validated at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELFLEET_", extra="ignore")
+
+    model_uri: str = Field(
+        description="Model location: path, file://, http(s)://, s3://, gs://, az://"
+    )
+    model_name: str = Field("model", description="Name the model is served under")
+    model_format: ModelFormat | None = Field(
+        None, description="lightgbm | onnx (default: extension)"
+    )
+    model_version: str = Field("", description="Version shown in metadata (default: sha256 prefix)")
+    model_sha256: str | None = Field(None, description="Refuse to start unless the file matches")
+    lightgbm_backend: LightGBMBackend = Field(
+        "auto", description="Score LightGBM models natively, through ONNX, or pick (auto)"
+    )
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    metrics_port: int = Field(8082, ge=0, le=65535)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    workers: int = Field(1, ge=1)
+    max_batch_size: int = Field(64, ge=1, description="Rows merged into one predict call")
+    max_batch_latency_micros: int = Field(
+        0, ge=0, description="How long a batch waits for more rows (0: take what is queued)"
+    )
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    max_concurrency: int = Field(0, ge=0, description="Inference requests in flight (0: no limit)")
+    api_key_file: Path | None = None
+    fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fault_latency_ms: float = Field(0.0, ge=0.0)
+    shutdown_grace_seconds: float = Field(30.0, ge=0.0)
+    shutdown_drain_seconds: float = Field(
+        2.0, ge=0.0, description="After SIGTERM: keep serving while not ready, then stop"
+    )
+    deployment: str = ""
+    slot: str = ""
+    revision: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+    termination_log: Path = Path("/dev/termination-log")
+    intra_op_threads: int = Field(1, ge=0, description="Scoring threads (0: library default)")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="ONNX execution provider")
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _sha256_is_hex(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        value = value.strip().lower().removeprefix("sha256:")
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("MODELFLEET_MODEL_SHA256 must be 64 hex characters")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _one_worker(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                "MODELFLEET_WORKERS must be 1: one process per pod keeps metrics exact; "
+                "scale with replicas instead"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _format_known(self) -> ServerSettings:
+        if self.model_format is None:
+            self.model_format = format_from_uri(self.model_uri)
+            if self.model_format is None:
+                raise ValueError(
+                    f"cannot tell the model format from {self.model_uri!r}: "
+                    "set MODELFLEET_MODEL_FORMAT (or --format) to lightgbm or onnx"
+                )
+        return self
+
+    @property
+    def resolved_format(self) -> ModelFormat:
+        assert self.model_format is not None
+        return self.model_format
