@@ -54,11 +54,11 @@ clean: ## Remove build leftovers and caches (keeps .venv and the binary cache)
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # --- model server (model server issue) ---
-serve: $(STAMP) ## Serve the example model locally (modelfleet serve)
-	@echo "not built yet (model server issue)"; exit 2
+serve: $(STAMP) examples ## Serve the example model locally (modelfleet serve)
+	$(VENV)/bin/modelfleet serve --model examples/models/model.txt --host 127.0.0.1
 
 examples: $(STAMP) ## Train the example models into examples/models/
-	@echo "not built yet (model server issue)"; exit 2
+	$(PY) examples/train_models.py --out examples/models
 
 bench-server: $(STAMP) ## Benchmark the server against MLServer, KServe and a bare-ASGI ceiling
 	@echo "not built yet (model server issue)"; exit 2

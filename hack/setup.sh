@@ -3,3 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "setup: nothing to install yet"
+.venv/bin/python examples/train_models.py --out examples/models  # example models (idempotent; model server issue)
