@@ -1,0 +1,183 @@
+"""The traffic driver: steady open-loop load through the pods' real local addresses.
+
+It re-reads the live router objects every `refresh_s` (HTTPRoute weights, the NGINX canary
+annotations, or the replica ratio of Ready pods; see `weights`), sends `rps` requests a second
+split by those weights, and counts every answer by (slot, revision, HTTP code). Code 0 is a
+request that got no answer at all; slot "none" with 503 is a share of traffic whose backend had no
+Ready pod (what a real proxy would answer). It also records each change of the per-slot shares
+with its wall-clock time, which is how the benchmark times "error onset → canary weight 0".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .weights import Endpoint, slot_shares
+
+Snapshot = Callable[[], Awaitable[Sequence[Endpoint]]]
+
+
+@dataclass
+class Tally:
+    """Answers counted by (slot, revision, code), and the share history."""
+
+    counts: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    shares: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    refresh_errors: int = 0
+
+    def total(self, slot: str | None = None, revision: str | None = None) -> int:
+        return sum(
+            n
+            for (s, r, _), n in self.counts.items()
+            if (slot is None or s == slot) and (revision is None or r == revision)
+        )
+
+    def failed(self, slot: str | None = None, revision: str | None = None) -> int:
+        """Answers that were not a success: 5xx, and no answer at all (code 0)."""
+        return sum(
+            n
+            for (s, r, code), n in self.counts.items()
+            if (code >= 500 or code == 0)
+            and (slot is None or s == slot)
+            and (revision is None or r == revision)
+        )
+
+    def first_time(self, predicate: Callable[[Mapping[str, float]], bool]) -> float | None:
+        return next((at for at, shares in self.shares if predicate(shares)), None)
+
+
+class TrafficDriver:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        rps: float,
+        path: str,
+        payload: Any,
+        refresh_s: float = 0.5,
+        timeout_s: float = 10.0,
+        max_inflight: int = 64,
+        seed: int = 0,
+    ) -> None:
+        self._snapshot = snapshot
+        self.rps = rps
+        self._path = path
+        self._payload = payload
+        self._refresh_s = refresh_s
+        self._timeout_s = timeout_s
+        self._inflight = asyncio.Semaphore(max_inflight)
+        self._random = random.Random(seed)
+        self._endpoints: Sequence[Endpoint] = ()
+        self.tally = Tally()
+        self._lock = threading.Lock()
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send load until `stop` is set, then wait for the requests in flight."""
+        await self._refresh()
+        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+            refresher = asyncio.create_task(self._refresh_until(stop))
+            pending: set[asyncio.Task[None]] = set()
+            next_at = time.monotonic()
+            while not stop.is_set():
+                await self._inflight.acquire()
+                task = asyncio.create_task(self._send(client))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                next_at += 1 / self.rps
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+            await refresher
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _refresh_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._refresh_s)
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        try:
+            self._endpoints = tuple(await self._snapshot())
+        except Exception:  # an API hiccup: keep routing by the last objects seen
+            with self._lock:
+                self.tally.refresh_errors += 1
+            return
+        shares = slot_shares(self._endpoints)
+        with self._lock:
+            if not self.tally.shares or self.tally.shares[-1][1] != shares:
+                self.tally.shares.append((time.time(), shares))
+
+    def _pick(self) -> Endpoint | None:
+        if not self._endpoints:
+            return None
+        return self._random.choices(self._endpoints, weights=[e.share for e in self._endpoints])[0]
+
+    async def _send(self, client: httpx.AsyncClient) -> None:
+        try:
+            endpoint = self._pick()
+            if endpoint is None or endpoint.address is None:
+                slot = endpoint.slot if endpoint else "none"
+                self._count(slot, "none", 503)
+                return
+            try:
+                response = await client.post(
+                    f"http://{endpoint.address}{self._path}", json=self._payload
+                )
+                code = response.status_code
+            except httpx.HTTPError:
+                code = 0
+            self._count(endpoint.slot, endpoint.revision, code)
+        finally:
+            self._inflight.release()
+
+    def _count(self, slot: str, revision: str, code: int) -> None:
+        with self._lock:
+            self.tally.counts[(slot, revision, code)] += 1
+
+    # --- for synchronous tests ----------------------------------------------------------------
+
+    def snapshot_tally(self) -> Tally:
+        """A copy of the counts so far (safe while the driver runs in its thread)."""
+        with self._lock:
+            return Tally(
+                Counter(self.tally.counts), list(self.tally.shares), self.tally.refresh_errors
+            )
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[TrafficDriver]:
+        """Run the driver on its own event loop in a thread for the `with` block."""
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            try:
+                loop.run_until_complete(self.run(stop))
+            except BaseException as error:  # surfaced to the test below
+                failure.append(error)
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=main, name="traffic-driver", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop already ended on a failure
+                loop.call_soon_threadsafe(stop.set)
+            thread.join(timeout=30)
+        if failure:
+            raise RuntimeError("the traffic driver failed") from failure[0]
