@@ -1,0 +1,36 @@
+"""Condition types and reasons, in one place (CamelCase, as metav1.Condition wants them)."""
+
+from __future__ import annotations
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+# Ready
+AVAILABLE = "Available"
+PODS_NOT_READY = "PodsNotReady"
+SCALED_TO_ZERO = "ScaledToZero"
+# Progressing
+FIRST_DEPLOY = "FirstDeploy"
+ROLLOUT_IN_PROGRESS = "RolloutInProgress"
+WAITING_FOR_PODS = "WaitingForCanaryPods"
+STEP_STARTED = "StepStarted"
+STEP_PASSED = "StepPassed"
+ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+METRICS_UNAVAILABLE = "MetricsUnavailable"
+ROLLOUT_COMPLETE = "RolloutComplete"
+PAUSED = "Paused"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+# Degraded / outcomes
+ANALYSIS_FAILED = "AnalysisFailed"
+ABORTED = "Aborted"
+ROLLED_BACK = "RolledBack"
+SUPERSEDED = "Superseded"
+CANCELLED = "Cancelled"
+PROMOTED = "Promoted"
+UNDONE = "Undone"
+INVALID_SPEC = "InvalidSpec"
+RECONCILE_ERROR = "ReconcileError"
+AS_EXPECTED = "AsExpected"
+COMMAND = "CommandAcknowledged"
+COMMAND_IGNORED = "CommandIgnored"

@@ -1,0 +1,78 @@
+"""Gateway API: one HTTPRoute `<name>` with weighted backendRefs to both slot Services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfleet.operator.api import Slot, TrafficSpec
+from modelfleet.operator.builders.common import SERVICE_PORT, Owner, base_labels, metadata
+from modelfleet.operator.routers import Routing, proportional_replicas
+
+
+class GatewayRouter:
+    name = "gateway-api"
+    managed_kinds: tuple[tuple[str, str], ...] = (("gateway.networking.k8s.io/v1", "HTTPRoute"),)
+
+    def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
+        assert traffic.gateway is not None
+        gateway = traffic.gateway
+        backends = [_backend(owner, routing.active_slot, 100 - _canary_weight(routing))]
+        if routing.canary_slot is not None:
+            backends.append(_backend(owner, routing.canary_slot, routing.canary_weight))
+        rule: dict[str, Any] = {
+            "matches": [{"path": {"type": "PathPrefix", "value": gateway.path}}],
+            "backendRefs": backends,
+        }
+        if routing.canary_slot is not None and routing.mirror_percent > 0:
+            rule["filters"] = [
+                {
+                    "type": "RequestMirror",
+                    "requestMirror": {
+                        "backendRef": _ref(owner, routing.canary_slot),
+                        "percent": routing.mirror_percent,
+                    },
+                }
+            ]
+        parent_refs = [
+            {k: v for k, v in ref.model_dump(by_alias=True).items() if v is not None}
+            for ref in gateway.parent_refs
+        ]
+        spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": [rule]}
+        if gateway.hostnames:
+            spec["hostnames"] = list(gateway.hostnames)
+        return [
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": metadata(owner, owner.name, base_labels(owner)),
+                "spec": spec,
+            }
+        ]
+
+    def stable_selector_slot(self, routing: Routing) -> Slot | None:
+        return routing.active_slot
+
+    def canary_replicas(self, active_replicas: int, weight: int) -> int:
+        return proportional_replicas(active_replicas, weight)
+
+    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
+        for obj in live:
+            if obj.get("kind") != "HTTPRoute" or obj["metadata"]["name"] != owner.name:
+                continue
+            refs = obj["spec"]["rules"][0].get("backendRefs", [])
+            if len(refs) < 2:
+                return 0
+            return int(refs[1].get("weight", 1))
+        return None
+
+
+def _canary_weight(routing: Routing) -> int:
+    return routing.canary_weight if routing.canary_slot is not None else 0
+
+
+def _ref(owner: Owner, slot: Slot) -> dict[str, Any]:
+    return {"group": "", "kind": "Service", "name": owner.slot_name(slot), "port": SERVICE_PORT}
+
+
+def _backend(owner: Owner, slot: Slot, weight: int) -> dict[str, Any]:
+    return {**_ref(owner, slot), "weight": weight}

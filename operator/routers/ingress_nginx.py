@@ -1,0 +1,87 @@
+"""NGINX Ingress: `<name>` to the active slot, `<name>-canary` with canary-weight annotations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfleet.operator.api import SLOTS, IngressTraffic, Slot, TrafficSpec
+from modelfleet.operator.builders.common import SERVICE_PORT, Owner, base_labels, metadata
+from modelfleet.operator.routers import Routing, proportional_replicas
+
+CANARY = "nginx.ingress.kubernetes.io/canary"
+CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+CANARY_WEIGHT_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
+
+
+class IngressNginxRouter:
+    name = "ingress-nginx"
+    managed_kinds: tuple[tuple[str, str], ...] = (("networking.k8s.io/v1", "Ingress"),)
+
+    def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
+        assert traffic.ingress is not None
+        ingress = traffic.ingress
+        # with no canary the canary Ingress stays, at weight 0, pointing at the idle slot
+        canary_slot = routing.canary_slot or _other(routing.active_slot)
+        weight = routing.canary_weight if routing.canary_slot else 0
+        canary_annotations = {
+            **ingress.annotations,
+            CANARY: "true",
+            CANARY_WEIGHT: str(weight),
+            CANARY_WEIGHT_TOTAL: "100",
+        }
+        return [
+            _ingress(owner, owner.name, ingress, routing.active_slot, dict(ingress.annotations)),
+            _ingress(owner, f"{owner.name}-canary", ingress, canary_slot, canary_annotations),
+        ]
+
+    def stable_selector_slot(self, routing: Routing) -> Slot | None:
+        return routing.active_slot
+
+    def canary_replicas(self, active_replicas: int, weight: int) -> int:
+        return proportional_replicas(active_replicas, weight)
+
+    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
+        for obj in live:
+            if obj.get("metadata", {}).get("name") == f"{owner.name}-canary":
+                value = obj["metadata"].get("annotations", {}).get(CANARY_WEIGHT)
+                return int(value) if value is not None and value.isdigit() else None
+        return None
+
+
+def _other(slot: Slot) -> Slot:
+    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+
+
+def _ingress(
+    owner: Owner, name: str, ingress: IngressTraffic, slot: Slot, annotations: dict[str, str]
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "ingressClassName": ingress.class_name,
+        "rules": [
+            {
+                "host": ingress.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": ingress.path,
+                            "pathType": "Prefix",
+                            "backend": {
+                                "service": {
+                                    "name": owner.slot_name(slot),
+                                    "port": {"number": SERVICE_PORT},
+                                }
+                            },
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    if ingress.tls is not None:
+        spec["tls"] = [{"hosts": [ingress.host], "secretName": ingress.tls.secret_name}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(owner, name, base_labels(owner), annotations or None),
+        "spec": spec,
+    }

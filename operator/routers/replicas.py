@@ -1,0 +1,35 @@
+"""Replica-ratio split: no router object; the stable Service selects both slots during a canary,
+and the canary's share of the pods is its share of the traffic (kube-proxy balances per pod)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelfleet.operator.api import Slot, TrafficSpec
+from modelfleet.operator.builders.common import Owner
+from modelfleet.operator.routers import Routing
+
+
+class ReplicaRatioRouter:
+    name = "replica-ratio"
+    managed_kinds: tuple[tuple[str, str], ...] = ()
+
+    def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
+        return []
+
+    def stable_selector_slot(self, routing: Routing) -> Slot | None:
+        if routing.canary_slot is None or routing.canary_weight == 0:
+            return routing.active_slot
+        if routing.canary_weight >= 100:
+            return routing.canary_slot
+        return None
+
+    def canary_replicas(self, active_replicas: int, weight: int) -> int:
+        """canary / (canary + active) ≈ weight: e.g. 3 active pods, 25 % → 1 canary pod."""
+        if weight >= 100:
+            return max(1, active_replicas)
+        return max(1, math.ceil(active_replicas * weight / (100 - weight)))
+
+    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
+        return None  # the real share depends on which pods are Ready: unknown here

@@ -1,0 +1,58 @@
+"""The operator's typed settings (env prefix MODELFLEET_OPERATOR_), validated at start-up."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_GPU_TOLERATIONS: list[dict[str, Any]] = [
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+]
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator reads from its environment; every field is MODELFLEET_OPERATOR_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELFLEET_OPERATOR_", extra="ignore")
+
+    server_image: str = Field(
+        default="ghcr.io/modelfleet/modelfleet-server:0.1.0",
+        description="Model-server image for ModelDeployments that do not name one.",
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus.monitoring.svc:9090",
+        description="Prometheus for canary analysis when a ModelDeployment does not name one.",
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty = the whole cluster."
+    )
+    gpu_tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: list(DEFAULT_GPU_TOLERATIONS),
+        description="Tolerations added to GPU pods when the spec names none.",
+    )
+    log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    resync_seconds: float = Field(
+        default=60, gt=0, description="Periodic re-reconcile of every ModelDeployment."
+    )
+    metrics_port: int = Field(
+        default=8090, ge=0, le=65535, description="Operator metrics; 0 = off."
+    )
+    health_port: int = Field(
+        default=8091, ge=0, le=65535, description="Liveness endpoint; 0 = off."
+    )
+    peering: str | None = Field(
+        default="modelfleet",
+        description="ClusterKopfPeering name shared by the replicas; only one acts at a time.",
+    )
+    peering_priority: int = Field(
+        default=0, description="Peering priority; 0 picks a random one so replicas differ."
+    )
+    peering_lifetime_seconds: int = Field(
+        default=30, ge=5, description="How long a silent replica counts as alive (failover time)."
+    )
+    scaled_object_check: bool = Field(
+        default=True, description="Look up whether the KEDA and PodMonitor CRDs exist."
+    )

@@ -1,0 +1,110 @@
+"""Routers: any weight 0–100 for either slot, the stable flip, canary sizing, weight read-back."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelfleet.operator.api import TrafficSpec
+from modelfleet.operator.builders.common import Owner
+from modelfleet.operator.routers import Routing, proportional_replicas, router_for
+from modelfleet.operator.routers.gateway import GatewayRouter
+from modelfleet.operator.routers.ingress_nginx import CANARY_WEIGHT, IngressNginxRouter
+from modelfleet.operator.routers.replicas import ReplicaRatioRouter
+
+INGRESS = TrafficSpec.model_validate(
+    {"ingress": {"host": "fraud.example.org", "tls": {"secretName": "t"}}}
+)
+GATEWAY = TrafficSpec.model_validate(
+    {
+        "gateway": {
+            "parentRefs": [{"name": "gw", "namespace": "infra"}],
+            "hostnames": ["f.example.org"],
+        }
+    }
+)
+NONE = TrafficSpec()
+
+
+def test_router_follows_the_traffic_block() -> None:
+    assert isinstance(router_for(INGRESS), IngressNginxRouter)
+    assert isinstance(router_for(GATEWAY), GatewayRouter)
+    assert isinstance(router_for(NONE), ReplicaRatioRouter)
+
+
+@pytest.mark.parametrize("weight", [0, 1, 10, 25, 50, 99, 100])
+@pytest.mark.parametrize(("active", "canary"), [("blue", "green"), ("green", "blue")])
+def test_ingress_weights(owner: Owner, weight: int, active: str, canary: str) -> None:
+    router = IngressNginxRouter()
+    objects = router.build(owner, INGRESS, Routing(active, canary, weight))  # type: ignore[arg-type]
+    main, canary_ingress = objects
+    assert main["metadata"]["name"] == "fraud"
+    assert "nginx.ingress.kubernetes.io/canary" not in main["metadata"].get("annotations", {})
+    assert _backend(main) == f"fraud-{active}"
+    assert canary_ingress["metadata"]["name"] == "fraud-canary"
+    assert canary_ingress["metadata"]["annotations"][CANARY_WEIGHT] == str(weight)
+    assert _backend(canary_ingress) == f"fraud-{canary}"
+    assert main["spec"]["tls"][0]["secretName"] == "t"
+    assert router.verify_weight(owner, objects) == weight
+
+
+def test_ingress_without_canary_keeps_the_canary_ingress_at_zero(owner: Owner) -> None:
+    objects = IngressNginxRouter().build(owner, INGRESS, Routing("green"))
+    assert objects[1]["metadata"]["annotations"][CANARY_WEIGHT] == "0"
+    assert _backend(objects[0]) == "fraud-green"
+
+
+@pytest.mark.parametrize("weight", [0, 10, 50, 100])
+def test_gateway_weights(owner: Owner, weight: int) -> None:
+    router = GatewayRouter()
+    objects = router.build(owner, GATEWAY, Routing("blue", "green", weight))
+    (route,) = objects
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert [(ref["name"], ref["weight"]) for ref in refs] == [
+        ("fraud-blue", 100 - weight),
+        ("fraud-green", weight),
+    ]
+    assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra"}]
+    assert route["spec"]["hostnames"] == ["f.example.org"]
+    assert router.verify_weight(owner, objects) == weight
+
+
+def test_gateway_flip_and_mirror(owner: Owner) -> None:
+    (route,) = GatewayRouter().build(owner, GATEWAY, Routing("green"))
+    assert [(ref["name"], ref["weight"]) for ref in route["spec"]["rules"][0]["backendRefs"]] == [
+        ("fraud-green", 100)
+    ]
+    (mirrored,) = GatewayRouter().build(owner, GATEWAY, Routing("blue", "green", 0, 20))
+    mirror = mirrored["spec"]["rules"][0]["filters"][0]["requestMirror"]
+    assert mirror["backendRef"]["name"] == "fraud-green"
+    assert mirror["percent"] == 20
+
+
+@pytest.mark.parametrize(("weight", "slot"), [(0, "blue"), (10, None), (50, None), (100, "green")])
+def test_replica_ratio_selects_slots_by_weight(weight: int, slot: str | None) -> None:
+    router = ReplicaRatioRouter()
+    assert router.stable_selector_slot(Routing("blue", "green", weight)) == slot
+    assert router.stable_selector_slot(Routing("blue")) == "blue"
+
+
+@pytest.mark.parametrize(
+    ("active", "weight", "proportional", "ratio"),
+    [
+        (1, 10, 1, 1),
+        (3, 25, 1, 1),
+        (10, 10, 1, 2),
+        (10, 25, 3, 4),
+        (10, 50, 5, 10),
+        (4, 100, 4, 4),
+        (0, 10, 1, 1),
+    ],
+)
+def test_canary_sizing(active: int, weight: int, proportional: int, ratio: int) -> None:
+    assert proportional_replicas(active, weight) == proportional
+    assert ReplicaRatioRouter().canary_replicas(active, weight) == ratio
+
+
+def _backend(ingress: dict[str, object]) -> str:
+    spec = ingress["spec"]
+    assert isinstance(spec, dict)
+    name: str = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    return name
