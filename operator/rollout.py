@@ -1,0 +1,540 @@
+"""The rollout state machine: pure `next_action(...)`, all of its state in `.status`.
+
+One call looks at the spec's revision, the status, what the cluster shows of both slots, an optional
+fresh measurement and the clock, and returns the next status, the events to post and when to look
+again. The reconcile performs it (sizes slots, sets router weights from the status) and persists it,
+so a restarted operator resumes at the same step and weight. Early returns, one exit per "not yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from modelfleet.operator import reasons
+from modelfleet.operator.api import (
+    SLOTS,
+    AnalysisStatus,
+    CanaryStatus,
+    HistoryEntry,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    PreviousStatus,
+    Slot,
+    parse_duration,
+)
+from modelfleet.operator.measurement import Measurement
+
+COMMAND_ANNOTATION = "modelfleet.io/command"
+VERBS = ("promote", "abort", "retry", "pause", "resume", "undo")
+POD_WAIT_REQUEUE = 5.0
+HISTORY_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class SlotObservation:
+    """One slot's Deployment as the cluster shows it (absent = revision None)."""
+
+    revision: str | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    problem: str | None = None  # why pods are not Ready, from their containerStatuses
+
+    def ready_for(self, revision: str, count: int) -> bool:
+        return (
+            self.revision == revision
+            and self.ready_replicas >= count
+            and self.updated_replicas >= count
+        )
+
+
+@dataclass(frozen=True)
+class Command:
+    """A manual-control request from the `modelfleet.io/command` annotation: "<verb>[ --full]:<id>"."""
+
+    verb: str
+    id: str
+    full: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None) -> Command | None:
+        if not text or ":" not in text:
+            return None
+        head, _, command_id = text.rpartition(":")
+        words = head.split()
+        if not words or words[0] not in VERBS or not command_id:
+            return None
+        return cls(verb=words[0], id=command_id, full="--full" in words[1:])
+
+    def render(self) -> str:
+        return f"{self.verb}{' --full' if self.full else ''}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RolloutInput:
+    """Everything `next_action` reads besides the measurement and the clock."""
+
+    spec: ModelDeploymentSpec
+    revision: str  # the spec's revision (hash of the pod shape)
+    version: str  # the spec's model version
+    status: ModelDeploymentStatus
+    slots: dict[str, SlotObservation]
+    active_replicas: int  # pods the active slot should have (spec, or the autoscaler's count)
+    canary_sizer: Callable[[int, int], int]  # the router's (active pods, weight) → canary pods
+    command: Command | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    status: ModelDeploymentStatus
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+
+
+def other_slot(slot: Slot) -> Slot:
+    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+
+
+def timestamp(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
+    """Whether the reconcile should take a measurement before calling `next_action`."""
+    canary = status.canary
+    if canary is None or status.phase == "Paused" or canary.skip_analysis:
+        return False
+    if canary.weight == 0 or canary.weight != spec.rollout.steps[canary.step_index]:
+        return False
+    if canary.step_started_at is None:
+        return False
+    last = canary.analysis.measured_at
+    if last is None or parse_timestamp(last) < parse_timestamp(canary.step_started_at):
+        return True
+    elapsed = (now - parse_timestamp(last)).total_seconds()
+    dwell_end = parse_timestamp(canary.step_started_at) + timedelta(
+        seconds=parse_duration(spec.rollout.step_duration)
+    )
+    return elapsed >= parse_duration(spec.rollout.analysis.interval) or (
+        parse_timestamp(last) < dwell_end <= now
+    )
+
+
+def plan_replicas(inp: RolloutInput, status: ModelDeploymentStatus) -> dict[str, int | None]:
+    """Pods per slot for this status; None = the active slot's size is the autoscaler's."""
+    plan: dict[str, int | None] = dict.fromkeys(SLOTS, 0)
+    if status.active_slot is None:
+        return plan
+    if status.draining is not None:  # keeps whatever it has until `until`
+        plan[status.draining.slot] = inp.slots[status.draining.slot].replicas
+    if status.previous is not None:
+        plan[status.previous.slot] = inp.active_replicas
+    if status.canary is not None:
+        target = inp.spec.rollout.steps[status.canary.step_index]
+        plan[status.canary.slot] = inp.canary_sizer(inp.active_replicas, target)
+    plan[status.active_slot] = None if inp.spec.autoscaling is not None else inp.active_replicas
+    return plan
+
+
+def next_action(inp: RolloutInput, measurement: Measurement | None, now: datetime) -> Transition:
+    """The next status of the rollout: pure, and idempotent for an unchanged world."""
+    machine = _Machine(inp, now)
+    machine.run(measurement)
+    return Transition(
+        status=machine.status, events=tuple(machine.events), requeue_after=machine.requeue
+    )
+
+
+@dataclass
+class _Machine:
+    inp: RolloutInput
+    now: datetime
+    status: ModelDeploymentStatus = field(init=False)
+    events: list[Event] = field(default_factory=list)
+    requeue: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = self.inp.status.model_copy(deep=True)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
+
+    def _wake_in(self, seconds: float) -> None:
+        seconds = max(seconds, 0.5)
+        self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
+
+    def _seconds(self, duration: str) -> float:
+        return parse_duration(duration)
+
+    def _until(self, duration: str) -> str:
+        return timestamp(self.now + timedelta(seconds=self._seconds(duration)))
+
+    def _history(self, revision: str, version: str, outcome: str, message: str) -> None:
+        started = self.status.canary.started_at if self.status.canary else None
+        entry = HistoryEntry.model_validate(
+            {
+                "revision": revision,
+                "version": version,
+                "outcome": outcome,
+                "message": message,
+                "startedAt": started,
+                "finishedAt": timestamp(self.now),
+            }
+        )
+        self.status.history = [entry, *self.status.history][:HISTORY_LIMIT]
+
+    # --- the flow ------------------------------------------------------------------------------
+
+    def run(self, measurement: Measurement | None) -> None:
+        self._expire_kept_slots()
+        if self.status.active_slot is None:
+            self._first_deploy()
+            return
+        self._command()
+        status, revision = self.status, self.inp.revision
+        if status.canary is not None:
+            if revision == status.active_revision:
+                self._cancel()
+            elif revision != status.canary.revision:
+                self._supersede()
+            else:
+                self._progress(measurement)
+            return
+        if revision == status.active_revision:
+            self._steady()
+        elif revision == status.held_revision:
+            self._wake_in(self._seconds(self.inp.spec.rollout.step_duration))
+        else:
+            self._start()
+
+    def _expire_kept_slots(self) -> None:
+        for name in ("previous", "draining"):
+            kept: PreviousStatus | None = getattr(self.status, name)
+            if kept is None:
+                continue
+            remaining = (parse_timestamp(kept.until) - self.now).total_seconds()
+            if remaining <= 0:
+                setattr(self.status, name, None)
+                self._event(
+                    "Normal", "ScaledDown", f"slot {kept.slot} ({kept.version}) scaled to 0"
+                )
+            else:
+                self._wake_in(remaining)
+
+    def _first_deploy(self) -> None:
+        self.status.active_slot = SLOTS[0]
+        self.status.active_revision = self.inp.revision
+        self.status.active_version = self.inp.version
+        self.status.phase = "Progressing"
+        self.status.message = f"deploying {self.inp.version} into slot {SLOTS[0]}"
+        self._event("Normal", reasons.FIRST_DEPLOY, self.status.message)
+        self._wake_in(POD_WAIT_REQUEUE)
+
+    def _steady(self) -> None:
+        status = self.status
+        assert status.active_slot is not None
+        assert status.active_revision is not None
+        if status.held_revision is not None:  # the spec went back to what runs
+            status.held_revision = None
+        observed = self.inp.slots[status.active_slot]
+        ready = observed.ready_for(status.active_revision, self.inp.active_replicas)
+        if not ready and status.phase in (None, "Progressing"):
+            status.message = _waiting(observed, self.inp.active_replicas, "active")
+            self._wake_in(POD_WAIT_REQUEUE)
+            return
+        if status.phase != "Healthy":
+            self._event("Normal", reasons.AVAILABLE, f"{status.active_version} is serving")
+            status.phase = "Healthy"
+            status.message = f"{status.active_version} serving from slot {status.active_slot}"
+
+    def _start(self) -> None:
+        status = self.status
+        assert status.active_slot is not None
+        slot = other_slot(status.active_slot)
+        status.previous = None  # the idle slot is reused: undo is no longer possible
+        status.draining = None
+        status.held_revision = None
+        status.canary = CanaryStatus(
+            slot=slot,
+            revision=self.inp.revision,
+            version=self.inp.version,
+            weight=0,
+            step_index=0,
+            started_at=timestamp(self.now),
+            progressed_at=timestamp(self.now),
+            skip_analysis=self.inp.spec.rollout.steps == [100],
+        )
+        status.phase = "Progressing"
+        status.message = f"rolling out {self.inp.version} into slot {slot}"
+        self._event("Normal", reasons.ROLLOUT_IN_PROGRESS, status.message)
+        self._wake_in(POD_WAIT_REQUEUE)
+
+    def _supersede(self) -> None:
+        canary = self.status.canary
+        assert canary is not None
+        message = f"{canary.version} superseded by {self.inp.version} at {canary.weight}%"
+        self._history(canary.revision, canary.version, "Superseded", message)
+        self._event("Normal", reasons.SUPERSEDED, message)
+        self.status.canary = None
+        self._start()
+
+    def _cancel(self) -> None:
+        canary = self.status.canary
+        assert canary is not None
+        message = (
+            f"spec reverted to {self.status.active_version}: canary {canary.version} cancelled"
+        )
+        self._history(canary.revision, canary.version, "Cancelled", message)
+        self._drain(canary)
+        self._event("Normal", reasons.CANCELLED, message)
+        self.status.phase = "Healthy"
+        self.status.message = message
+
+    def _drain(self, canary: CanaryStatus) -> None:
+        self.status.canary = None
+        self.status.draining = PreviousStatus(
+            slot=canary.slot,
+            revision=canary.revision,
+            version=canary.version,
+            until=self._until(self.inp.spec.rollout.scale_down_delay),
+        )
+        self._wake_in(self._seconds(self.inp.spec.rollout.scale_down_delay))
+
+    def _rollback(self, outcome: str, reason: str, message: str) -> None:
+        canary = self.status.canary
+        assert canary is not None
+        self._history(canary.revision, canary.version, outcome, message)
+        self.status.held_revision = canary.revision
+        self._drain(canary)
+        self.status.phase = "Degraded"
+        self.status.message = message
+        self._event("Warning", reason, message)
+
+    def _promote(self) -> None:
+        status, canary = self.status, self.status.canary
+        assert canary is not None
+        assert status.active_slot is not None
+        old = PreviousStatus(
+            slot=status.active_slot,
+            revision=status.active_revision or "",
+            version=status.active_version or "",
+            until=self.now.isoformat(),
+        )
+        keep = self.inp.spec.rollout.keep_previous
+        delay = keep if self._seconds(keep) > 0 else self.inp.spec.rollout.scale_down_delay
+        old = old.model_copy(update={"until": self._until(delay)})
+        if self._seconds(keep) > 0:
+            status.previous = old
+        else:
+            status.draining = old
+        self._wake_in(self._seconds(delay))
+        message = f"{canary.version} promoted: slot {canary.slot} is active"
+        self._history(canary.revision, canary.version, "Promoted", message)
+        status.active_slot = canary.slot
+        status.active_revision = canary.revision
+        status.active_version = canary.version
+        status.canary = None
+        status.phase = "Healthy"
+        status.message = message
+        self._event("Normal", reasons.PROMOTED, message)
+
+    # --- a canary in flight ------------------------------------------------------------------
+
+    def _progress(self, measurement: Measurement | None) -> None:
+        canary = self.status.canary
+        assert canary is not None
+        if self.status.phase == "Paused":
+            return
+        steps = self.inp.spec.rollout.steps
+        target = steps[canary.step_index]
+        if canary.weight < target:
+            self._raise_weight(canary, target)
+            return
+        if canary.skip_analysis and target == 100:
+            self._promote()
+            return
+        if measurement is not None and not self._judge(canary, measurement):
+            return
+        if self._step_passed(canary):
+            self._next_step(canary)
+            return
+        self._check_deadline(canary)
+        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+
+    def _raise_weight(self, canary: CanaryStatus, target: int) -> None:
+        needed = self.inp.canary_sizer(self.inp.active_replicas, target)
+        observed = self.inp.slots[canary.slot]
+        if not observed.ready_for(canary.revision, needed):
+            self.status.message = _waiting(observed, needed, "canary")
+            deadline = parse_timestamp(canary.progressed_at or timestamp(self.now)) + timedelta(
+                seconds=self._seconds(self.inp.spec.rollout.progress_deadline)
+            )
+            if self.now >= deadline:
+                self._pause(reasons.PROGRESS_DEADLINE_EXCEEDED, self.status.message)
+                return
+            self._wake_in(POD_WAIT_REQUEUE)
+            return
+        if canary.skip_analysis and target == 100:
+            self._promote()
+            return
+        canary.weight = target
+        canary.step_started_at = timestamp(self.now)
+        canary.analysis = AnalysisStatus()
+        self.status.message = f"canary {canary.version} at {target}%"
+        self._event("Normal", reasons.STEP_STARTED, f"canary {canary.version} weight {target}%")
+        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+
+    def _judge(self, canary: CanaryStatus, measurement: Measurement) -> bool:
+        """Record the measurement; False when it ended the rollout (rolled back)."""
+        canary.analysis = measurement.to_status()
+        at = f" at {canary.weight}%"
+        if measurement.phase == "Fail":
+            self._rollback("RolledBack", reasons.ANALYSIS_FAILED, measurement.message + at)
+            return False
+        if measurement.phase == "Error":
+            policy = self.inp.spec.rollout.analysis.on_metrics_unavailable
+            if policy == "rollback":
+                message = f"metrics unavailable: {measurement.message}{at}"
+                self._rollback("RolledBack", reasons.METRICS_UNAVAILABLE, message)
+                return False
+            self.status.message = f"holding at {canary.weight}%: metrics unavailable"
+        elif measurement.phase == "Inconclusive":
+            self.status.message = f"holding at {canary.weight}%: {measurement.message}"
+        else:
+            self.status.message = f"canary {canary.version} at {canary.weight}%: passing"
+        return True
+
+    def _step_passed(self, canary: CanaryStatus) -> bool:
+        analysis = canary.analysis
+        if analysis.phase != "Pass" or analysis.measured_at is None:
+            return False
+        assert canary.step_started_at is not None
+        dwell_end = parse_timestamp(canary.step_started_at) + timedelta(
+            seconds=self._seconds(self.inp.spec.rollout.step_duration)
+        )
+        return parse_timestamp(analysis.measured_at) >= dwell_end
+
+    def _next_step(self, canary: CanaryStatus) -> None:
+        steps = self.inp.spec.rollout.steps
+        if canary.step_index >= len(steps) - 1:
+            self._promote()
+            return
+        self._event("Normal", reasons.STEP_PASSED, f"{canary.version} passed {canary.weight}%")
+        canary.step_index += 1
+        canary.progressed_at = timestamp(self.now)
+        self._wake_in(0.5)
+
+    def _check_deadline(self, canary: CanaryStatus) -> None:
+        if canary.analysis.phase == "Error":
+            return  # onMetricsUnavailable=hold waits for Prometheus, it never pauses
+        assert canary.step_started_at is not None
+        rollout = self.inp.spec.rollout
+        budget = max(self._seconds(rollout.step_duration), self._seconds(rollout.progress_deadline))
+        if self.now >= parse_timestamp(canary.step_started_at) + timedelta(seconds=budget):
+            detail = canary.analysis.message or "no conclusive measurement"
+            self._pause(reasons.PROGRESS_DEADLINE_EXCEEDED, f"paused at {canary.weight}%: {detail}")
+
+    def _pause(self, reason: str, message: str) -> None:
+        self.status.phase = "Paused"
+        self.status.message = message
+        self._event("Warning", reason, message)
+
+    # --- manual control ----------------------------------------------------------------------
+
+    def _command(self) -> None:
+        command = self.inp.command
+        if command is None or command.id == self.status.acknowledged_command:
+            return
+        self.status.acknowledged_command = command.id
+        handler = getattr(self, f"_command_{command.verb}")
+        done: str | None = handler(command)
+        if done is None:
+            self._event("Normal", reasons.COMMAND_IGNORED, f"{command.render()}: nothing to do")
+        else:
+            self._event("Normal", reasons.COMMAND, f"{command.render()}: {done}")
+
+    def _command_pause(self, command: Command) -> str | None:
+        if self.status.canary is None or self.status.phase == "Paused":
+            return None
+        self._pause(reasons.PAUSED, f"paused at {self.status.canary.weight}% by command")
+        return "paused"
+
+    def _command_resume(self, command: Command) -> str | None:
+        canary = self.status.canary
+        if canary is None or self.status.phase != "Paused":
+            return None
+        self.status.phase = "Progressing"
+        canary.progressed_at = timestamp(self.now)
+        if canary.weight > 0:  # a fresh analysis window at the same weight
+            canary.step_started_at = timestamp(self.now)
+            canary.analysis = AnalysisStatus()
+        return "resumed"
+
+    def _command_promote(self, command: Command) -> str | None:
+        canary = self.status.canary
+        if canary is None:
+            return None
+        last = len(self.inp.spec.rollout.steps) - 1
+        self.status.phase = "Progressing"
+        canary.progressed_at = timestamp(self.now)
+        if command.full or canary.step_index == last:
+            canary.step_index = last
+            canary.skip_analysis = True
+            return "promoting to 100% without analysis"
+        canary.step_index += 1
+        return f"skipping to {self.inp.spec.rollout.steps[canary.step_index]}%"
+
+    def _command_abort(self, command: Command) -> str | None:
+        if self.status.canary is None:
+            return None
+        canary = self.status.canary
+        self._rollback("Aborted", reasons.ABORTED, f"{canary.version} aborted by command")
+        return "aborted"
+
+    def _command_retry(self, command: Command) -> str | None:
+        if self.status.held_revision is None:
+            return None
+        self.status.held_revision = None
+        return "rolling out again"
+
+    def _command_undo(self, command: Command) -> str | None:
+        status, previous = self.status, self.status.previous
+        if previous is None or status.canary is not None or status.active_slot is None:
+            return None
+        undone = PreviousStatus(
+            slot=status.active_slot,
+            revision=status.active_revision or "",
+            version=status.active_version or "",
+            until=self._until(self.inp.spec.rollout.scale_down_delay),
+        )
+        message = f"undo: {previous.version} active again, {undone.version} held"
+        self._history(undone.revision, undone.version, "Undone", message)
+        status.active_slot = previous.slot
+        status.active_revision = previous.revision
+        status.active_version = previous.version
+        status.previous = None
+        status.draining = undone
+        status.held_revision = undone.revision
+        status.message = message
+        return message
+
+
+def _waiting(observed: SlotObservation, needed: int, role: str) -> str:
+    text = f"waiting for {role} pods: {observed.ready_replicas}/{needed} ready"
+    return f"{text} ({observed.problem})" if observed.problem else text
