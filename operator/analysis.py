@@ -15,6 +15,7 @@ No I/O and no clock: `modelfleet.operator.prometheus` reads the numbers, these f
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ def wilson_interval(errors: float, requests: float, z: float = DEFAULT_Z) -> tup
     return lower, upper
 
 
+@functools.lru_cache(maxsize=1024)
 def poisson_lower_bound(events: int, alpha: float) -> float:
     """λ with P(Poisson(λ) ≥ events) = alpha: the exact one-sided lower bound of a Poisson mean."""
     if events <= 0:
