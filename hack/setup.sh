@@ -1,6 +1,41 @@
 #!/usr/bin/env bash
 # Installs what the test tiers and the demo need on a fresh machine; idempotent and cached.
+#  1. Prometheus (and promtool) from Debian's package, if missing (its service is not used).
+#  2. The local control plane's binaries, built from Go modules into a cache outside the repo.
+#  3. The example models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "setup: nothing to install yet"
+PY="${PY:-.venv/bin/python}"
+
+say() { echo "[setup] $*" >&2; }
+
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+  say "prometheus: $(prometheus --version 2>&1 | head -1)"
+else
+  say "installing prometheus (Debian package) …"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  # policy-rc.d keeps the package's own service from starting: the tests start their own.
+  POLICY=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    POLICY=/usr/sbin/policy-rc.d
+    echo 'exit 101' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY"
+  fi
+  status=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus \
+    || status=$?
+  if [ -n "$POLICY" ]; then $SUDO rm -f "$POLICY"; fi
+  if [ "$status" != 0 ]; then say "FAILED: apt-get install prometheus (exit $status)"; exit 1; fi
+  say "prometheus: $(prometheus --version 2>&1 | head -1)"
+fi
+
+if ! command -v go >/dev/null; then
+  say "FAILED: the Go toolchain (go) is needed to build the local control plane"
+  exit 1
+fi
+say "control plane: building (or reusing) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok"
+PYTHONPATH=hack "$PY" -m localcluster build >/dev/null
+
 .venv/bin/python examples/train_models.py --out examples/models  # example models (idempotent; model server issue)
+say "done"

