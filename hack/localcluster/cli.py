@@ -80,9 +80,11 @@ def cmd_serve(state_dir: Path, scrape_interval: str) -> int:
 def cmd_up(state_dir: Path, scrape_interval: str) -> int:
     info = _info(state_dir)
     if info is None:
-        cmd_build_code = cmd_build()
-        if cmd_build_code:
-            return cmd_build_code
+        try:
+            build()
+        except BuildError as error:
+            print(f"[cluster-build] FAILED: {error}", file=sys.stderr)
+            return 1
         state_dir.mkdir(parents=True, exist_ok=True)
         log = state_dir / "serve.log"
         with log.open("w") as out:
