@@ -124,10 +124,12 @@ def judge_error_rate(
     requests: float,
     max_error_rate: float,
     min_requests: int,
-    weight: int,
     z: float = DEFAULT_Z,
 ) -> ErrorRateResult:
-    """The Wilson rule; counts may be fractional (read from a TSDB) and are rounded for display."""
+    """The Wilson rule; counts may be fractional (read from a TSDB) and are rounded for display.
+
+    The message leaves out the step: the state machine appends " at <weight>%".
+    """
     if requests <= 0:
         return ErrorRateResult(
             "error rate", "Inconclusive", "no canary requests counted since the step began"
@@ -139,7 +141,7 @@ def judge_error_rate(
     def seen(comparison: str) -> str:
         return (
             f"error rate {percent(rate)} {_interval_text(lower, upper)} {comparison} "
-            f"{percent(max_error_rate)} over {round(requests):,} requests at {weight} %"
+            f"{percent(max_error_rate)} over {round(requests):,} requests"
         )
 
     if lower > max_error_rate:
@@ -157,17 +159,14 @@ def judge_error_rate(
 
 
 def judge_p99(
-    p99_ms: float | None, requests: float, max_p99_ms: float, min_requests: int, weight: int
+    p99_ms: float | None, requests: float, max_p99_ms: float, min_requests: int
 ) -> CheckResult:
     """p99 against its limit; judged only with `min_requests`, as one slow request is not a p99."""
     if p99_ms is None or math.isnan(p99_ms):
         return CheckResult("p99", "Inconclusive", "no canary latency data since the step began")
 
     def seen(comparison: str) -> str:
-        return (
-            f"p99 {_ms(p99_ms)} {comparison} {_ms(max_p99_ms)} "
-            f"over {round(requests):,} requests at {weight} %"
-        )
+        return f"p99 {_ms(p99_ms)} {comparison} {_ms(max_p99_ms)} over {round(requests):,} requests"
 
     if requests < min_requests:
         return CheckResult(
@@ -201,8 +200,8 @@ def judge_regression(
     ratio = p99_ms / stable_p99_ms
     seen = f"p99 {_ms(p99_ms)} is {ratio:.2f}× stable {_ms(stable_p99_ms)}"
     if ratio > max_ratio:
-        return CheckResult("p99 regression", "Fail", f"{seen} > {max_ratio:g}× at {weight} %")
-    return CheckResult("p99 regression", "Pass", f"{seen} ≤ {max_ratio:g}× at {weight} %")
+        return CheckResult("p99 regression", "Fail", f"{seen} > {max_ratio:g}×")
+    return CheckResult("p99 regression", "Pass", f"{seen} ≤ {max_ratio:g}×")
 
 
 def judge_metric(check: MetricCheck, value: float | None) -> CheckResult:

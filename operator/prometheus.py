@@ -174,10 +174,8 @@ class PrometheusAnalyzer:
     ) -> list[CheckResult]:
         weight, minimum = target.weight, spec.min_requests
         results: list[CheckResult] = [
-            judge_error_rate(
-                counts.errors, counts.requests, spec.max_error_rate, minimum, weight, self._z
-            ),
-            judge_p99(p99_ms, counts.requests, spec.max_p99_latency_ms, minimum, weight),
+            judge_error_rate(counts.errors, counts.requests, spec.max_error_rate, minimum, self._z),
+            judge_p99(p99_ms, counts.requests, spec.max_p99_latency_ms, minimum),
         ]
         if spec.max_p99_regression_ratio is not None and target.stable_slot is not None:
             regression = judge_regression(

@@ -59,7 +59,9 @@ class Outcome:
     detect_s_max: float | None
 
 
-def traffic(rng: np.random.Generator, rps: float, step_s: int, error_rate: float) -> tuple[np.ndarray, np.ndarray]:
+def traffic(
+    rng: np.random.Generator, rps: float, step_s: int, error_rate: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Canary requests and errors per second over the four steps."""
     weights = np.repeat(np.array(STEPS, dtype=float) / 100, step_s)
     requests = rng.poisson(rps * weights)
@@ -85,7 +87,7 @@ def first_failure(case: Case, requests: np.ndarray, errors: np.ndarray) -> int |
             start = step * case.step_s
             n = int(total_requests[at] - total_requests[start])
             e = int(total_errors[at] - total_errors[start])
-            failed = judge_error_rate(e, n, LIMIT, MIN_REQUESTS, STEPS[step]).phase == "Fail"
+            failed = judge_error_rate(e, n, LIMIT, MIN_REQUESTS).phase == "Fail"
         else:
             start = max(0, at - WINDOW_S)
             n = int(total_requests[at] - total_requests[start])

@@ -118,7 +118,7 @@ def test_error_rate_interval_is_never_above_wilson(requests: int, data: st.DataO
 @pytest.mark.parametrize("requests", [1, 2, 5, 10, 20, 50])
 def test_one_early_error_never_rolls_back(requests: int) -> None:
     # Plain Wilson at z = 3.29 puts one error in five requests "above 1.6 %".
-    result = judge_error_rate(1, requests, max_error_rate=0.01, min_requests=100, weight=10)
+    result = judge_error_rate(1, requests, max_error_rate=0.01, min_requests=100)
     assert result.phase == "Inconclusive"
 
 
@@ -139,13 +139,13 @@ def test_one_early_error_never_rolls_back(requests: int) -> None:
     ],
 )
 def test_error_rate_rule(errors: int, requests: int, phase: str) -> None:
-    result = judge_error_rate(errors, requests, max_error_rate=0.01, min_requests=100, weight=25)
+    result = judge_error_rate(errors, requests, max_error_rate=0.01, min_requests=100)
     assert result.phase == phase
 
 
 def test_error_rate_failure_message_carries_rate_interval_sample_and_step() -> None:
-    result = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100, weight=25)
-    assert result.message == "error rate 4.2 % [2.9–6.0 %] > 1.0 % over 1,812 requests at 25 %"
+    result = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100)
+    assert result.message == "error rate 4.2 % [2.9–6.0 %] > 1.0 % over 1,812 requests"
     assert result.rate == pytest.approx(76 / 1812)
     assert result.lower is not None
     assert result.upper is not None
@@ -153,13 +153,13 @@ def test_error_rate_failure_message_carries_rate_interval_sample_and_step() -> N
 
 
 def test_too_few_requests_says_so() -> None:
-    result = judge_error_rate(0, 45, max_error_rate=0.01, min_requests=100, weight=10)
+    result = judge_error_rate(0, 45, max_error_rate=0.01, min_requests=100)
     assert "over 45 requests" in result.message
     assert "fewer than 100 requests" in result.message
 
 
 def test_fractional_counts_from_a_tsdb_are_clamped() -> None:
-    result = judge_error_rate(10.4, 10.2, max_error_rate=0.01, min_requests=1, weight=10)
+    result = judge_error_rate(10.4, 10.2, max_error_rate=0.01, min_requests=1)
     assert result.rate == 1.0
     assert result.phase == "Fail"
 
@@ -174,7 +174,7 @@ def test_error_rate_rule_invariants(
     requests: int, data: st.DataObject, max_error_rate: float, min_requests: int
 ) -> None:
     errors = data.draw(st.integers(min_value=0, max_value=requests))
-    result = judge_error_rate(errors, requests, max_error_rate, min_requests, weight=10)
+    result = judge_error_rate(errors, requests, max_error_rate, min_requests)
     if result.phase == "Fail":
         assert result.lower is not None
         assert result.lower > max_error_rate  # only with evidence
@@ -202,13 +202,13 @@ def test_error_rate_rule_invariants(
     ],
 )
 def test_p99_rule(p99_ms: float | None, requests: int, phase: str) -> None:
-    result = judge_p99(p99_ms, requests, max_p99_ms=200, min_requests=100, weight=10)
+    result = judge_p99(p99_ms, requests, max_p99_ms=200, min_requests=100)
     assert result.phase == phase
 
 
 def test_p99_failure_message() -> None:
-    result = judge_p99(351.2, 1500, max_p99_ms=200, min_requests=100, weight=50)
-    assert result.message == "p99 351 ms > 200 ms over 1,500 requests at 50 %"
+    result = judge_p99(351.2, 1500, max_p99_ms=200, min_requests=100)
+    assert result.message == "p99 351 ms > 200 ms over 1,500 requests"
 
 
 @pytest.mark.parametrize(
@@ -286,8 +286,8 @@ def test_combine_precedence(phases: list[str], expected: str) -> None:
 
 
 def test_combine_carries_measured_values_into_status() -> None:
-    error_rate = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100, weight=25)
-    p99 = judge_p99(40.0, 1812, max_p99_ms=200, min_requests=100, weight=25)
+    error_rate = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100)
+    p99 = judge_p99(40.0, 1812, max_p99_ms=200, min_requests=100)
     measurement = combine(
         [error_rate, p99], NOW, requests=1812.4, p99_ms=40.0, stable_p99_ms=math.nan
     )
