@@ -1,0 +1,177 @@
+"""Driving a ModelDeployment through rollouts on the local cluster, and recording what happened.
+
+- `model_deployment(...)`: a ModelDeployment manifest with short steps, served from the example
+  models on this machine (the process runner runs `modelfleet serve` locally, so a file:// URI works).
+- `StatusRecorder`: polls `.status` in a thread and keeps every change of (phase, weight, step,
+  analysis phase) with its wall-clock time: the step history the scenarios assert on, and the
+  "canary weight 0" moment the benchmark times.
+- `wait_for(...)`: poll the status until a predicate holds, failing with the last status seen.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from localcluster import LocalCluster
+
+from .stack import MODELS
+
+GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "modeldeployments"
+Status = Mapping[str, Any]
+
+
+def model_uri(file_name: str = "model.txt") -> str:
+    return (MODELS / file_name).resolve().as_uri()
+
+
+def model_deployment(
+    name: str,
+    *,
+    prometheus_url: str,
+    model: str = "model.txt",
+    version: str = "v1",
+    env: Mapping[str, str] | None = None,
+    replicas: int = 2,
+    steps: Sequence[int] = (10, 25, 50, 100),
+    step_duration: str = "10s",
+    interval: str = "2s",
+    progress_deadline: str = "60s",
+    analysis: Mapping[str, Any] | None = None,
+    traffic: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A manifest whose rollout fits in a test: 10 s steps analysed every 2 s by default."""
+    spec: dict[str, Any] = {
+        "model": {"uri": model_uri(model), "version": version},
+        "replicas": replicas,
+        "server": {"env": [{"name": k, "value": v} for k, v in (env or {}).items()]},
+        "rollout": {
+            "steps": list(steps),
+            "stepDuration": step_duration,
+            "progressDeadline": progress_deadline,
+            "scaleDownDelay": "2s",
+            "keepPrevious": "0",
+            "analysis": {
+                "prometheusUrl": prometheus_url,
+                "interval": interval,
+                "maxErrorRate": 0.01,
+                "maxP99LatencyMs": 200,
+                "minRequests": 50,
+                **(analysis or {}),
+            },
+        },
+    }
+    if traffic:
+        spec["traffic"] = dict(traffic)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def apply(cluster: LocalCluster, namespace: str, manifest: Mapping[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def read_status(cluster: LocalCluster, namespace: str, name: str) -> Status:
+    done = cluster.kubectl("get", "md", name, "-n", namespace, "-o", "json", check=False)
+    if done.returncode != 0:
+        return {}
+    status: Status = json.loads(done.stdout).get("status") or {}
+    return status
+
+
+def wait_for(
+    cluster: LocalCluster,
+    namespace: str,
+    name: str,
+    predicate: Callable[[Status], bool],
+    timeout: float,
+    what: str,
+) -> Status:
+    deadline = time.monotonic() + timeout
+    status: Status = {}
+    while time.monotonic() < deadline:
+        status = read_status(cluster, namespace, name)
+        if predicate(status):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(
+        f"{what}: not reached in {timeout:.0f} s; last status:\n{json.dumps(status, indent=1)}"
+    )
+
+
+def healthy_at(version: str) -> Callable[[Status], bool]:
+    def check(status: Status) -> bool:
+        return (
+            status.get("phase") == "Healthy"
+            and status.get("activeVersion") == version
+            and not status.get("canary")
+        )
+
+    return check
+
+
+@dataclass(frozen=True)
+class Observed:
+    at: float  # wall-clock time
+    phase: str | None
+    weight: int | None
+    step_index: int | None
+    analysis: str | None
+    message: str | None
+
+
+@dataclass
+class StatusRecorder:
+    """Every distinct (phase, weight, step, analysis phase) the status went through, in order."""
+
+    cluster: LocalCluster
+    namespace: str
+    name: str
+    period_s: float = 0.25
+    seen: list[Observed] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> StatusRecorder:
+        self._thread = threading.Thread(target=self._loop, name="status-recorder", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            status = read_status(self.cluster, self.namespace, self.name)
+            canary = status.get("canary") or {}
+            observed = Observed(
+                time.time(),
+                status.get("phase"),
+                canary.get("weight"),
+                canary.get("stepIndex"),
+                (canary.get("analysis") or {}).get("phase"),
+                status.get("message"),
+            )
+            last = self.seen[-1] if self.seen else None
+            key = (observed.phase, observed.weight, observed.step_index, observed.analysis)
+            if last is None or key != (last.phase, last.weight, last.step_index, last.analysis):
+                self.seen.append(observed)
+            self._stop.wait(self.period_s)
+
+    def weights(self) -> list[int]:
+        """The canary weights in the order they were first seen (repeats collapsed)."""
+        found: list[int] = []
+        for observed in self.seen:
+            if observed.weight is not None and (not found or found[-1] != observed.weight):
+                found.append(observed.weight)
+        return found
