@@ -81,10 +81,13 @@ def _typed(array: npt.NDArray[np.generic], datatype: str, name: str) -> npt.NDAr
         raise InvalidInputError(f"input '{name}': BOOL data must be true/false")
     if datatype[0] in "IU" and kind not in "iub":
         raise InvalidInputError(f"input '{name}': {datatype} data must be integers")
-    try:
-        return array.astype(OIP_TO_NUMPY[datatype], copy=False)
-    except OverflowError as error:
-        raise InvalidInputError(f"input '{name}': values do not fit {datatype}") from error
+    target = OIP_TO_NUMPY[datatype]
+    if target.kind in _INT_KINDS and array.size and kind in _INT_KINDS:
+        limits = np.iinfo(target.name)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise InvalidInputError(f"input '{name}': values do not fit {datatype}")
+    with np.errstate(over="ignore", invalid="ignore"):  # too large for FP16/FP32: inf
+        return array.astype(target, copy=False)
 
 
 def _binary(chunk: bytes, datatype: str, name: str) -> npt.NDArray[np.generic]:
@@ -101,7 +104,7 @@ def _decode_input(item: Any, binary: memoryview | None, offset: int) -> tuple[An
     if not isinstance(name, str):
         raise InvalidInputError("every input needs a string 'name'")
     datatype = item.get("datatype")
-    if datatype not in OIP_TO_NUMPY:
+    if not isinstance(datatype, str) or datatype not in OIP_TO_NUMPY:
         supported = ", ".join(OIP_TO_NUMPY)
         raise InvalidInputError(f"input '{name}': datatype must be one of {supported}")
     shape = _shape(item.get("shape"), name)
@@ -152,7 +155,8 @@ def finish_rows(rows: npt.NDArray[np.generic], metadata: ModelMetadata) -> npt.N
     """Cast to the model's input type, refusing NaN/inf where the model cannot handle them."""
     if rows.shape[0] == 0:
         raise InvalidInputError("the request has no rows to score")
-    typed = np.ascontiguousarray(rows, dtype=metadata.input_dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # FP64 beyond FP32's range: inf
+        typed = np.ascontiguousarray(rows, dtype=metadata.input_dtype)
     if not metadata.handles_missing and typed.dtype.kind == "f" and not np.isfinite(typed).all():
         raise InvalidInputError(
             "the input holds NaN or infinite values and this model does not handle missing values"
@@ -170,7 +174,7 @@ def _requested_outputs(value: Any, metadata: ModelMetadata) -> tuple[list[str] |
     binary: set[str] = set()
     for entry in value:
         name = entry.get("name")
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise InvalidInputError(f"unknown output {name!r}; this model has {', '.join(known)}")
         names.append(name)
         parameters = entry.get("parameters")

@@ -65,7 +65,8 @@ def _parse_header(text: str) -> _Header:
             low, high = info.strip("[]").split(":", 1)
             ranges[name] = (float(low), float(high))
         elif info != "none":
-            categorical[name] = tuple(int(c) for c in info.split(":") if c.lstrip("-").isdigit())
+            # LightGBM lists -1 among the categories: negative values mean "missing"
+            categorical[name] = tuple(int(c) for c in info.split(":") if c.isdigit())
     return _Header(
         objective=fields.get("objective", "regression"),
         classes=int(fields.get("num_class", "1")),
