@@ -79,9 +79,10 @@ cluster-env: $(STAMP) ## Print the exports (KUBECONFIG, PROMETHEUS_URL) for the 
 # --- operator (operator core and progressive delivery issues) ---
 crds: $(STAMP) ## Regenerate crds/ from the pydantic API models
 	$(VENV)/bin/modelfleet crd > crds/modeldeployments.modelfleet.io.yaml
+	$(VENV)/bin/modelfleet crd --peering > crds/kopf-peering.yaml
 
 operator: $(STAMP) ## Run the operator against the cluster in KUBECONFIG
-	@echo "not built yet (operator core issue)"; exit 2
+	$(VENV)/bin/modelfleet operator
 
 bench-operator: $(STAMP) ## Benchmark apply-to-ready for 1/100/1000 ModelDeployments
 	@echo "not built yet (operator core issue)"; exit 2

@@ -1,1 +1,232 @@
-"""The one module that talks to the Kubernetes API (an import-linter contract enforces it)."""
+"""The one module that talks to the Kubernetes API (an import-linter contract enforces it).
+
+`kubernetes` is used only to read credentials (kubeconfig or in-cluster); requests go through one
+async httpx client, so every kind is handled the same way: server-side apply with field manager
+`modelfleet`, GET/LIST that answer None/[] for 404, DELETE that ignores 404, status merge-patches
+and core Events. 404 and 409 are normal outcomes in a reconcile; anything else raises `KubeError`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+FIELD_MANAGER = "modelfleet"
+
+# (apiVersion, kind) → plural; every kind the operator reads or writes
+RESOURCES: dict[tuple[str, str], str] = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
+    ("v1", "Namespace"): "namespaces",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitors",
+    ("networking.k8s.io/v1", "Ingress"): "ingresses",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    ("modelfleet.io/v1alpha1", "ModelDeployment"): "modeldeployments",
+}
+
+
+class KubeError(Exception):
+    """An API answer the reconcile cannot treat as normal (not 404/409 where those are expected)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Credentials:
+    host: str
+    ssl_context: ssl.SSLContext
+    token: str | None
+
+
+def load_credentials(kubeconfig: str | None = None) -> Credentials:
+    """Credentials from a kubeconfig (KUBECONFIG or ~/.kube/config) or, failing that, in-cluster."""
+    from kubernetes import config  # the operator extra; loaded only when connecting
+    from kubernetes.client import Configuration
+
+    cfg = Configuration()
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=cfg, persist_config=False
+        )
+    except config.ConfigException:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    if cfg.cert_file:
+        context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    if not cfg.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    if token:
+        token = token.removeprefix("Bearer ").strip()
+    return Credentials(host=cfg.host.rstrip("/"), ssl_context=context, token=token)
+
+
+def resource_path(
+    api_version: str, kind: str, namespace: str | None = None, name: str | None = None
+) -> str:
+    plural = RESOURCES[(api_version, kind)]
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+class KubeClient:
+    """Async access to the API server; one instance per process, shared by every reconcile."""
+
+    def __init__(self, credentials: Credentials, timeout: float = 30.0) -> None:
+        headers = {"Accept": "application/json"}
+        if credentials.token:
+            headers["Authorization"] = f"Bearer {credentials.token}"
+        self._http = httpx.AsyncClient(
+            base_url=credentials.host,
+            verify=credentials.ssl_context,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+        self._api_groups: dict[str, set[str]] = {}
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> KubeClient:
+        return cls(load_credentials(kubeconfig))
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | None:
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if content is not None else None
+        response = await self._http.request(
+            method, path, content=content, headers=headers, params=params
+        )
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise KubeError(response.status_code, message)
+        data: dict[str, Any] = response.json() if response.content else {}
+        return data
+
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
+        """Server-side apply; an unchanged object is not written (its resourceVersion stays)."""
+        meta = obj["metadata"]
+        path = resource_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        result = await self._request(
+            "PATCH", path, body=obj, content_type="application/apply-patch+yaml", params=params
+        )
+        assert result is not None
+        return result
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        path = resource_path(api_version, kind, namespace, name)
+        return await self._request("GET", path, missing_ok=True)
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {}
+        if label_selector:
+            params["labelSelector"] = ",".join(f"{k}={v}" for k, v in label_selector.items())
+        path = resource_path(api_version, kind, namespace)
+        result = await self._request("GET", path, params=params, missing_ok=True)
+        return list((result or {}).get("items", []))
+
+    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete if present; True when something was deleted."""
+        path = resource_path(api_version, kind, namespace, name)
+        return await self._request("DELETE", path, missing_ok=True) is not None
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: Any
+    ) -> dict[str, Any] | None:
+        path = resource_path(api_version, kind, namespace, name)
+        return await self._request(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json", missing_ok=True
+        )
+
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        path = resource_path(api_version, kind, namespace, name) + "/status"
+        return await self._request(
+            "PATCH",
+            path,
+            body={"status": status},
+            content_type="application/merge-patch+json",
+            missing_ok=True,
+        )
+
+    async def has_api(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (e.g. KEDA's ScaledObject); cached per group."""
+        if api_version not in self._api_groups:
+            result = await self._request("GET", f"/apis/{api_version}", missing_ok=True)
+            resources = (result or {}).get("resources", [])
+            self._api_groups[api_version] = {item["kind"] for item in resources}
+        return kind in self._api_groups[api_version]
+
+    async def post_event(
+        self,
+        involved: Mapping[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime | None = None,
+    ) -> None:
+        """A core/v1 Event on the object (what `kubectl describe` and `kubectl events` show)."""
+        meta = involved["metadata"]
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": "modelfleet-operator"},
+            "reportingComponent": "modelfleet-operator",
+        }
+        await self._request("POST", resource_path("v1", "Event", meta["namespace"]), body=event)

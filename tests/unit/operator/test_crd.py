@@ -86,3 +86,9 @@ def test_cel_rules_are_carried() -> None:
 
 def test_the_yaml_parses_back_to_the_same_object() -> None:
     assert yaml.safe_load(render_crd_yaml()) == build_crd()
+
+
+def test_peering_crd_is_not_stale() -> None:
+    from modelfleet.operator.crd import render_peering_yaml
+
+    assert (REPO / "crds" / "kopf-peering.yaml").read_text() == render_peering_yaml()

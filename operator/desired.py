@@ -1,0 +1,176 @@
+"""The desired children of a ModelDeployment: a pure function of spec, status and settings.
+
+`desired_state(...)` picks each slot's shape (a slot keeps the shape of the revision it runs, read
+back from its Deployment's annotation), sizes it from the rollout plan, and asks the router for its
+objects at the status' weight. It also names what must not exist (autoscalers of idle slots, the
+objects of routers not in use), so a change of traffic block or autoscaling cleans up after itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelfleet.operator.api import SLOTS, ModelDeploymentSpec, ModelDeploymentStatus, Slot
+from modelfleet.operator.builders.autoscaling import build_hpa, build_scaled_object, uses_keda
+from modelfleet.operator.builders.common import LABEL_REVISION, Owner, SlotPlan
+from modelfleet.operator.builders.deployment import build_deployment
+from modelfleet.operator.builders.pdb import build_pdb
+from modelfleet.operator.builders.podmonitor import build_pod_monitor
+from modelfleet.operator.builders.service import build_slot_service, build_stable_service
+from modelfleet.operator.routers import ALL_ROUTED_KINDS, Router, Routing
+from modelfleet.operator.settings import OperatorSettings
+from modelfleet.operator.shape import SHAPE_ANNOTATION, PodShape
+
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
+POD_MONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Optional APIs the cluster serves (looked up by the reconcile)."""
+
+    keda: bool = False
+    pod_monitor: bool = False
+    gateway: bool = False
+
+
+@dataclass
+class DesiredState:
+    workloads: list[dict[str, Any]] = field(default_factory=list)  # Deployments, Services, PDBs…
+    traffic: list[dict[str, Any]] = field(default_factory=list)  # stable Service + router objects
+    absent: list[tuple[str, str, str]] = field(default_factory=list)  # (apiVersion, kind, name)
+    warnings: list[str] = field(default_factory=list)
+
+
+def routing_of(status: ModelDeploymentStatus) -> Routing:
+    assert status.active_slot is not None
+    canary = status.canary
+    if canary is None:
+        return Routing(active_slot=status.active_slot)
+    return Routing(status.active_slot, canary.slot, canary.weight)
+
+
+def slot_revision(status: ModelDeploymentStatus, slot: Slot) -> str | None:
+    """The revision a slot must run; None for an idle slot (it keeps whatever it has, at 0 pods)."""
+    if status.active_slot == slot:
+        return status.active_revision
+    for kept in (status.canary, status.previous, status.draining):
+        if kept is not None and kept.slot == slot:
+            return kept.revision
+    return None
+
+
+def slot_shape(
+    wanted: str | None,
+    spec_shape: PodShape,
+    spec_revision: str,
+    live: dict[str, Any] | None,
+) -> tuple[PodShape, str]:
+    """The shape and revision for a slot: the spec's, or the one its Deployment already runs."""
+    live_revision, live_shape = _live_shape(live)
+    if wanted == spec_revision:
+        return spec_shape, spec_revision
+    if live_shape is not None and live_revision is not None and wanted in (None, live_revision):
+        return live_shape, live_revision
+    # the slot's Deployment is gone: rebuild it from the spec (its revision will show that)
+    return spec_shape, spec_revision
+
+
+def _live_shape(live: dict[str, Any] | None) -> tuple[str | None, PodShape | None]:
+    if live is None:
+        return None, None
+    meta = live.get("metadata", {})
+    text = meta.get("annotations", {}).get(SHAPE_ANNOTATION)
+    revision = meta.get("labels", {}).get(LABEL_REVISION)
+    if text is None or revision is None:
+        return None, None
+    try:
+        return revision, PodShape.from_annotation(text)
+    except ValueError:
+        return None, None
+
+
+def desired_state(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    spec_shape: tuple[PodShape, str],
+    plan: dict[str, int | None],
+    live: dict[str, dict[str, Any] | None],
+    router: Router,
+    settings: OperatorSettings,
+    capabilities: Capabilities,
+) -> DesiredState:
+    """Every child of this ModelDeployment for this status; `plan` sizes the slots."""
+    assert status.active_slot is not None
+    state = DesiredState()
+    autoscaler = _autoscaler(owner, spec, status.active_slot, settings, capabilities, state)
+    for slot in SLOTS:
+        shape, revision = slot_shape(slot_revision(status, slot), *spec_shape, live.get(slot))
+        replicas = plan.get(slot, 0)
+        if replicas is None and autoscaler is None:  # no autoscaler after all: fixed size
+            replicas = spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
+        plan_for_slot = SlotPlan(slot=slot, shape=shape, revision=revision, replicas=replicas)
+        state.workloads.append(build_deployment(owner, plan_for_slot, settings))
+        state.workloads.append(build_slot_service(owner, slot))
+        state.workloads.append(build_pdb(owner, slot))
+    if autoscaler is not None:
+        state.workloads.append(autoscaler)
+    if capabilities.pod_monitor:
+        state.workloads.append(build_pod_monitor(owner))
+    routing = routing_of(status)
+    state.traffic.append(build_stable_service(owner, router.stable_selector_slot(routing)))
+    state.traffic.extend(router.build(owner, spec.traffic, routing))
+    state.absent.extend(_absent(owner, status.active_slot, autoscaler, router, capabilities))
+    return state
+
+
+def _autoscaler(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    active: Slot,
+    settings: OperatorSettings,
+    capabilities: Capabilities,
+    state: DesiredState,
+) -> dict[str, Any] | None:
+    autoscaling = spec.autoscaling
+    if autoscaling is None:
+        return None
+    if not uses_keda(autoscaling):
+        return build_hpa(owner, active, autoscaling)
+    if not capabilities.keda:
+        state.warnings.append(
+            f"autoscaling.metric {autoscaling.metric} needs KEDA, whose ScaledObject CRD is not "
+            f"installed: running {autoscaling.min_replicas} replicas without autoscaling"
+        )
+        return None
+    url = spec.rollout.analysis.prometheus_url or settings.prometheus_url
+    return build_scaled_object(owner, active, autoscaling, url)
+
+
+def _absent(
+    owner: Owner,
+    active: Slot,
+    autoscaler: dict[str, Any] | None,
+    router: Router,
+    capabilities: Capabilities,
+) -> list[tuple[str, str, str]]:
+    absent: list[tuple[str, str, str]] = []
+    kept = (autoscaler["apiVersion"], autoscaler["kind"]) if autoscaler else None
+    for slot in SLOTS:
+        for kind in (HPA, SCALED_OBJECT):
+            if kind == SCALED_OBJECT and not capabilities.keda:
+                continue
+            if slot != active or kind != kept:
+                absent.append((*kind, owner.slot_name(slot)))
+    for kind in ALL_ROUTED_KINDS:
+        if kind in router.managed_kinds:
+            continue
+        if kind[1] == "HTTPRoute" and not capabilities.gateway:
+            continue
+        absent.append((*kind, owner.name))
+        if kind[1] == "Ingress":
+            absent.append((*kind, f"{owner.name}-canary"))
+    return absent

@@ -1,0 +1,136 @@
+"""The Kopf layer: handler registration, start-up settings and the process entry; nothing else.
+
+Create, update, resume and a periodic timer all delegate to `reconcile(...)`. While a rollout waits
+(pods coming up, a step's dwell, the next analysis) the handler raises `kopf.TemporaryError` with
+the delay the state machine asked for; it never sleeps. A bad spec is a `kopf.PermanentError`.
+Progress and diff-base live in annotations under `modelfleet.io/`, so status holds only our fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import httpx
+import kopf
+from prometheus_client import start_http_server
+
+from modelfleet.operator import api
+from modelfleet.operator.kube import KubeClient, KubeError
+from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.prometheus import PrometheusAnalyzer
+from modelfleet.operator.reconcile import API_VERSION, Context, InvalidSpecError, reconcile
+from modelfleet.operator.settings import OperatorSettings
+
+RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+logger = logging.getLogger("modelfleet.operator")
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """All handlers on a fresh registry (no import-time globals: tests build their own)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=api.GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.networking.request_timeout = 30
+        settings.posting.level = logging.WARNING
+        settings.peering.clusterwide = True
+        settings.peering.mandatory = operator_settings.peering is not None
+        settings.peering.lifetime = operator_settings.peering_lifetime_seconds
+        settings.peering.stealth = True
+
+    operator_settings = settings
+
+    @kopf.on.resume(*RESOURCE, registry=registry, backoff=5, id="reconcile")
+    @kopf.on.create(*RESOURCE, registry=registry, backoff=5, id="reconcile")
+    @kopf.on.update(*RESOURCE, registry=registry, backoff=5, id="reconcile")
+    async def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _reconcile(body, memo, wait=True)
+
+    @kopf.timer(
+        *RESOURCE,
+        registry=registry,
+        id="resync",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds,
+        backoff=5,
+    )
+    async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _reconcile(body, memo, wait=False)
+
+    return registry
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, *, wait: bool) -> None:
+    """One reconcile under the object's lock; the handlers differ only in whether they wait."""
+    if "lock" not in memo:
+        memo["lock"] = asyncio.Lock()
+    ctx: Context = memo["ctx"]
+    async with memo["lock"]:
+        try:
+            # the freshest object: kopf's body may predate the status the last reconcile wrote
+            fresh = await ctx.kube.get(
+                API_VERSION, api.KIND, body.metadata.namespace, body.metadata.name
+            )
+            if fresh is None:
+                return  # deleted meanwhile: the garbage collector removes the children
+            outcome = await reconcile(fresh, ctx)
+        except InvalidSpecError as error:
+            raise kopf.PermanentError(str(error)) from error
+        except KubeError as error:
+            delay = 1 if error.status == 409 else 10
+            raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=delay) from error
+        except httpx.TransportError as error:
+            raise kopf.TemporaryError(f"Kubernetes API unreachable: {error}", delay=5) from error
+    if wait and outcome.requeue_after is not None:
+        raise kopf.TemporaryError("waiting for the rollout", delay=outcome.requeue_after)
+
+
+async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
+    """Run the operator until cancelled (or until `stop` is set)."""
+    kube = KubeClient.from_environment()
+    metrics = OperatorMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+    priority = settings.peering_priority or random.randint(1, 2**30)
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
+            ctx = Context(kube=kube, settings=settings, analyzer=analyzer, metrics=metrics)
+            await kopf.operator(
+                registry=build_registry(settings),
+                memo=kopf.Memo(ctx=ctx),
+                clusterwide=not settings.namespaces,
+                namespaces=settings.namespaces,
+                standalone=settings.peering is None,
+                peering_name=settings.peering,
+                priority=priority,
+                liveness_endpoint=liveness,
+                stop_flag=stop,
+            )
+    finally:
+        await kube.close()
+
+
+def run(settings: OperatorSettings) -> None:
+    """Entry of `modelfleet operator`: logging as configured, then the event loop."""
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(log_format=log_format, verbose=settings.log_level == "DEBUG")
+    logging.getLogger().setLevel(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    asyncio.run(serve(settings))

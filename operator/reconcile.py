@@ -1,0 +1,365 @@
+"""One idempotent reconcile: read, compute the desired state, apply, write status.
+
+Create, update, resume and the periodic timer all call `reconcile(...)`; nothing depends on which
+event fired. The rollout machine decides the next status, the pure builders turn that status into
+children, and only what changed is written: an unchanged object costs reads and no-op applies, and
+no resourceVersion moves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelfleet.operator import reasons
+from modelfleet.operator.api import (
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    SLOTS,
+    VERSION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    Slot,
+)
+from modelfleet.operator.builders.common import Owner, selector
+from modelfleet.operator.desired import (
+    POD_MONITOR,
+    SCALED_OBJECT,
+    Capabilities,
+    DesiredState,
+    desired_state,
+)
+from modelfleet.operator.kube import KubeClient
+from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
+from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.rollout import (
+    COMMAND_ANNOTATION,
+    Command,
+    RolloutInput,
+    SlotObservation,
+    analysis_due,
+    next_action,
+    parse_timestamp,
+    plan_replicas,
+)
+from modelfleet.operator.routers import router_for
+from modelfleet.operator.settings import OperatorSettings
+from modelfleet.operator.shape import revision_of, shape_of
+from modelfleet.operator.status import invalid_spec_status, summarize
+
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class InvalidSpecError(Exception):
+    """The spec cannot be acted on; retrying will not help until it changes."""
+
+
+@dataclass(frozen=True)
+class Context:
+    kube: KubeClient
+    settings: OperatorSettings
+    analyzer: Analyzer
+    metrics: OperatorMetrics | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None
+    status_written: bool
+    children: int
+
+
+def parse_spec(body: Mapping[str, Any]) -> ModelDeploymentSpec:
+    """The spec, with the rules the CRD states in CEL checked again (an older API server or a
+    CRD installed without them must not let a bad spec reach the cluster)."""
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise InvalidSpecError(f"spec.{location}: {first['msg']}") from error
+    steps = spec.rollout.steps
+    if steps[-1] != 100 or any(a >= b for a, b in itertools.pairwise(steps)):
+        raise InvalidSpecError("spec.rollout.steps must be strictly increasing and end at 100")
+    if spec.autoscaling and spec.autoscaling.min_replicas > spec.autoscaling.max_replicas:
+        raise InvalidSpecError("spec.autoscaling.minReplicas must be <= maxReplicas")
+    if spec.traffic.ingress is not None and spec.traffic.gateway is not None:
+        raise InvalidSpecError("spec.traffic: set at most one of ingress and gateway")
+    if len(body["metadata"]["name"]) > MAX_NAME_LENGTH:
+        raise InvalidSpecError(f"metadata.name is longer than {MAX_NAME_LENGTH} characters")
+    return spec
+
+
+async def reconcile(body: Mapping[str, Any], ctx: Context, now: datetime | None = None) -> Outcome:
+    started = time.perf_counter()
+    try:
+        return await _reconcile(body, ctx, now or datetime.now(UTC))
+    except InvalidSpecError:
+        _count_error(ctx, reasons.INVALID_SPEC)
+        raise
+    except Exception:
+        _count_error(ctx, reasons.RECONCILE_ERROR)
+        raise
+    finally:
+        if ctx.metrics is not None:
+            ctx.metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+
+def _count_error(ctx: Context, reason: str) -> None:
+    if ctx.metrics is not None:
+        ctx.metrics.reconcile_errors.labels(reason).inc()
+
+
+async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Outcome:
+    meta = body["metadata"]
+    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    generation = meta.get("generation")
+    old_status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+    try:
+        spec = parse_spec(body)
+    except InvalidSpecError as error:
+        invalid = invalid_spec_status(old_status, str(error), generation, now)
+        if await _write_status(ctx, body, invalid):
+            await ctx.kube.post_event(_ref(body), "Warning", reasons.INVALID_SPEC, str(error))
+        raise
+    shape = shape_of(spec, ctx.settings)
+    revision = revision_of(shape)
+    live: dict[str, dict[str, Any] | None] = {
+        slot: await ctx.kube.get("apps/v1", "Deployment", owner.namespace, owner.slot_name(slot))
+        for slot in SLOTS
+    }
+    observed: dict[str, SlotObservation] = {
+        slot: await _observe(ctx.kube, owner, slot, live[slot]) for slot in SLOTS
+    }
+    router = router_for(spec.traffic)
+    inp = RolloutInput(
+        spec=spec,
+        revision=revision,
+        version=shape.version,
+        status=old_status,
+        slots=observed,
+        active_replicas=_active_replicas(spec, old_status, observed),
+        canary_sizer=router.canary_replicas,
+        command=Command.parse(meta.get("annotations", {}).get(COMMAND_ANNOTATION)),
+    )
+    measurement = await _measure(ctx, owner, spec, old_status, now)
+    transition = next_action(inp, measurement, now)
+    new_status = transition.status
+    plan = plan_replicas(inp, new_status)
+    capabilities = await _capabilities(ctx)
+    desired = desired_state(
+        owner, spec, new_status, (shape, revision), plan, live, router, ctx.settings, capabilities
+    )
+    await _apply(ctx, desired, traffic_first=_traffic_moves_away(old_status, new_status))
+    summary = summarize(spec, new_status, observed, plan, _url(owner, spec), generation, now)
+    if desired.warnings:
+        summary.message = "; ".join([summary.message or "", *desired.warnings]).lstrip("; ")
+    written = await _write_status(ctx, body, summary)
+    for event in transition.events:
+        await ctx.kube.post_event(_ref(body), event.type, event.reason, event.message, now)
+    children = len(desired.workloads) + len(desired.traffic)
+    _record(ctx, owner, children, transition.status, old_status, measurement)
+    return Outcome(transition.requeue_after, written, children)
+
+
+def _ref(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": body["metadata"]}
+
+
+def _active_replicas(
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    observed: dict[str, SlotObservation],
+) -> int:
+    if spec.autoscaling is None:
+        return spec.replicas
+    current = observed[status.active_slot].replicas if status.active_slot else 0
+    return min(max(current, spec.autoscaling.min_replicas), spec.autoscaling.max_replicas)
+
+
+async def _observe(
+    kube: KubeClient, owner: Owner, slot: Slot, live: dict[str, Any] | None
+) -> SlotObservation:
+    if live is None:
+        return SlotObservation()
+    meta, spec, status = live["metadata"], live.get("spec", {}), live.get("status", {})
+    current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+    replicas = spec.get("replicas", 1)
+    ready = status.get("readyReplicas", 0) if current else 0
+    updated = status.get("updatedReplicas", 0) if current else 0
+    problem = None
+    if ready < replicas:
+        pods = await kube.list("v1", "Pod", owner.namespace, selector(owner, slot))
+        problem = pod_problem(pods)
+    return SlotObservation(
+        revision=meta.get("labels", {}).get("modelfleet.io/revision"),
+        replicas=replicas,
+        ready_replicas=ready,
+        updated_replicas=updated,
+        problem=problem,
+    )
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> str | None:
+    """Why pods are not Ready, from their containerStatuses and conditions (first reason found)."""
+    for pod in pods:
+        status = pod.get("status", {})
+        for container in status.get("containerStatuses", []):
+            for key in ("state", "lastState"):
+                for phase in ("waiting", "terminated"):
+                    detail = container.get(key, {}).get(phase)
+                    if detail and detail.get("reason") not in (
+                        None,
+                        "ContainerCreating",
+                        "Completed",
+                    ):
+                        message = detail.get("message", "")
+                        return f"{detail['reason']}: {message}".rstrip(": ")
+        for condition in status.get("conditions", []):
+            failing = condition.get("status") == "False" and condition.get("reason")
+            if failing and condition["type"] in ("PodScheduled", "Ready"):
+                message = condition.get("message", "")
+                return f"{condition['reason']}: {message}".rstrip(": ")
+    return None
+
+
+async def _measure(
+    ctx: Context,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    now: datetime,
+) -> Measurement | None:
+    canary = status.canary
+    if canary is None or not analysis_due(spec, status, now):
+        return None
+    assert canary.step_started_at is not None
+    target = AnalysisTarget(
+        namespace=owner.namespace,
+        name=owner.name,
+        canary_slot=canary.slot,
+        canary_revision=canary.revision,
+        stable_slot=status.active_slot,
+        stable_revision=status.active_revision,
+        weight=canary.weight,
+        since=parse_timestamp(canary.step_started_at),
+    )
+    analysis = spec.rollout.analysis
+    if analysis.prometheus_url is None:
+        analysis = analysis.model_copy(update={"prometheus_url": ctx.settings.prometheus_url})
+    return await ctx.analyzer.measure(target, analysis, now)
+
+
+async def _capabilities(ctx: Context) -> Capabilities:
+    check = ctx.settings.scaled_object_check
+    return Capabilities(
+        keda=check and await ctx.kube.has_api(*SCALED_OBJECT),
+        pod_monitor=check and await ctx.kube.has_api(*POD_MONITOR),
+        gateway=await ctx.kube.has_api("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    )
+
+
+async def _apply(ctx: Context, desired: DesiredState, traffic_first: bool) -> None:
+    """Apply in an order that never sends traffic to pods that are not there yet."""
+    groups = (
+        [desired.traffic, desired.workloads]
+        if traffic_first
+        else [desired.workloads, desired.traffic]
+    )
+    for group in groups:
+        for obj in group:
+            await ctx.kube.apply(obj)
+    for api_version, kind, name in desired.absent:
+        namespace = desired.workloads[0]["metadata"]["namespace"]
+        await ctx.kube.delete(api_version, kind, namespace, name)
+
+
+def _traffic_moves_away(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> bool:
+    """True when traffic leaves a slot (weight down, rollback, supersede): route first."""
+    old_weight = old.canary.weight if old.canary else 0
+    new_weight = new.canary.weight if new.canary else 0
+    changed_canary = (old.canary is not None) and (
+        new.canary is None or new.canary.revision != old.canary.revision
+    )
+    return new_weight < old_weight or changed_canary or old.active_slot != new.active_slot
+
+
+def _url(owner: Owner, spec: ModelDeploymentSpec) -> str:
+    ingress, gateway = spec.traffic.ingress, spec.traffic.gateway
+    if ingress is not None:
+        scheme = "https" if ingress.tls else "http"
+        return f"{scheme}://{ingress.host}{ingress.path}"
+    if gateway is not None and gateway.hostnames:
+        return f"http://{gateway.hostnames[0]}{gateway.path}"
+    return f"http://{owner.name}.{owner.namespace}.svc.cluster.local"
+
+
+def status_dict(status: ModelDeploymentStatus) -> dict[str, Any]:
+    dumped: dict[str, Any] = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new` (nulls delete keys)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value:
+            patch[key] = value
+    return patch
+
+
+async def _write_status(
+    ctx: Context, body: Mapping[str, Any], status: ModelDeploymentStatus
+) -> bool:
+    """Patch only our own status fields, only when they changed; True when written."""
+    live = dict(body.get("status") or {})
+    ours = set(ModelDeploymentStatus.model_fields) | {
+        field.alias for field in ModelDeploymentStatus.model_fields.values() if field.alias
+    }
+    old = {key: value for key, value in live.items() if key in ours}
+    patch = merge_patch(old, status_dict(status))
+    if not patch:
+        return False
+    meta = body["metadata"]
+    await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
+    return True
+
+
+def _record(
+    ctx: Context,
+    owner: Owner,
+    children: int,
+    new: ModelDeploymentStatus,
+    old: ModelDeploymentStatus,
+    measurement: Measurement | None,
+) -> None:
+    metrics = ctx.metrics
+    if metrics is None:
+        return
+    labels = (owner.namespace, owner.name)
+    metrics.managed.labels(*labels).set(children)
+    metrics.canary_weight.labels(*labels).set(new.canary.weight if new.canary else 0)
+    if new.history and (not old.history or new.history[0] != old.history[0]):
+        metrics.rollout_outcomes.labels(new.history[0].outcome).inc()
+    if measurement is not None:
+        for gauge, value in (
+            (metrics.analysis_error_rate, measurement.error_rate),
+            (metrics.analysis_p99_ms, measurement.p99_ms),
+            (metrics.analysis_requests, measurement.requests),
+        ):
+            if value is not None:
+                gauge.labels(*labels).set(value)

@@ -1,0 +1,166 @@
+"""Status bookkeeping: conditions in metav1.Condition form and the summary fields SREs read.
+
+Pure functions. `set_condition` keeps `lastTransitionTime` when the condition's status does not
+change (as `meta.SetStatusCondition` does), so an unchanged world produces an unchanged status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from modelfleet.operator import reasons
+from modelfleet.operator.api import (
+    Condition,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    SlotStatus,
+)
+from modelfleet.operator.rollout import SlotObservation, timestamp
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """The list with this condition set; lastTransitionTime moves only when status flips."""
+    value = "True" if status else "False"
+    previous = next((c for c in conditions if c.type == type_), None)
+    transition = (
+        previous.last_transition_time
+        if previous is not None and previous.status == value
+        else timestamp(now)
+    )
+    condition = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=transition,
+    )
+    kept = [c for c in conditions if c.type != type_]
+    order = [reasons.READY, reasons.PROGRESSING, reasons.DEGRADED]
+    merged = [*kept, condition]
+    return sorted(merged, key=lambda c: order.index(c.type) if c.type in order else len(order))
+
+
+def summarize(
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    slots: dict[str, SlotObservation],
+    planned: dict[str, int | None],
+    url: str,
+    generation: int | None,
+    now: datetime,
+) -> ModelDeploymentStatus:
+    """Fill the derived fields (slots, ready, url, conditions) of a status the machine produced."""
+    out = status.model_copy(deep=True)
+    out.observed_generation = generation
+    out.url = url
+    out.slots = {}
+    for slot, observed in slots.items():
+        desired = planned.get(slot)
+        out.slots[slot] = SlotStatus(
+            revision=observed.revision,
+            version=_version_of(out, slot),
+            replicas=observed.replicas if desired is None else desired,
+            ready_replicas=observed.ready_replicas,
+        )
+    active = slots.get(out.active_slot) if out.active_slot else None
+    wanted = out.slots[out.active_slot].replicas if out.active_slot else 0
+    ready = active.ready_replicas if active else 0
+    out.ready = f"{ready}/{wanted}"
+    out.conditions = _conditions(out, active, wanted, generation, now)
+    return out
+
+
+def _version_of(status: ModelDeploymentStatus, slot: str) -> str | None:
+    if status.active_slot == slot:
+        return status.active_version
+    for kept in (status.canary, status.previous, status.draining):
+        if kept is not None and kept.slot == slot:
+            return kept.version
+    return None
+
+
+def _conditions(
+    status: ModelDeploymentStatus,
+    active: SlotObservation | None,
+    wanted: int,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    conditions = list(status.conditions)
+    ready_count = active.ready_replicas if active else 0
+    if wanted == 0:
+        ready, reason, message = True, reasons.SCALED_TO_ZERO, "scaled to 0 replicas"
+    elif active is not None and active.revision == status.active_revision and ready_count >= wanted:
+        ready, reason = True, reasons.AVAILABLE
+        message = f"{status.active_version}: {ready_count}/{wanted} pods ready"
+    else:
+        ready, reason = False, reasons.PODS_NOT_READY
+        problem = f" ({active.problem})" if active and active.problem else ""
+        message = f"{ready_count}/{wanted} pods ready{problem}"
+    conditions = set_condition(conditions, reasons.READY, ready, reason, message, generation, now)
+    progressing = status.phase == "Progressing"
+    progress_reason = {
+        "Progressing": reasons.ROLLOUT_IN_PROGRESS,
+        "Paused": reasons.PAUSED,
+        "Healthy": reasons.ROLLOUT_COMPLETE,
+        "Degraded": reasons.ROLLED_BACK,
+    }.get(status.phase or "", reasons.ROLLOUT_IN_PROGRESS)
+    conditions = set_condition(
+        conditions,
+        reasons.PROGRESSING,
+        progressing,
+        progress_reason,
+        status.message or "",
+        generation,
+        now,
+    )
+    degraded = status.phase == "Degraded"
+    degraded_reason = _degraded_reason(status) if degraded else reasons.AS_EXPECTED
+    degraded_message = (status.message or "") if degraded else ""
+    return set_condition(
+        conditions,
+        reasons.DEGRADED,
+        degraded,
+        degraded_reason,
+        degraded_message,
+        generation,
+        now,
+    )
+
+
+def _degraded_reason(status: ModelDeploymentStatus) -> str:
+    if not status.history:
+        return reasons.ROLLED_BACK
+    return {"Aborted": reasons.ABORTED, "RolledBack": reasons.ROLLED_BACK}.get(
+        status.history[0].outcome, reasons.ROLLED_BACK
+    )
+
+
+def invalid_spec_status(
+    status: ModelDeploymentStatus, message: str, generation: int | None, now: datetime
+) -> ModelDeploymentStatus:
+    """A spec the operator cannot act on: say why; nothing that serves traffic is touched."""
+    out = status.model_copy(deep=True)
+    out.message = f"invalid spec: {message}"
+    out.conditions = set_condition(
+        out.conditions, reasons.DEGRADED, True, reasons.INVALID_SPEC, out.message, generation, now
+    )
+    out.conditions = set_condition(
+        out.conditions,
+        reasons.PROGRESSING,
+        False,
+        reasons.INVALID_SPEC,
+        out.message,
+        generation,
+        now,
+    )
+    return out
