@@ -44,16 +44,14 @@ CRD_SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
 )
 
-# kwok's stock stages (inside its module): node start-up, heartbeats through leases, pod life.
+# kwok's stock "fast" stages (inside its module), as kwokctl uses by default: nodes start and
+# heartbeat through leases; pods turn Ready as soon as they are bound, and go at once when deleted.
 KWOK_STAGE_FILES: tuple[str, ...] = (
     "kustomize/stage/node/fast/node-initialize.yaml",
     "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-    "kustomize/stage/pod/general/pod-create.yaml",
-    "kustomize/stage/pod/general/pod-init-container-running.yaml",
-    "kustomize/stage/pod/general/pod-init-container-completed.yaml",
-    "kustomize/stage/pod/general/pod-ready.yaml",
-    "kustomize/stage/pod/general/pod-complete.yaml",
-    "kustomize/stage/pod/general/pod-delete.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
 )
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -78,6 +76,7 @@ def go_version() -> str:
 def build_key() -> str:
     """A key that changes whenever a pinned module, our Go sources or the Go version changes."""
     digest = hashlib.sha256(go_version().encode())
+    digest.update(Path(__file__).read_bytes())  # the pinned CRD and stage lists above
     for path in sorted(GOMOD_DIR.rglob("*")):
         if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
             digest.update(str(path.relative_to(GOMOD_DIR)).encode())
