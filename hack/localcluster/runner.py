@@ -18,6 +18,7 @@ import ipaddress
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,8 @@ class Probe:
             success_threshold=int(spec.get("successThreshold", 1)),
             failure_threshold=int(spec.get("failureThreshold", 3)),
             initial_delay=float(spec.get("initialDelaySeconds", 0)),
-            timeout=min(float(spec.get("timeoutSeconds", 1)), 2.0),
+            # At least 2 s: two shared cores under load answer slower than a kubelet's node.
+            timeout=max(float(spec.get("timeoutSeconds", 1)), 2.0),
         )
 
     def due(self, now: float, started: float) -> bool:
@@ -160,7 +162,7 @@ class ProcessRunner:
         self._ips = (str(ip) for ip in ipaddress.ip_network(RUNNER_POD_CIDR).hosts())
         self._threads: list[threading.Thread] = []
         self._synced = threading.Event()
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=100)  # the latest failures, for debugging
 
     # --- public ------------------------------------------------------------------------
     def start(self) -> None:
@@ -172,7 +174,7 @@ class ProcessRunner:
             thread.start()
             self._threads.append(thread)
         if not self._synced.wait(30):
-            raise RuntimeError(f"process runner could not list pods: {self.errors[-1:]}")
+            raise RuntimeError(f"process runner could not list pods: {list(self.errors)[-1:]}")
 
     def stop(self) -> None:
         self._stop.set()
@@ -181,8 +183,11 @@ class ProcessRunner:
             thread.join(timeout=15)
         with self._lock:
             procs = list(self._procs.values())
-        for proc in procs:
-            self._kill(proc, grace=5.0)
+        stoppers = [threading.Thread(target=self._kill, args=(proc, 5.0)) for proc in procs]
+        for stopper in stoppers:  # all at once: SIGTERM everyone, then wait
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         self.api.close()
 
     def process(self, namespace: str, name: str) -> PodProcess | None:
@@ -330,8 +335,14 @@ class ProcessRunner:
             plan = podspec.plan_launch(pod, proc.pod_ip, mounts, self._lookup, _free_port)
             container = pod["spec"]["containers"][0]
             probes = {
-                kind: Probe.of(container.get(f"{kind}Probe"), plan.ports, self.probe_period_cap)
-                for kind in ("readiness", "liveness", "startup")
+                kind: Probe.of(container.get(f"{kind}Probe"), plan.ports, period_cap)
+                # Readiness and start-up are polled fast so tests need not wait 10 s periods;
+                # liveness keeps the pod's own period so a busy server is not killed.
+                for kind, period_cap in (
+                    ("readiness", self.probe_period_cap),
+                    ("startup", self.probe_period_cap),
+                    ("liveness", float("inf")),
+                )
             }
         except podspec.PodSpecError as error:
             proc.waiting = ("CreateContainerConfigError", str(error))
@@ -341,14 +352,19 @@ class ProcessRunner:
         proc.stderr_offset = proc.stderr_log.stat().st_size if proc.stderr_log.exists() else 0
         work = proc.directory / "work"
         work.mkdir(exist_ok=True)
-        proc.managed = proc.group.start(
-            "container",
-            plan.argv,
-            env=plan.env,
-            cwd=work,
-            log=proc.directory / "stdout.log",
-            stderr_log=proc.stderr_log,
-        )
+        try:
+            proc.managed = proc.group.start(
+                "container",
+                plan.argv,
+                env=plan.env,
+                cwd=work,
+                log=proc.directory / "stdout.log",
+                stderr_log=proc.stderr_log,
+            )
+        except OSError as error:
+            proc.waiting = ("RunContainerError", f"cannot run {plan.argv[0]}: {error}")
+            proc.restart_at = time.monotonic() + 2.0
+            return
         proc.run_started, proc.running_since = time.monotonic(), _now()
         proc.started = probes["startup"].url is None
         proc.waiting, proc.restart_at, proc.phase = None, None, "Running"
