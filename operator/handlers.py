@@ -105,9 +105,9 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
     kube = KubeClient.from_environment()
     metrics = OperatorMetrics()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=metrics.registry)
+        start_http_server(settings.metrics_port, settings.bind_host, registry=metrics.registry)
     priority = settings.peering_priority or random.randint(1, 2**30)
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    liveness = f"http://{settings.bind_host}:{settings.health_port}/healthz" if settings.health_port else None
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)

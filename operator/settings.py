@@ -37,6 +37,10 @@ class OperatorSettings(BaseSettings):
     resync_seconds: float = Field(
         default=60, gt=0, description="Periodic re-reconcile of every ModelDeployment."
     )
+    bind_host: str = Field(
+        default="0.0.0.0",
+        description="Address of the metrics and liveness endpoints (0.0.0.0 in a pod).",
+    )
     metrics_port: int = Field(
         default=8090, ge=0, le=65535, description="Operator metrics; 0 = off."
     )

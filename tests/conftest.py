@@ -1,3 +1,3 @@
 """Shared pytest set-up: the local control plane's fixtures (hack/localcluster/pytest_plugin.py)."""
 
-pytest_plugins = ["localcluster.pytest_plugin"]
+pytest_plugins = ["localcluster.pytest_plugin", "tests.operator_fixtures"]
