@@ -40,28 +40,32 @@ def alive(pid: int, started: int | None) -> bool:
     return now is not None and (started is None or now == started)
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
+def _signal_group(pid: int, sig: signal.Signals, leader: bool) -> None:
+    """Signal the process group (children included); the leader itself only while it is ours."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+    if leader:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def terminate(
     pid: int, started: int | None, grace: float, popen: subprocess.Popen[bytes] | None = None
 ) -> None:
     """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it."""
-    if not alive(pid, started):
+
+    def leader_alive() -> bool:
+        return popen.poll() is None if popen is not None else alive(pid, started)
+
+    if not leader_alive():
+        if popen is not None:  # just exited and reaped by us: its group id is still ours
+            _signal_group(pid, signal.SIGKILL, leader=False)  # children it may have left behind
         return
-    _signal_group(pid, signal.SIGTERM)
+    _signal_group(pid, signal.SIGTERM, leader=True)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if popen is not None and popen.poll() is not None:
-            break
-        if popen is None and not alive(pid, started):
-            break
+    while time.monotonic() < deadline and leader_alive():
         time.sleep(0.05)
-    _signal_group(pid, signal.SIGKILL)  # also reaches children left in the group
+    _signal_group(pid, signal.SIGKILL, leader=leader_alive())
     if popen is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout=10)
