@@ -134,10 +134,10 @@ def _volume_folder(
         return Path(volume["hostPath"]["path"])
     if "persistentVolumeClaim" in volume:
         # Claims are folders shared by every pod of the namespace (like a ReadWriteMany volume).
-        folder = shared / namespace / volume["persistentVolumeClaim"]["claimName"]
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    folder = root / volume["name"]
+        claim: Path = shared / namespace / str(volume["persistentVolumeClaim"]["claimName"])
+        claim.mkdir(parents=True, exist_ok=True)
+        return claim
+    folder: Path = root / str(volume["name"])
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
