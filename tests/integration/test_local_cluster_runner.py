@@ -213,3 +213,53 @@ def test_a_deployment_of_process_backed_pods_rolls_out_and_its_service_gets_endp
             for p in (cluster.runner.process(namespace, q["metadata"]["name"]) for q in pods)
         ),
     )
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
+
+
+def test_the_model_server_runs_as_a_process_backed_pod(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """The contract between the runner and `modelfleet serve`: env, ports, probes, metrics."""
+    labels = {**LABELS, "modelfleet.io/slot": "blue"}
+    env = {
+        "MODELFLEET_MODEL_URI": (EXAMPLES / "model.onnx").as_uri(),
+        "MODELFLEET_MODEL_NAME": "fraud",
+        "MODELFLEET_CACHE_DIR": "/var/cache/modelfleet",
+        "MODELFLEET_DEPLOYMENT": "fraud",
+        "MODELFLEET_SLOT": "blue",
+        "MODELFLEET_REVISION": "r1",
+    }
+    spec = server_pod_spec(env)
+    container = spec["containers"][0]
+    container["command"] = ["modelfleet", "serve"]
+    container["volumeMounts"] = [{"name": "cache", "mountPath": "/var/cache/modelfleet"}]
+    spec["volumes"] = [{"name": "cache", "emptyDir": {}}]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "fraud", "namespace": namespace, "labels": labels},
+        "spec": spec,
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/fraud", "-n", namespace, "--timeout=90s")
+
+    ready = get_pod(cluster, namespace, "fraud")
+    assert ready is not None
+    address = ready["metadata"]["annotations"]["modelfleet.io/local-address"]
+    request = json.loads((EXAMPLES / "request.json").read_text())
+    for _ in range(5):
+        answer = httpx.post(f"http://{address}/v2/models/fraud/infer", json=request, timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    assert cluster.prometheus is not None
+    promql = (
+        f'sum(modelfleet_requests_total{{namespace="{namespace}", pod="fraud",'
+        ' deployment="fraud", slot="blue", code="200"})'
+    )
+    counted = wait_for(
+        "Prometheus to count the 5 requests",
+        lambda: [r for r in cluster.prometheus.query(promql) if r["value"][1] == "5"],
+    )
+    assert counted[0]["value"][1] == "5"
