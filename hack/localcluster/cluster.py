@@ -134,11 +134,19 @@ class LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._record = RunRecord.register(self.state_dir, remove_state=self._temporary)
         started = time.monotonic()
-        try:
-            self._start_all()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):
+            try:
+                self._start_all()
+                break
+            except BaseException as error:
+                # A free port taken by someone else between our probe and the bind: start over.
+                if attempt == 2 or "address already in use" not in str(error):
+                    self.stop()
+                    raise
+                print(f"[localcluster] port taken, starting again: {error}", file=sys.stderr)
+                self._stop_processes()
+                for folder in ("etcd", "prometheus", "pods"):
+                    shutil.rmtree(self.state_dir / folder, ignore_errors=True)
         self.timings["start_s"] = round(time.monotonic() - started, 2)
         self._write_info()
         return self
@@ -177,12 +185,16 @@ class LocalCluster:
             self.runner = ProcessRunner(self)
             self.runner.start()
 
-    def stop(self) -> None:
-        """Stop everything this cluster started (runner processes first), by pid."""
+    def _stop_processes(self) -> None:
         if self.runner is not None:
             self.runner.stop()
             self.runner = None
         self.processes.stop_all(_GRACE)
+        self.prometheus = None
+
+    def stop(self) -> None:
+        """Stop everything this cluster started (runner processes first), by pid."""
+        self._stop_processes()
         if self._record is not None:
             self._record.path.unlink(missing_ok=True)
             self._record = None
@@ -346,7 +358,7 @@ class LocalCluster:
         wanted = {spec.name for spec in self.config.node_specs}
 
         def all_ready() -> bool:
-            listed = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)
+            listed = api.get("/api/v1/nodes") or {"items": []}
             ready = {
                 item["metadata"]["name"]
                 for item in listed["items"]
@@ -355,7 +367,11 @@ class LocalCluster:
             }
             return wanted <= ready
 
-        self._wait("all nodes Ready", all_ready, 60, ["kwok", "kube-apiserver"])
+        api = self.http()
+        try:
+            self._wait("all nodes Ready", all_ready, 60, ["kwok", "kube-apiserver"])
+        finally:
+            api.close()
 
     def _wait_healthz(self, name: str) -> None:
         url = f"https://127.0.0.1:{self.ports[name]}/healthz"

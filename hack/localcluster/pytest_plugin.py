@@ -47,15 +47,15 @@ def _namespace_name(test_name: str) -> str:
 def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     name = _namespace_name(request.node.name)
     cluster.kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while (
-        cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0
-    ):
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"namespace {name}: the default ServiceAccount never appeared", pytrace=False
-            )
-        time.sleep(0.1)
+    api = cluster.http()
+    try:
+        deadline = time.monotonic() + 30
+        while api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default") is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"namespace {name}: no default ServiceAccount after 30s", pytrace=False)
+            time.sleep(0.05)
+    finally:
+        api.close()
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
