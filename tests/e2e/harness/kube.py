@@ -18,19 +18,12 @@ from .weights import (
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
-def _get(api_client: Any, path: str, query: list[tuple[str, str]] | None = None) -> Any:
-    """GET a path as JSON; None when the object (or its kind) does not exist."""
+def _json(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """One typed API call as the raw JSON object; None when it (or its kind) does not exist."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        response = api_client.call_api(
-            path,
-            "GET",
-            query_params=query or [],
-            _preload_content=False,
-            _return_http_data_only=True,
-            _request_timeout=5,
-        )
+        response = call(*args, _preload_content=False, _request_timeout=5, **kwargs)
     except ApiException as error:
         if error.status == 404:
             return None
@@ -40,28 +33,34 @@ def _get(api_client: Any, path: str, query: list[tuple[str, str]] | None = None)
 
 def read_endpoints(api_client: Any, namespace: str, name: str) -> list[Endpoint]:
     """Endpoints with their shares, from whichever router object exists (HTTPRoute, Ingress, none)."""
-    base = f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}"
-    route = _get(api_client, base)
+    from kubernetes import client
+
+    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    networking = client.NetworkingV1Api(api_client)
+    route = _json(
+        custom.get_namespaced_custom_object,
+        "gateway.networking.k8s.io",
+        "v1",
+        namespace,
+        "httproutes",
+        name,
+    )
     backends: list[Backend]
     if route is not None:
         backends = backends_from_httproute(route)
     else:
-        ingresses = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"
-        stable = _get(api_client, f"{ingresses}/{name}")
+        stable = _json(networking.read_namespaced_ingress, name, namespace)
         if stable is not None:
-            backends = backends_from_ingresses(
-                stable, _get(api_client, f"{ingresses}/{name}-canary")
-            )
+            canary = _json(networking.read_namespaced_ingress, f"{name}-canary", namespace)
+            backends = backends_from_ingresses(stable, canary)
         else:
             backends = [Backend(name, 100)]
-    selector = [("labelSelector", f"{INSTANCE_LABEL}={name}")]
-    core = f"/api/v1/namespaces/{namespace}"
     services = {
-        backend.service: _get(api_client, f"{core}/services/{backend.service}") or {}
+        backend.service: _json(core.read_namespaced_service, backend.service, namespace) or {}
         for backend in backends
     }
-    pods = (_get(api_client, f"{core}/pods", selector) or {}).get("items", [])
-    return endpoints(backends, services, pods)
+    pods = _json(core.list_namespaced_pod, namespace, label_selector=f"{INSTANCE_LABEL}={name}")
+    return endpoints(backends, services, (pods or {}).get("items", []))
 
 
 def kube_snapshot(api_client: Any, namespace: str, name: str) -> Snapshot:

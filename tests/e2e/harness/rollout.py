@@ -59,7 +59,7 @@ def model_deployment(
                 "prometheusUrl": prometheus_url,
                 "interval": interval,
                 "maxErrorRate": 0.01,
-                "maxP99LatencyMs": 200,
+                "maxP99LatencyMs": 500,
                 "minRequests": 50,
                 **(analysis or {}),
             },

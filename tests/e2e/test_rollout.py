@@ -1,0 +1,173 @@
+"""Rollouts end to end: the operator, a real Prometheus, process-backed server pods, live traffic.
+
+Each scenario starts from a Healthy v1 in a fresh namespace with its own operator, then applies a
+new revision while the traffic driver sends steady load through the pods' local addresses,
+following the live weights. Steps are short (10 s, analysed every 2 s; Prometheus scrapes every
+2 s) so a scenario takes about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from harness.driver import Tally, TrafficDriver
+from harness.kube import kube_snapshot
+from harness.rollout import (
+    StatusRecorder,
+    apply,
+    healthy_at,
+    model_deployment,
+    read_status,
+    wait_for,
+)
+from harness.stack import MODELS
+from localcluster import LocalCluster
+
+NAME = "fraud"
+RPS = 60.0
+PAYLOAD = json.loads((MODELS / "request.json").read_text())
+
+
+@dataclass
+class Rollout:
+    cluster: LocalCluster
+    namespace: str
+    recorder: StatusRecorder
+    driver: TrafficDriver
+
+    def apply(self, **changes: Any) -> None:
+        apply(
+            self.cluster,
+            self.namespace,
+            model_deployment(NAME, prometheus_url=self.cluster.prometheus_url, **changes),
+        )
+
+    def wait(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
+        return dict(wait_for(self.cluster, self.namespace, NAME, predicate, timeout, what))
+
+    def tally(self) -> Tally:
+        return self.driver.snapshot_tally()
+
+
+@pytest.fixture
+def rollout(cluster: LocalCluster, namespace: str, operator: Any) -> Iterator[Rollout]:
+    """A Healthy v1 under steady load, with the status recorded from here on."""
+    apply(cluster, namespace, model_deployment(NAME, prometheus_url=cluster.prometheus_url))
+    wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
+    driver = TrafficDriver(
+        kube_snapshot(cluster.api_client(), namespace, NAME),
+        rps=RPS,
+        path=f"/v2/models/{NAME}/infer",
+        payload=PAYLOAD,
+    )
+    with StatusRecorder(cluster, namespace, NAME) as recorder, driver.running():
+        yield Rollout(cluster, namespace, recorder, driver)
+
+
+def _degraded(status: Any) -> bool:
+    return status.get("phase") == "Degraded"
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == kind)
+
+
+def _active_revision(rollout: Rollout) -> str:
+    return str(read_status(rollout.cluster, rollout.namespace, NAME)["activeRevision"])
+
+
+def test_healthy_revision_walks_every_step_and_is_promoted(rollout: Rollout) -> None:
+    v1_revision = _active_revision(rollout)
+    rollout.apply(model="model-v2.txt", version="v2")
+    status = rollout.wait(healthy_at("v2"), 180, "v2 promoted")
+
+    assert [w for w in rollout.recorder.weights() if w > 0] == [10, 25, 50, 100]
+    assert status["history"][-1]["outcome"] == "Promoted"
+    assert status["activeRevision"] != v1_revision
+    tally = rollout.tally()
+    assert tally.failed() == 0, tally.counts  # nothing failed, and nothing was injected
+    assert tally.total(revision=status["activeRevision"]) > 0
+    assert tally.total(revision=v1_revision) > 0
+
+
+def test_injected_errors_roll_back_at_the_first_step(rollout: Rollout) -> None:
+    v1_revision = _active_revision(rollout)
+    rollout.apply(model="model-v2.txt", version="v2", env={"MODELFLEET_FAULT_ERROR_RATE": "0.05"})
+    status = rollout.wait(_degraded, 120, "rolled back")
+
+    assert max(rollout.recorder.weights()) == 10
+    message = _condition(status, "Degraded")["message"]
+    assert message.startswith("error rate "), message
+    assert "> 1.0 % over " in message
+    assert message.endswith("at 10%")
+    assert status["activeRevision"] == v1_revision  # the active slot was never touched
+    assert status["history"][-1]["outcome"] == "RolledBack"
+    time.sleep(2)  # the driver re-reads the weights every 0.5 s
+    tally = rollout.tally()
+    assert tally.failed(revision=v1_revision) == 0, tally.counts  # only injected errors
+    assert tally.failed() > 0
+    assert tally.shares[-1][1].get(status["activeSlot"]) == 100.0
+
+
+def test_injected_latency_rolls_back_on_p99(rollout: Rollout) -> None:
+    rollout.apply(model="model-v2.txt", version="v2", env={"MODELFLEET_FAULT_LATENCY_MS": "1000"})
+    status = rollout.wait(_degraded, 120, "rolled back")
+
+    message = _condition(status, "Degraded")["message"]
+    assert message.startswith("p99 "), message
+    assert "> 500 ms" in message
+    assert status["history"][-1]["outcome"] == "RolledBack"
+    assert rollout.tally().failed() == 0
+
+
+def test_nothing_is_promoted_while_prometheus_is_down(rollout: Rollout) -> None:
+    prometheus = rollout.cluster.prometheus
+    assert prometheus is not None
+    rollout.apply(model="model-v2.txt", version="v2")
+    rollout.wait(lambda s: (s.get("canary") or {}).get("weight") == 25, 120, "canary at 25 %")
+    prometheus.stop()
+    try:
+        held = rollout.wait(
+            lambda s: (s.get("canary") or {}).get("analysis", {}).get("phase") == "Error",
+            30,
+            "analysis Error while Prometheus is down",
+        )
+        time.sleep(15)  # longer than a step: a blind operator would have moved on by now
+        during = read_status(rollout.cluster, rollout.namespace, NAME)
+    finally:
+        prometheus.start()
+    assert held["phase"] == "Progressing"
+    assert during["canary"]["weight"] == 25
+    assert during["activeVersion"] == "v1"
+    assert "metrics unavailable" in during["message"]
+    status = rollout.wait(healthy_at("v2"), 180, "v2 promoted after Prometheus came back")
+    assert status["history"][-1]["outcome"] == "Promoted"
+    assert rollout.tally().failed() == 0
+
+
+def test_too_little_traffic_holds_then_pauses_without_promoting(
+    cluster: LocalCluster, namespace: str, operator: Any
+) -> None:
+    apply(cluster, namespace, model_deployment(NAME, prometheus_url=cluster.prometheus_url))
+    wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
+    apply(
+        cluster,
+        namespace,
+        model_deployment(
+            NAME,
+            prometheus_url=cluster.prometheus_url,
+            model="model-v2.txt",
+            version="v2",
+            progress_deadline="20s",
+        ),
+    )
+    status = wait_for(cluster, namespace, NAME, lambda s: s.get("phase") == "Paused", 90, "paused")
+    assert status["canary"]["weight"] == 10
+    assert status["canary"]["analysis"]["phase"] == "Inconclusive"
+    assert status["activeVersion"] == "v1"
+    assert "no canary requests" in status["message"]
