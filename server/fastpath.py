@@ -98,6 +98,7 @@ class Server:
         self._limit = plane.settings.max_body_bytes
         self._max_inflight = plane.settings.max_concurrency
         self._access_log = plane.settings.access_log
+        plane.metrics.track_inflight(lambda: float(self.inflight))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -155,14 +156,12 @@ class Server:
     ) -> None:
         started = time.perf_counter()
         self.inflight += 1
-        self.plane.metrics.inflight.inc()
         try:
             status, response_headers, body = await self._respond(route, headers, receive)
         except ClientDisconnectedError:
             return
         finally:
             self.inflight -= 1
-            self.plane.metrics.inflight.dec()
         if self.plane.faults.latency_s:
             await asyncio.sleep(self.plane.faults.latency_s)
         response_headers.append((b"x-request-id", request_id))

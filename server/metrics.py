@@ -9,6 +9,7 @@ multiprocess mode is needed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -60,10 +61,12 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         ).labels(**identity)
-        self.inflight = Gauge(
-            "modelfleet_inflight_requests", "Inference requests in flight", _LABELS,
+        self._inflight = Gauge(
+            "modelfleet_inflight_requests",
+            "Inference requests in flight",
+            _LABELS,
             registry=self.registry,
-        ).labels(**identity)  # fmt: skip
+        ).labels(**identity)
         self._load = Gauge(
             "modelfleet_model_load_seconds",
             "Time to fetch, verify, load and warm up the model",
@@ -88,6 +91,10 @@ class ServerMetrics:
             counter = self._by_code[code] = self._requests.labels(**self._identity, code=str(code))
         counter.inc()
         self._duration.observe(seconds)
+
+    def track_inflight(self, read: Callable[[], float]) -> None:
+        """Read the in-flight count at scrape time (no lock on the request path)."""
+        self._inflight.set_function(read)
 
     def observe_batch(self, rows: int) -> None:
         self._batch.observe(rows)
