@@ -4,16 +4,16 @@
 file format apart from pickles, which we refuse to unpickle) and returns a runtime whose
 outputs are `probabilities` (FP, [N, classes]) and `label` (INT64, [N]) for classifiers,
 `predictions` ([N]) otherwise. With backend `onnx` or `auto` the booster is converted with
-onnxmltools and used only when it scores probe rows like the booster; `auto` also wants it
-faster. Either way the answer is the booster's.
+onnxmltools and used only when it scores probe rows like the booster (`auto` falls back to
+native scoring otherwise, `onnx` too, with a warning). The choice never depends on timing,
+so every replica of a revision scores alike: onnxruntime's tree ensemble was 2-5x faster
+than Booster.predict on one-row requests in bench/server (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -194,14 +194,6 @@ def _max_difference(native: Outputs, converted: Outputs) -> float:
     return float(np.max(np.abs(expected - actual) / scale, initial=0.0))
 
 
-def _seconds_per_call(predict: Callable[[npt.NDArray[np.generic]], Outputs], rows: Any) -> float:
-    predict(rows)
-    started = time.perf_counter()
-    for _ in range(20):
-        predict(rows)
-    return (time.perf_counter() - started) / 20
-
-
 def _onnx_twin(booster: Any, header: _Header, threads: int, cache: Path | None) -> OnnxLightGBM:
     from modelfleet.server.runtimes.onnx import OnnxRuntime
 
@@ -221,20 +213,8 @@ def _choose(
             difference,
         )
         return native
-    if backend == "onnx":
-        return twin
-    one, many = rows[:1], rows[:64]
-    native_s = _seconds_per_call(native.predict, one) + _seconds_per_call(native.predict, many)
-    twin_one, twin_many = one.astype(np.float32), many.astype(np.float32)
-    twin_s = _seconds_per_call(twin.predict, twin_one) + _seconds_per_call(twin.predict, twin_many)
-    chosen: NativeLightGBM | OnnxLightGBM = twin if twin_s < native_s else native
-    log.info(
-        "lightgbm backend auto: native %.0f µs, onnx %.0f µs per probe: %s",
-        native_s * 1e6,
-        twin_s * 1e6,
-        chosen.metadata().backend,
-    )
-    return chosen
+    log.info("lightgbm backend %s: ONNX twin agrees (max difference %.3g)", backend, difference)
+    return twin
 
 
 def load_lightgbm(
