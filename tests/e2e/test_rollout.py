@@ -171,3 +171,71 @@ def test_too_little_traffic_holds_then_pauses_without_promoting(
     assert status["canary"]["analysis"]["phase"] == "Inconclusive"
     assert status["activeVersion"] == "v1"
     assert "no canary requests" in status["message"]
+
+
+def _at_weight(weight: int) -> Any:
+    return lambda s: (s.get("canary") or {}).get("weight") == weight
+
+
+def test_a_killed_operator_resumes_at_the_same_step_and_weight(
+    rollout: Rollout, operator: Any, start_operator: Any
+) -> None:
+    rollout.apply(model="model-v2.txt", version="v2")
+    rollout.wait(_at_weight(25), 120, "canary at 25 %")
+    operator.kill()
+    before = read_status(rollout.cluster, rollout.namespace, NAME)
+    time.sleep(5)
+    assert read_status(rollout.cluster, rollout.namespace, NAME)["canary"] == before["canary"]
+    start_operator(rollout.namespace)
+    status = rollout.wait(healthy_at("v2"), 180, "v2 promoted by the new operator")
+    assert [w for w in rollout.recorder.weights() if w > 0] == [10, 25, 50, 100]
+    assert status["history"][-1]["outcome"] == "Promoted"
+    assert rollout.tally().failed() == 0
+
+
+def test_a_newer_revision_supersedes_and_a_revert_cancels(rollout: Rollout) -> None:
+    v1_revision = _active_revision(rollout)
+    rollout.apply(model="model-v2.txt", version="v2")
+    rollout.wait(_at_weight(25), 120, "v2 canary at 25 %")
+    rollout.apply(model="model-v2.onnx", version="v3")
+    rollout.wait(
+        lambda s: (s.get("canary") or {}).get("version") == "v3", 60, "v3 replaced the v2 canary"
+    )
+    status = read_status(rollout.cluster, rollout.namespace, NAME)
+    assert status["history"][-1]["outcome"] == "Superseded"
+    assert status["history"][-1]["version"] == "v2"
+    rollout.wait(_at_weight(10), 60, "v3 canary at 10 %")
+    rollout.apply()  # back to v1, the active revision
+    status = rollout.wait(healthy_at("v1"), 60, "revert cancels the canary")
+    assert status["history"][-1]["outcome"] == "Cancelled"
+    assert status["activeRevision"] == v1_revision
+    assert rollout.tally().failed() == 0
+
+
+def test_a_model_that_fails_to_load_never_gets_traffic(rollout: Rollout) -> None:
+    v1_revision = _active_revision(rollout)
+    rollout.apply(model="model-v2.txt", version="v2", sha256="0" * 64)
+    status = rollout.wait(
+        lambda s: "sha256" in (s.get("message") or "").lower(), 90, "status says why"
+    )
+    time.sleep(3)
+    status = dict(read_status(rollout.cluster, rollout.namespace, NAME))
+    assert status["canary"]["weight"] == 0
+    assert status["activeRevision"] == v1_revision
+    tally = rollout.tally()
+    assert tally.total() == tally.total(revision=v1_revision)  # not one request to the canary
+    assert tally.failed() == 0
+
+
+def test_background_noise_under_the_limit_never_rolls_back(rollout: Rollout) -> None:
+    for run in ("v2", "v3"):
+        rollout.apply(
+            model="model-v2.txt", version=run, env={"MODELFLEET_FAULT_ERROR_RATE": "0.003"}
+        )
+        status = rollout.wait(
+            lambda s, run=run: healthy_at(run)(s) or s.get("phase") == "Degraded",
+            180,
+            f"{run} finished",
+        )
+        assert status["phase"] == "Healthy", status.get("message")
+        assert status["history"][-1]["outcome"] == "Promoted"

@@ -35,6 +35,7 @@ def model_deployment(
     prometheus_url: str,
     model: str = "model.txt",
     version: str = "v1",
+    sha256: str | None = None,
     env: Mapping[str, str] | None = None,
     replicas: int = 2,
     steps: Sequence[int] = (10, 25, 50, 100),
@@ -65,6 +66,8 @@ def model_deployment(
             },
         },
     }
+    if sha256:
+        spec["model"]["sha256"] = sha256
     if traffic:
         spec["traffic"] = dict(traffic)
     return {
@@ -79,11 +82,30 @@ def apply(cluster: LocalCluster, namespace: str, manifest: Mapping[str, Any]) ->
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
 
+_CLIENTS: dict[int, Any] = {}
+
+
+def _custom_objects(cluster: LocalCluster) -> Any:
+    """One API client per cluster: polling through kubectl would cost a process per look."""
+    from kubernetes import client
+
+    if id(cluster) not in _CLIENTS:
+        _CLIENTS[id(cluster)] = client.CustomObjectsApi(cluster.api_client())
+    return _CLIENTS[id(cluster)]
+
+
 def read_status(cluster: LocalCluster, namespace: str, name: str) -> Status:
-    done = cluster.kubectl("get", "md", name, "-n", namespace, "-o", "json", check=False)
-    if done.returncode != 0:
-        return {}
-    status: Status = json.loads(done.stdout).get("status") or {}
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        body = _custom_objects(cluster).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=5
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return {}
+        raise
+    status: Status = body.get("status") or {}
     return status
 
 
@@ -135,7 +157,7 @@ class StatusRecorder:
     cluster: LocalCluster
     namespace: str
     name: str
-    period_s: float = 0.25
+    period_s: float = 0.5
     seen: list[Observed] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
