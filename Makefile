@@ -61,7 +61,7 @@ examples: $(STAMP) ## Train the example models into examples/models/
 	$(PY) examples/train_models.py --out examples/models
 
 bench-server: $(STAMP) ## Benchmark the server against MLServer, KServe and a bare-ASGI ceiling
-	@echo "not built yet (model server issue)"; exit 2
+	$(PY) bench/server/run.py
 
 # --- local control plane (local control plane issue) ---
 cluster-build: $(STAMP) ## Build (or reuse from cache) etcd, kube-apiserver, controller-manager, scheduler, kwok

@@ -90,13 +90,12 @@ def write_models(out: Path, args: argparse.Namespace) -> dict[str, str]:
     x, y = make_data(args.rows, args.features, args.classes, args.seed)
     x2, y2 = make_data(args.rows, args.features, args.classes, args.seed + 1)
     permutation = np.random.default_rng(args.seed + 2).permutation(args.features)
-    boosters = {
-        "model": train(x, y, args.classes, args.iterations, args.seed, names),
-        "model-v2": train(x2, y2, args.classes, args.iterations, args.seed + 1, names),
-        "model-permuted": train(
+    boosters = {"model": train(x, y, args.classes, args.iterations, args.seed, names)}
+    if not args.only_v1:
+        boosters["model-v2"] = train(x2, y2, args.classes, args.iterations, args.seed + 1, names)
+        boosters["model-permuted"] = train(
             x[:, permutation], y, args.classes, args.iterations, args.seed, names
-        ),
-    }
+        )
     digests: dict[str, str] = {}
     for stem, booster in boosters.items():
         text_path, onnx_path = out / f"{stem}.txt", out / f"{stem}.onnx"
@@ -120,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=50, help="boosting rounds")
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only-v1", action="store_true", help="skip the v2 and permuted variants")
     parser.add_argument("--force", action="store_true", help="retrain even when up to date")
     args = parser.parse_args(argv)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "force")}

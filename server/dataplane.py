@@ -52,6 +52,14 @@ class DataPlane:
         self.draining = True
         self.metrics.set_ready(False)
 
+    def backend_changed(self) -> None:
+        """The runtime switched engines (LightGBM → its ONNX twin): say so in model_info."""
+        model = self.model
+        backend = model.runtime.metadata().backend
+        self.metrics.model_loaded(
+            model.version, model.format, backend, model.sha256, model.load_seconds
+        )
+
     def find(self, name: str, version: str | None = None) -> LoadedModel:
         if name != self.model.name or version not in (None, "", self.model.version):
             served = f"{self.model.name} (version {self.model.version})"
@@ -90,7 +98,7 @@ class DataPlane:
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = self.find(name, version)
-        meta = model.metadata
+        meta = model.runtime.metadata()
         return {
             "name": model.name,
             "versions": [model.version],

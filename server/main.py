@@ -104,6 +104,7 @@ def run(settings: ServerSettings) -> int:
     metrics = ServerMetrics(settings.deployment, settings.slot, settings.revision, model.name)
     metrics_server, _ = metrics.serve(settings.host, settings.metrics_port)
     plane = DataPlane(model, settings, metrics)
+    model.upgrade_in_background(settings, plane.backend_changed)
     server = _make_uvicorn_server(settings, create_app(plane, keys), plane)
     log.info(
         "serving",

@@ -102,6 +102,7 @@ class ServerMetrics:
     def model_loaded(
         self, version: str, model_format: str, backend: str, sha256: str, s: float
     ) -> None:
+        self._info.clear()  # one sample: the current backend
         self._info.labels(
             **self._identity, version=version, format=model_format, backend=backend, sha256=sha256
         ).set(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,23 @@ class LoadedModel:
     runtime: Runtime
     metadata: ModelMetadata
     load_seconds: float
+    path: Path
+
+    def upgrade_in_background(
+        self, settings: ServerSettings, on_switch: Callable[[], None]
+    ) -> None:
+        """LightGBM with backend `auto`, not yet on its ONNX twin: convert, check and switch
+        while already serving (readiness never waits for a conversion)."""
+        from modelfleet.server.runtimes.lightgbm import LightGBMRuntime
+
+        runtime = self.runtime
+        if (
+            isinstance(runtime, LightGBMRuntime)
+            and settings.lightgbm_backend == "auto"
+            and runtime.engine is runtime.native
+        ):
+            cache = _conversion_cache(settings, self.sha256)
+            runtime.upgrade_in_background(self.path, cache, settings.intra_op_threads, on_switch)
 
 
 def _verify(runtime: Runtime, metadata: ModelMetadata, batch: int) -> None:
@@ -52,10 +70,16 @@ def _runtime(settings: ServerSettings, path: Path, sha256: str) -> Runtime:
         return load_onnx(path, threads=threads, device=settings.device)
     from modelfleet.server.runtimes.lightgbm import load_lightgbm
 
-    cache = settings.cache_dir / "converted" / f"{sha256}.onnx"
     return load_lightgbm(
-        path, threads=threads, backend=settings.lightgbm_backend, convert_cache=cache
+        path,
+        threads=threads,
+        backend=settings.lightgbm_backend,
+        convert_cache=_conversion_cache(settings, sha256),
     )
+
+
+def _conversion_cache(settings: ServerSettings, sha256: str) -> Path:
+    return settings.cache_dir / "converted" / f"{sha256}.onnx"
 
 
 def load_model(settings: ServerSettings) -> LoadedModel:
@@ -74,6 +98,7 @@ def load_model(settings: ServerSettings) -> LoadedModel:
         runtime=runtime,
         metadata=metadata,
         load_seconds=elapsed,
+        path=path,
     )
     log.info(
         "model loaded",

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,6 @@ log = logging.getLogger(__name__)
 
 PROBE_ROWS = 512
 _PROB_TOLERANCE = 1e-5
-_ONNX_OPSET = 15
 
 
 @dataclass(frozen=True)
@@ -125,22 +129,65 @@ class NativeLightGBM:
 
 
 class OnnxLightGBM:
-    """The same booster converted to ONNX (tree-ensemble operators in float32)."""
+    """The same booster converted to ONNX: tree-ensemble operators in float32, answering
+    with the booster's output names and datatypes (FP64) so nothing changes for clients."""
 
-    def __init__(self, session: Any, header: _Header, n_features: int) -> None:
+    def __init__(self, session: Any, metadata: ModelMetadata) -> None:
         self._session = session
-        self._metadata = _metadata(header, n_features, "onnx", "FP32")
-        self._metadata = replace(self._metadata, backend="onnxruntime (converted)")
+        self._metadata = replace(metadata, backend="onnxruntime (converted)")
         self._names = [o.name for o in session.get_outputs()]
 
     def metadata(self) -> ModelMetadata:
         return self._metadata
 
     def predict(self, rows: npt.NDArray[np.generic]) -> Outputs:
-        results = dict(zip(self._names, self._session.run(None, {"input": rows}), strict=True))
+        features = rows.astype(np.float32)
+        results = dict(zip(self._names, self._session.run(None, {"input": features}), strict=True))
         if self._metadata.task == "regression":
-            return {"predictions": results[self._names[0]].reshape(-1)}
-        return {"probabilities": results["probabilities"], "label": results["label"]}
+            return {"predictions": results[self._names[0]].reshape(-1).astype(np.float64)}
+        return {
+            "probabilities": results["probabilities"].astype(np.float64),
+            "label": results["label"],
+        }
+
+
+class LightGBMRuntime:
+    """A booster scored natively until (and unless) its ONNX twin is ready and agrees."""
+
+    def __init__(self, native: NativeLightGBM) -> None:
+        self.native = native
+        self.engine: NativeLightGBM | OnnxLightGBM = native
+        self.predict = native.predict  # swapped in one assignment: no lock on the hot path
+
+    def metadata(self) -> ModelMetadata:
+        return self.engine.metadata()
+
+    def use(self, engine: NativeLightGBM | OnnxLightGBM) -> None:
+        self.engine = engine
+        self.predict = engine.predict
+
+    def upgrade(self, model_path: Path, cache: Path, threads: int) -> bool:
+        """Convert (or reuse the cached conversion), check against the booster, switch."""
+        try:
+            twin = _onnx_twin(model_path, cache, self.native.metadata(), threads)
+        except (ModelLoadError, OSError) as error:
+            log.warning("LightGBM to ONNX conversion failed, scoring natively: %s", error)
+            return False
+        if not _agrees(self.native, twin):
+            return False
+        self.use(twin)
+        return True
+
+    def upgrade_in_background(
+        self, model_path: Path, cache: Path, threads: int, on_switch: Callable[[], None]
+    ) -> threading.Thread:
+        def run() -> None:
+            if self.upgrade(model_path, cache, threads):
+                on_switch()
+
+        thread = threading.Thread(target=run, name="onnx-upgrade", daemon=True)
+        thread.start()
+        return thread
 
 
 def _read_text(path: Path) -> str:
@@ -159,28 +206,26 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _convert(booster: Any, n_features: int, cache: Path | None) -> bytes:
-    if cache is not None and cache.is_file():
-        return cache.read_bytes()
-    import onnxmltools
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    model = onnxmltools.convert_lightgbm(
-        booster,
-        initial_types=[("input", FloatTensorType([None, n_features]))],
-        zipmap=False,
-        target_opset=_ONNX_OPSET,
-    )
-    data: bytes = model.SerializeToString()
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            temp = cache.with_suffix(".partial")
-            temp.write_bytes(data)
-            temp.replace(cache)
-        except OSError as error:
-            log.info("converted model not cached: %s", error)
-    return data
+def _convert(model_path: Path, cache: Path) -> bytes:
+    """The ONNX conversion, made by a separate process (onnxmltools' memory and CPU stay
+    out of the server) and kept in the cache for the next start."""
+    if not cache.is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modelfleet.server.runtimes.convert",
+                str(model_path),
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        if completed.returncode != 0:
+            raise ModelLoadError(f"conversion failed: {completed.stderr.strip()[-500:]}")
+    return cache.read_bytes()
 
 
 def _max_difference(native: Outputs, converted: Outputs) -> float:
@@ -194,33 +239,41 @@ def _max_difference(native: Outputs, converted: Outputs) -> float:
     return float(np.max(np.abs(expected - actual) / scale, initial=0.0))
 
 
-def _onnx_twin(booster: Any, header: _Header, threads: int, cache: Path | None) -> OnnxLightGBM:
-    from modelfleet.server.runtimes.onnx import OnnxRuntime
+def _onnx_twin(
+    model_path: Path, cache: Path, metadata: ModelMetadata, threads: int
+) -> OnnxLightGBM:
+    import onnxruntime as ort
 
-    n_features = booster.num_feature()
-    engine = OnnxRuntime(_convert(booster, n_features, cache), threads=threads)
-    return OnnxLightGBM(engine._session, header, n_features)
+    from modelfleet.server.runtimes.onnx import session_options
+
+    try:
+        session = ort.InferenceSession(
+            _convert(model_path, cache),
+            sess_options=session_options(threads),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"onnxruntime cannot load the conversion: {error}") from error
+    return OnnxLightGBM(session, metadata)
 
 
-def _choose(
-    native: NativeLightGBM, twin: OnnxLightGBM, backend: str
-) -> NativeLightGBM | OnnxLightGBM:
+def _agrees(native: NativeLightGBM, twin: OnnxLightGBM) -> bool:
     rows = probe_rows(native.metadata(), PROBE_ROWS)
-    difference = _max_difference(native.predict(rows), twin.predict(rows.astype(np.float32)))
+    difference = _max_difference(native.predict(rows), twin.predict(rows))
     if difference > _PROB_TOLERANCE:
         log.warning(
-            "ONNX twin of the booster disagrees on probe rows (max difference %.3g): native",
-            difference,
+            "ONNX twin disagrees with the booster (max difference %.3g): native", difference
         )
-        return native
-    log.info("lightgbm backend %s: ONNX twin agrees (max difference %.3g)", backend, difference)
-    return twin
+        return False
+    log.info("scoring through the ONNX twin (max difference on probe rows %.3g)", difference)
+    return True
 
 
 def load_lightgbm(
     path: Path, threads: int = 1, backend: str = "native", convert_cache: Path | None = None
-) -> NativeLightGBM | OnnxLightGBM:
-    """Load a LightGBM text model; `backend` native | onnx | auto as described above."""
+) -> LightGBMRuntime:
+    """Load a LightGBM text model. `onnx` converts and checks now; `auto` switches to the
+    twin now when a cached conversion exists, else leaves that to `upgrade_in_background`."""
     import lightgbm
 
     text = _read_text(path)
@@ -228,13 +281,9 @@ def load_lightgbm(
         booster = lightgbm.Booster(model_str=text)
     except lightgbm.basic.LightGBMError as error:
         raise ModelLoadError(f"LightGBM cannot load {path}: {error}") from error
-    header = _parse_header(text)
-    native = NativeLightGBM(booster, header, threads)
-    if backend == "native":
-        return native
-    try:
-        twin = _onnx_twin(booster, header, threads, convert_cache)
-    except (ImportError, ModelLoadError, RuntimeError, ValueError, KeyError, TypeError) as error:
-        log.warning("LightGBM to ONNX conversion failed, scoring natively: %s", error)
-        return native
-    return _choose(native, twin, backend)
+    runtime = LightGBMRuntime(NativeLightGBM(booster, _parse_header(text), threads))
+    if convert_cache is not None and (
+        backend == "onnx" or (backend == "auto" and convert_cache.is_file())
+    ):
+        runtime.upgrade(path, convert_cache, threads)
+    return runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +49,7 @@ def _graph_facts(model: bytes) -> tuple[bool, dict[str, str]]:
     return bool(ops & _MISSING_AWARE_OPS), props
 
 
-def _session_options(threads: int) -> object:
+def session_options(threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -79,7 +80,7 @@ class OnnxRuntime:
 
         try:
             self._session = ort.InferenceSession(
-                model, sess_options=_session_options(threads), providers=_providers(device)
+                model, sess_options=session_options(threads), providers=_providers(device)
             )
         except Exception as error:  # onnxruntime raises its own untyped errors
             raise ModelLoadError(f"onnxruntime cannot load the model: {error}") from error

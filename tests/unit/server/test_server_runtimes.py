@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import threading
 from pathlib import Path
 
 import lightgbm
@@ -81,9 +82,20 @@ def test_onnx_backend_agrees_with_native(model_dir: Path, model: str, tmp_path: 
         np.testing.assert_allclose(actual[name], value, rtol=1e-5, atol=1e-5)
 
 
-def test_auto_backend_picks_one_that_agrees(model_dir: Path) -> None:
-    runtime = load_lightgbm(model_dir / "multiclass.txt", backend="auto")
-    assert runtime.metadata().backend in {"lightgbm", "onnxruntime (converted)"}
+def test_auto_backend_serves_natively_then_switches_in_the_background(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "converted.onnx"
+    runtime = load_lightgbm(model_dir / "multiclass.txt", backend="auto", convert_cache=cache)
+    assert runtime.metadata().backend == "lightgbm"  # no cached conversion: ready at once
+    switched = threading.Event()
+    thread = runtime.upgrade_in_background(model_dir / "multiclass.txt", cache, 1, switched.set)
+    thread.join(timeout=120)
+    assert switched.is_set()
+    assert runtime.metadata().backend == "onnxruntime (converted)"
+    assert runtime.metadata().outputs == runtime.native.metadata().outputs  # same datatypes
+    again = load_lightgbm(model_dir / "multiclass.txt", backend="auto", convert_cache=cache)
+    assert again.metadata().backend == "onnxruntime (converted)"  # the cache makes it immediate
 
 
 def test_gzip_text_models_load(model_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,361 @@
+"""`make bench-server`: modelfleet against MLServer 1.7 (mlserver-lightgbm), KServe's Python
+ModelServer with a LightGBM model class, and a bare-ASGI ceiling; one process each, the
+same 900-tree LightGBM model (300 rounds × 3 classes, 64 features), driven by wrk with
+the same one-row OIP v2 request at 1, 16 and 64 connections, plus 256-row batches.
+
+Peers live in their own venvs under ~/.cache/modelfleet/bench-server/venvs (never project
+dependencies). Writes bench/results/server.json and the server table in docs/benchmarks.md.
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = Path.home() / ".cache" / "modelfleet" / "bench-server"
+PEERS = {
+    "mlserver": ["mlserver==1.7.1", "mlserver-lightgbm==1.7.1"],
+    "kserve": ["kserve==0.21.0", "lightgbm>=4.3,<5"],
+}
+MODEL_ARGS = ["--features", "64", "--classes", "3", "--iterations", "300", "--rows", "20000"]
+CONNECTIONS = (1, 16, 64)
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BENCH_BODY"), "r"); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def log(message: str) -> None:
+    print(f"[bench-server] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    log("installing wrk (Debian package)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def ensure_venv(name: str, packages: list[str]) -> Path:
+    """A venv of its own for a peer server; reinstalled only when its package list changes."""
+    venv = CACHE / "venvs" / name
+    stamp = venv / ".bench-packages"
+    if stamp.is_file() and stamp.read_text() == "\n".join(packages):
+        return venv
+    log(f"creating {venv} with {' '.join(packages)}")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, *packages], check=True)
+    stamp.write_text("\n".join(packages))
+    return venv
+
+
+def ensure_model() -> Path:
+    out = CACHE / "model"
+    command = [sys.executable, str(REPO / "examples" / "train_models.py"), "--out", str(out)]
+    subprocess.run([*command, *MODEL_ARGS, "--only-v1"], check=True)
+    return out
+
+
+@dataclass
+class Server:
+    """How to start one server, where it answers, and its process once started."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    infer_path: str = "/v2/models/model/infer"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, log_dir: Path) -> float:
+        """Seconds from spawn to a 200 from /v2/health/ready (and a first good inference)."""
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **self.env}
+        with (log_dir / f"{self.name}.log").open("wb") as out:
+            started = time.monotonic()
+            self.process = subprocess.Popen(self.command, env=env, stdout=out, stderr=out)
+        while time.monotonic() - started < 180:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {log_dir / (self.name + '.log')}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} not ready after 180 s")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its child processes."""
+        assert self.process is not None
+        pids = [self.process.pid]
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        total_kb = 0
+        for pid in [*pids, *map(int, children)]:
+            status = Path(f"/proc/{pid}/status")
+            if status.exists():
+                match = re.search(r"VmRSS:\s+(\d+)", status.read_text())
+                total_kb += int(match.group(1)) if match else 0
+        return round(total_kb / 1024, 1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def modelfleet_server(model_dir: Path, work: Path) -> Server:
+    port = free_port()
+    env = {
+        "MODELFLEET_MODEL_URI": str(model_dir / "model.txt"),
+        "MODELFLEET_HOST": "127.0.0.1",
+        "MODELFLEET_PORT": str(port),
+        "MODELFLEET_METRICS_PORT": str(free_port()),
+        "MODELFLEET_CACHE_DIR": str(work / "modelfleet-cache"),  # cold: converts at start
+        "MODELFLEET_SHUTDOWN_DRAIN_SECONDS": "0",
+    }
+    return Server(
+        "modelfleet", [str(Path(sys.executable).parent / "modelfleet"), "serve"], env, port
+    )
+
+
+def mlserver_server(model_dir: Path, work: Path) -> Server:
+    port = free_port()
+    root = work / "mlserver"
+    (root / "model").mkdir(parents=True)
+    settings = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "host": "127.0.0.1",
+        "parallel_workers": 0,
+        "debug": False,
+    }
+    (root / "settings.json").write_text(json.dumps(settings))
+    model_settings = {
+        "name": "model",
+        "implementation": "mlserver_lightgbm.LightGBMModel",
+        "parameters": {"uri": str(model_dir / "model.txt")},
+    }
+    (root / "model" / "model-settings.json").write_text(json.dumps(model_settings))
+    venv = ensure_venv("mlserver", PEERS["mlserver"])
+    return Server("mlserver", [str(venv / "bin" / "mlserver"), "start", str(root)], {}, port)
+
+
+def kserve_server(model_dir: Path, work: Path) -> Server:
+    port = free_port()
+    venv = ensure_venv("kserve", PEERS["kserve"])
+    command = [
+        str(venv / "bin" / "python"),
+        str(HERE / "kserve_lightgbm.py"),
+        "--model-file",
+        str(model_dir / "model.txt"),
+        "--port",
+        str(port),
+    ]
+    return Server("kserve", command, {}, port)
+
+
+def ceiling_server(model_dir: Path, work: Path) -> Server:
+    port = free_port()
+    return Server(
+        "asgi-ceiling", [sys.executable, str(HERE / "asgi_ceiling.py"), str(port)], {}, port
+    )
+
+
+SERVERS: dict[str, Callable[[Path, Path], Server]] = {
+    "modelfleet": modelfleet_server,
+    "mlserver": mlserver_server,
+    "kserve": kserve_server,
+    "asgi-ceiling": ceiling_server,
+}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
+    return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
+
+
+def run_wrk(
+    wrk: str, url: str, body: Path, connections: int, seconds: int, script: Path
+) -> dict[str, Any]:
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(
+        command,
+        env={**os.environ, "BENCH_BODY": str(body)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": round(rps, 1),
+        "p50_ms": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        **({"socket_errors": errors.group(0)} if errors else {}),
+    }
+
+
+def bench_one(
+    server: Server, args: argparse.Namespace, model_dir: Path, work: Path, wrk: str
+) -> tuple[list[dict[str, Any]], float]:
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    one_row, batch = model_dir / "request.json", model_dir / "request-batch.json"
+    ready_s = server.start(work)
+    url = server.url + server.infer_path
+    check = httpx.post(url, content=one_row.read_bytes(), timeout=10)
+    if check.status_code != 200:
+        raise RuntimeError(f"{server.name} answered {check.status_code}: {check.text[:300]}")
+    run_wrk(wrk, url, one_row, 16, 2, script)  # warm-up
+    runs = []
+    for connections in CONNECTIONS:
+        result = run_wrk(wrk, url, one_row, connections, args.seconds, script)
+        runs.append({"server": server.name, "connections": connections, **result})
+        log(f"{server.name} c={connections}: {result}")
+    batch_result = run_wrk(wrk, url, batch, 4, args.seconds, script)
+    rows_per_s = round(batch_result["rps"] * 256, 1)
+    rss = server.rss_mb()
+    for entry in runs:
+        entry.update(rss_mb=rss, ready_s=round(ready_s, 3))
+    log(f"{server.name}: ready {ready_s:.2f} s, RSS {rss} MB, 256-row batches {rows_per_s} rows/s")
+    return runs, rows_per_s
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The targets of the model-server issue, computed at 16 connections."""
+    at16 = {r["server"]: r for r in runs if r["connections"] == 16}
+    ours = at16.get("modelfleet")
+    result: dict[str, Any] = {}
+    if ours and "mlserver" in at16:
+        result["rps_vs_mlserver"] = round(ours["rps"] / at16["mlserver"]["rps"], 2)
+        result["p99_vs_mlserver"] = round(ours["p99_ms"] / at16["mlserver"]["p99_ms"], 3)
+        result["rss_vs_mlserver"] = round(ours["rss_mb"] / at16["mlserver"]["rss_mb"], 2)
+    if ours and "asgi-ceiling" in at16:
+        result["rps_vs_ceiling"] = round(ours["rps"] / at16["asgi-ceiling"]["rps"], 2)
+    return result
+
+
+def render_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {report['date']} on {report['machine']['cores']} cores "
+        f"(load average {report['load_average']['start']} at start) with `{report['command']}`; "
+        f"{report['model']}; wrk -t1, {report['seconds_per_run']} s per run.",
+        "",
+        "| server | conns | req/s | p50 ms | p99 ms | non-2xx | RSS MB | ready s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"| {run['server']} | {run['connections']} | {run['rps']:,.0f} | {run['p50_ms']} | "
+            f"{run['p99_ms']} | {run['non2xx']} | {run['rss_mb']} | {run['ready_s']} |"
+        )
+    lines += ["", "| server | rows/s in 256-row requests (4 connections) |", "|---|---:|"]
+    lines += [f"| {name} | {value:,.0f} |" for name, value in report["batch_rows_per_s"].items()]
+    lines += ["", f"At 16 connections: `{json.dumps(report['summary'])}`"]
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, table: str) -> None:
+    begin, end = "<!-- bench-server:begin -->", "<!-- bench-server:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n## Model server (`make bench-server`)\n\n{block}\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
+    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "server.json")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    model_dir = ensure_model()
+    load_start = os.getloadavg()[0]
+    runs: list[dict[str, Any]] = []
+    batch: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        for name in args.servers:
+            work = Path(tmp) / name
+            work.mkdir()
+            server = SERVERS[name](model_dir, work)
+            try:
+                server_runs, batch[name] = bench_one(server, args, model_dir, work, wrk)
+                runs += server_runs
+            finally:
+                server.stop()
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
+        },
+        "command": "make bench-server",
+        "model": "LightGBM 300 rounds × 3 classes = 900 trees, 64 features; one-row OIP v2 request",
+        "seconds_per_run": args.seconds,
+        "load_average": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+        "peers": PEERS,
+        "runs": runs,
+        "batch_rows_per_s": batch,
+        "summary": summary(runs),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_docs(args.docs, render_table(report))
+    log(f"wrote {args.out} and {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
