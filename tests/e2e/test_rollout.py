@@ -2,7 +2,7 @@
 
 Each scenario starts from a Healthy v1 in a fresh namespace with its own operator, then applies a
 new revision while the traffic driver sends steady load through the pods' local addresses,
-following the live weights. Steps are short (10 s, analysed every 2 s; Prometheus scrapes every
+following the live weights (status history is newest first). Steps are short (10 s, analysed every 2 s; Prometheus scrapes every
 2 s) so a scenario takes about a minute.
 """
 
@@ -87,7 +87,7 @@ def test_healthy_revision_walks_every_step_and_is_promoted(rollout: Rollout) -> 
     status = rollout.wait(healthy_at("v2"), 180, "v2 promoted")
 
     assert [w for w in rollout.recorder.weights() if w > 0] == [10, 25, 50, 100]
-    assert status["history"][-1]["outcome"] == "Promoted"
+    assert status["history"][0]["outcome"] == "Promoted"
     assert status["activeRevision"] != v1_revision
     tally = rollout.tally()
     assert tally.failed() == 0, tally.counts  # nothing failed, and nothing was injected
@@ -106,7 +106,7 @@ def test_injected_errors_roll_back_at_the_first_step(rollout: Rollout) -> None:
     assert "> 1.0 % over " in message
     assert message.endswith("at 10%")
     assert status["activeRevision"] == v1_revision  # the active slot was never touched
-    assert status["history"][-1]["outcome"] == "RolledBack"
+    assert status["history"][0]["outcome"] == "RolledBack"
     time.sleep(2)  # the driver re-reads the weights every 0.5 s
     tally = rollout.tally()
     assert tally.failed(revision=v1_revision) == 0, tally.counts  # only injected errors
@@ -121,7 +121,7 @@ def test_injected_latency_rolls_back_on_p99(rollout: Rollout) -> None:
     message = _condition(status, "Degraded")["message"]
     assert message.startswith("p99 "), message
     assert "> 500 ms" in message
-    assert status["history"][-1]["outcome"] == "RolledBack"
+    assert status["history"][0]["outcome"] == "RolledBack"
     assert rollout.tally().failed() == 0
 
 
@@ -146,7 +146,7 @@ def test_nothing_is_promoted_while_prometheus_is_down(rollout: Rollout) -> None:
     assert during["activeVersion"] == "v1"
     assert "metrics unavailable" in during["message"]
     status = rollout.wait(healthy_at("v2"), 180, "v2 promoted after Prometheus came back")
-    assert status["history"][-1]["outcome"] == "Promoted"
+    assert status["history"][0]["outcome"] == "Promoted"
     assert rollout.tally().failed() == 0
 
 
@@ -189,7 +189,7 @@ def test_a_killed_operator_resumes_at_the_same_step_and_weight(
     start_operator(rollout.namespace)
     status = rollout.wait(healthy_at("v2"), 180, "v2 promoted by the new operator")
     assert [w for w in rollout.recorder.weights() if w > 0] == [10, 25, 50, 100]
-    assert status["history"][-1]["outcome"] == "Promoted"
+    assert status["history"][0]["outcome"] == "Promoted"
     assert rollout.tally().failed() == 0
 
 
@@ -202,12 +202,12 @@ def test_a_newer_revision_supersedes_and_a_revert_cancels(rollout: Rollout) -> N
         lambda s: (s.get("canary") or {}).get("version") == "v3", 60, "v3 replaced the v2 canary"
     )
     status = read_status(rollout.cluster, rollout.namespace, NAME)
-    assert status["history"][-1]["outcome"] == "Superseded"
-    assert status["history"][-1]["version"] == "v2"
+    assert status["history"][0]["outcome"] == "Superseded"
+    assert status["history"][0]["version"] == "v2"
     rollout.wait(_at_weight(10), 60, "v3 canary at 10 %")
     rollout.apply()  # back to v1, the active revision
     status = rollout.wait(healthy_at("v1"), 60, "revert cancels the canary")
-    assert status["history"][-1]["outcome"] == "Cancelled"
+    assert status["history"][0]["outcome"] == "Cancelled"
     assert status["activeRevision"] == v1_revision
     assert rollout.tally().failed() == 0
 
@@ -238,4 +238,4 @@ def test_background_noise_under_the_limit_never_rolls_back(rollout: Rollout) -> 
             f"{run} finished",
         )
         assert status["phase"] == "Healthy", status.get("message")
-        assert status["history"][-1]["outcome"] == "Promoted"
+        assert status["history"][0]["outcome"] == "Promoted"

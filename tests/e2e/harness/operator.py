@@ -25,9 +25,20 @@ def install_crd(cluster: LocalCluster) -> None:
         [str(BIN / "modelfleet"), "crd"], capture_output=True, text=True, check=True
     ).stdout
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.modelfleet.io", "--timeout=30s"
-    )
+    deadline = time.monotonic() + 30
+    while True:  # `kubectl wait` fails outright while the new CRD has no conditions yet
+        done = cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/modeldeployments.modelfleet.io",
+            "--timeout=10s",
+            check=False,
+        )
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the ModelDeployment CRD never became Established: {done.stderr}")
+        time.sleep(0.5)
 
 
 class OperatorProcess:
