@@ -86,8 +86,10 @@ def _typed(array: npt.NDArray[np.generic], datatype: str, name: str) -> npt.NDAr
         limits = np.iinfo(target.name)
         if array.min() < limits.min or array.max() > limits.max:
             raise InvalidInputError(f"input '{name}': values do not fit {datatype}")
+    if array.dtype == target:
+        return array
     with np.errstate(over="ignore", invalid="ignore"):  # too large for FP16/FP32: inf
-        return array.astype(target, copy=False)
+        return array.astype(target)
 
 
 def _binary(chunk: bytes, datatype: str, name: str) -> npt.NDArray[np.generic]:
@@ -155,8 +157,10 @@ def finish_rows(rows: npt.NDArray[np.generic], metadata: ModelMetadata) -> npt.N
     """Cast to the model's input type, refusing NaN/inf where the model cannot handle them."""
     if rows.shape[0] == 0:
         raise InvalidInputError("the request has no rows to score")
-    with np.errstate(over="ignore", invalid="ignore"):  # FP64 beyond FP32's range: inf
-        typed = np.ascontiguousarray(rows, dtype=metadata.input_dtype)
+    typed = rows
+    if rows.dtype != metadata.input_dtype or not rows.flags.c_contiguous:
+        with np.errstate(over="ignore", invalid="ignore"):  # FP64 beyond FP32's range: inf
+            typed = np.ascontiguousarray(rows, dtype=metadata.input_dtype)
     if not metadata.handles_missing and typed.dtype.kind == "f" and not np.isfinite(typed).all():
         raise InvalidInputError(
             "the input holds NaN or infinite values and this model does not handle missing values"

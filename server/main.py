@@ -34,6 +34,13 @@ def _limit_threads(threads: int) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
+def _skip_optional_imports() -> None:
+    """LightGBM imports scikit-learn, pandas and dask when they are installed (~80 MB of
+    RSS); the server never hands it their types, so this process pretends they are absent."""
+    for name in ("sklearn", "pandas", "dask", "pyarrow", "matplotlib", "graphviz"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def _report_failure(settings: ServerSettings, message: str) -> None:
     log.error("the model cannot be served: %s", message, extra={"uri": settings.model_uri})
     with contextlib.suppress(OSError):  # no termination log outside a container
@@ -85,6 +92,7 @@ def run(settings: ServerSettings) -> int:
 
     configure_logging(settings.log_level)
     _limit_threads(settings.intra_op_threads)
+    _skip_optional_imports()
     from prometheus_client import disable_created_metrics
 
     from modelfleet.server.app import create_app

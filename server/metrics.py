@@ -8,19 +8,20 @@ multiprocess mode is needed.
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
     Gauge,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Fine enough that histogram_quantile(0.99, …) resolves p99s from 0.5 ms to 5 s.
 LATENCY_BUCKETS = (
@@ -32,6 +33,70 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _LABELS = ("deployment", "slot", "revision", "model")
 
 
+class _Histogram:
+    """Bucket counts and a sum, updated without a lock by the event-loop thread only; a
+    scrape copies the counts first, so its buckets and count always agree."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def family(self, name: str, help_text: str, identity: dict[str, str]) -> Metric:
+        counts, total = list(self.counts), self.total
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append((_le(bound), cumulative))
+        family = HistogramMetricFamily(name, help_text, labels=list(identity))
+        family.add_metric(list(identity.values()), buckets, total)
+        return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class _HotPathStats(Collector):
+    """Request counts by code, latency and batch-size histograms: the per-request metrics,
+    kept as plain numbers (prometheus_client's locks cost more than the model on one row)."""
+
+    def __init__(self, identity: dict[str, str]) -> None:
+        self.identity = identity
+        self.by_code: dict[int, int] = {}
+        self.duration = _Histogram(LATENCY_BUCKETS)
+        self.batch = _Histogram(tuple(float(b) for b in BATCH_BUCKETS))
+
+    def observe(self, code: int, seconds: float) -> None:
+        self.by_code[code] = self.by_code.get(code, 0) + 1
+        self.duration.observe(seconds)
+
+    def observe_batch(self, rows: int) -> None:
+        self.batch.observe(rows)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "modelfleet_requests",
+            "Inference requests answered, by HTTP status code",
+            labels=[*self.identity, "code"],
+        )
+        for code, count in sorted(dict(self.by_code).items()):
+            requests.add_metric([*self.identity.values(), str(code)], count)
+        yield requests
+        yield self.duration.family(
+            "modelfleet_request_duration_seconds",
+            "Time from the request's arrival to the end of the answer, inference routes only",
+            self.identity,
+        )
+        yield self.batch.family(
+            "modelfleet_batch_size", "Rows per predict call after micro-batching", self.identity
+        )
+
+
 class ServerMetrics:
     """Every metric of one server, in its own registry, bound to its identity labels."""
 
@@ -41,26 +106,8 @@ class ServerMetrics:
         PlatformCollector(registry=self.registry)
         identity = dict(zip(_LABELS, (deployment, slot, revision, model), strict=True))
         self._identity = identity
-        self._requests = Counter(
-            "modelfleet_requests",
-            "Inference requests answered, by HTTP status code",
-            [*_LABELS, "code"],
-            registry=self.registry,
-        )
-        self._duration = Histogram(
-            "modelfleet_request_duration_seconds",
-            "Time from the request's arrival to the end of the answer, inference routes only",
-            _LABELS,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        ).labels(**identity)
-        self._batch = Histogram(
-            "modelfleet_batch_size",
-            "Rows per predict call after micro-batching",
-            _LABELS,
-            buckets=BATCH_BUCKETS,
-            registry=self.registry,
-        ).labels(**identity)
+        self._hot = _HotPathStats(identity)
+        self.registry.register(self._hot)
         self._inflight = Gauge(
             "modelfleet_inflight_requests",
             "Inference requests in flight",
@@ -82,22 +129,17 @@ class ServerMetrics:
             [*_LABELS, "version", "format", "backend", "sha256"],
             registry=self.registry,
         )
-        self._by_code: dict[int, Any] = {}
 
     def observe(self, code: int, seconds: float) -> None:
         """Count one answered inference request."""
-        counter = self._by_code.get(code)
-        if counter is None:
-            counter = self._by_code[code] = self._requests.labels(**self._identity, code=str(code))
-        counter.inc()
-        self._duration.observe(seconds)
+        self._hot.observe(code, seconds)
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         """Read the in-flight count at scrape time (no lock on the request path)."""
         self._inflight.set_function(read)
 
     def observe_batch(self, rows: int) -> None:
-        self._batch.observe(rows)
+        self._hot.observe_batch(rows)
 
     def model_loaded(
         self, version: str, model_format: str, backend: str, sha256: str, s: float

@@ -75,9 +75,10 @@ def ensure_venv(name: str, packages: list[str]) -> Path:
         return venv
     log(f"creating {venv} with {' '.join(packages)}")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, *packages], check=True)
+    # -P and cwd: the repo's top-level operator/ folder must never shadow the stdlib's
+    pip = [str(venv / "bin" / "python"), "-P", "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True, cwd=venv)
+    subprocess.run([*pip, *packages], check=True, cwd=venv)
     stamp.write_text("\n".join(packages))
     return venv
 

@@ -141,7 +141,8 @@ class OnnxLightGBM:
         return self._metadata
 
     def predict(self, rows: npt.NDArray[np.generic]) -> Outputs:
-        features = rows.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond FP32's range: inf
+            features = rows.astype(np.float32)
         results = dict(zip(self._names, self._session.run(None, {"input": features}), strict=True))
         if self._metadata.task == "regression":
             return {"predictions": results[self._names[0]].reshape(-1).astype(np.float64)}
