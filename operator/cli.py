@@ -37,3 +37,99 @@ def register(app: typer.Typer) -> None:
         if standalone:
             overrides["peering"] = None
         run(OperatorSettings(**overrides))  # type: ignore[arg-type]
+
+    for verb, doc in _VERBS.items():
+        _register_verb(app, verb, doc)
+
+    @app.command()
+    def status(
+        name: str = typer.Argument(..., help="ModelDeployment name."),
+        namespace: str | None = _NAMESPACE,
+        watch: bool = typer.Option(False, "--watch", "-w", help="Keep the view live."),
+    ) -> None:
+        """Show a ModelDeployment's rollout: slots, steps, weight, analysis, conditions."""
+        import asyncio
+
+        asyncio.run(_status(name, namespace, watch))
+
+
+_NAMESPACE = typer.Option(None, "--namespace", "-n", help="Namespace (default: the context's).")
+
+_VERBS = {
+    "promote": "Skip the current step's analysis (--full: straight to 100 % and promote).",
+    "abort": "Roll the canary back now: weight 0, the active slot keeps serving.",
+    "retry": "Roll out again a revision that was rolled back, aborted or undone.",
+    "pause": "Hold the canary at its current weight.",
+    "resume": "Continue a paused rollout (with a fresh analysis window).",
+    "undo": "Flip back to the previous slot kept warm after the last promotion.",
+}
+
+
+def _register_verb(app: typer.Typer, verb: str, doc: str) -> None:
+    def command(
+        name: str = typer.Argument(..., help="ModelDeployment name."),
+        namespace: str | None = _NAMESPACE,
+        full: bool = typer.Option(False, "--full", help="promote: skip every remaining step."),
+        wait: float = typer.Option(30.0, help="Seconds to wait for the acknowledgement (0: none)."),
+    ) -> None:
+        import asyncio
+
+        if full and verb != "promote":
+            raise typer.BadParameter("--full only applies to promote")
+        message = asyncio.run(_send(name, namespace, verb, full, wait))
+        typer.echo(message)
+
+    command.__doc__ = doc
+    app.command(name=verb)(command)
+
+
+async def _send(name: str, namespace: str | None, verb: str, full: bool, wait: float) -> str:
+    from modelfleet.operator.control import ControlError, send_command
+    from modelfleet.operator.kube import KubeClient, current_namespace
+
+    kube = KubeClient.from_environment()
+    namespace = namespace or current_namespace()
+    try:
+        status = await send_command(kube, namespace, name, verb, full=full, wait_seconds=wait)
+    except ControlError as error:
+        raise typer.Exit(_fail(str(error))) from error
+    finally:
+        await kube.close()
+    if not status:
+        return f"{verb} sent to {namespace}/{name}"
+    return f"{verb} acknowledged: {status.get('phase')}: {status.get('message', '')}"
+
+
+def _fail(message: str) -> int:
+    typer.echo(message, err=True)
+    return 1
+
+
+async def _status(name: str, namespace: str | None, watch: bool) -> None:
+    import asyncio
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from modelfleet.operator.control import render_status
+    from modelfleet.operator.kube import KubeClient, current_namespace
+    from modelfleet.operator.reconcile import API_VERSION
+
+    kube = KubeClient.from_environment()
+    namespace = namespace or current_namespace()
+    console = Console()
+    try:
+        obj = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
+        if obj is None:
+            raise typer.Exit(_fail(f"modeldeployment {namespace}/{name} not found"))
+        if not watch:
+            console.print(render_status(obj))
+            return
+        with Live(render_status(obj), console=console, refresh_per_second=4) as live:
+            while obj is not None:
+                await asyncio.sleep(1)
+                obj = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
+                if obj is not None:
+                    live.update(render_status(obj))
+    finally:
+        await kube.close()

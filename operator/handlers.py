@@ -1,9 +1,11 @@
 """The Kopf layer: handler registration, start-up settings and the process entry; nothing else.
 
-Create, update, resume and a periodic timer all delegate to `reconcile(...)`. While a rollout waits
-(pods coming up, a step's dwell, the next analysis) the handler raises `kopf.TemporaryError` with
-the delay the state machine asked for; it never sleeps. A bad spec is a `kopf.PermanentError`.
-Progress and diff-base live in annotations under `modelfleet.io/`, so status holds only our fields.
+Create, update, resume and the requeue daemon all delegate to `reconcile(...)`. Change handlers
+reconcile at once and return (a delayed `kopf.TemporaryError` would hold back the next change); while a
+rollout waits (pods coming up, a step's dwell, the next analysis), the per-object `requeue` daemon
+reconciles again after the delay the state machine asked for, or at the resync interval. API
+errors are `kopf.TemporaryError` with a short delay. A bad spec is a `kopf.PermanentError`.
+Progress and diff-base live in annotations under `kopf.modelfleet.io/`, so status holds only our fields.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from modelfleet.operator.reconcile import API_VERSION, Context, InvalidSpecError
 from modelfleet.operator.settings import OperatorSettings
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+STORAGE_PREFIX = f"kopf.{api.GROUP}"
 logger = logging.getLogger("modelfleet.operator")
 
 
@@ -38,9 +41,13 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+        # not plain modelfleet.io/: kopf drops every annotation under its storage prefix from the
+        # diff, and modelfleet.io/command must reach the update handler
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=STORAGE_PREFIX
+        )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=api.GROUP, key="last-handled-configuration"
+            prefix=STORAGE_PREFIX, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{api.GROUP}/finalizer"
         settings.watching.server_timeout = 300
@@ -59,24 +66,44 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.create(*RESOURCE, registry=registry, backoff=5, id="reconcile")
     @kopf.on.update(*RESOURCE, registry=registry, backoff=5, id="reconcile")
     async def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _reconcile(body, memo, wait=True)
+        await _reconcile(body, memo)
 
-    @kopf.timer(
-        *RESOURCE,
-        registry=registry,
-        id="resync",
-        interval=settings.resync_seconds,
-        initial_delay=settings.resync_seconds,
-        backoff=5,
-    )
-    async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _reconcile(body, memo, wait=False)
+    @kopf.daemon(*RESOURCE, registry=registry, id="requeue", cancellation_timeout=5)
+    async def requeue(
+        stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """The periodic side of the reconcile: when the rollout asked to look again, or at resync."""
+        wake = _wake(memo)
+        while not stopped:
+            delay = memo.get("requeue_after") or settings.resync_seconds
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+                wake.clear()  # a handler just reconciled: sleep again on its requeue
+                continue
+            except TimeoutError:
+                pass
+            try:
+                await _reconcile(body, memo)
+            except kopf.TemporaryError as error:
+                memo["requeue_after"] = error.delay
+            except kopf.PermanentError:
+                memo["requeue_after"] = None
+            except Exception:  # the daemon must outlive any one failed reconcile
+                logger.exception("reconcile failed; retrying in 10s")
+                memo["requeue_after"] = 10.0
 
     return registry
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo, *, wait: bool) -> None:
-    """One reconcile under the object's lock; the handlers differ only in whether they wait."""
+def _wake(memo: kopf.Memo) -> asyncio.Event:
+    if "wake" not in memo:
+        memo["wake"] = asyncio.Event()
+    event: asyncio.Event = memo["wake"]
+    return event
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+    """One reconcile under the object's lock; records when to look again and wakes the daemon."""
     if "lock" not in memo:
         memo["lock"] = asyncio.Lock()
     ctx: Context = memo["ctx"]
@@ -96,8 +123,8 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, *, wait: bool) -> None:
             raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=delay) from error
         except httpx.TransportError as error:
             raise kopf.TemporaryError(f"Kubernetes API unreachable: {error}", delay=5) from error
-    if wait and outcome.requeue_after is not None:
-        raise kopf.TemporaryError("waiting for the rollout", delay=outcome.requeue_after)
+    memo["requeue_after"] = outcome.requeue_after
+    _wake(memo).set()
 
 
 async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
@@ -107,7 +134,11 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
     if settings.metrics_port:
         start_http_server(settings.metrics_port, settings.bind_host, registry=metrics.registry)
     priority = settings.peering_priority or random.randint(1, 2**30)
-    liveness = f"http://{settings.bind_host}:{settings.health_port}/healthz" if settings.health_port else None
+    liveness = (
+        f"http://{settings.bind_host}:{settings.health_port}/healthz"
+        if settings.health_port
+        else None
+    )
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)

@@ -230,3 +230,20 @@ class KubeClient:
             "reportingComponent": "modelfleet-operator",
         }
         await self._request("POST", resource_path("v1", "Event", meta["namespace"]), body=event)
+
+
+def current_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace of the kubeconfig's current context (or of the pod), else "default"."""
+    from kubernetes import config
+
+    try:
+        _, context = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError):
+        context = None
+    if context and context.get("context", {}).get("namespace"):
+        return str(context["context"]["namespace"])
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "default"

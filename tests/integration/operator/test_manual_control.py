@@ -1,0 +1,123 @@
+"""Manual control through the kubectl plugin, on the replica-ratio router (no traffic block).
+
+No traffic reaches the canary here, so every analysis is Inconclusive and the rollout holds at its
+weight until a command moves it: that makes each command's effect observable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.integration.operator.kube import (
+    items,
+    model_deployment,
+    must_get,
+    status,
+    wait_for,
+    wait_ready,
+)
+from tests.operator_fixtures import OperatorProcess
+
+PLUGIN = Path(sys.executable).parent / "kubectl-modelfleet"
+
+
+def plugin(cluster: Any, *args: str) -> str:
+    done = subprocess.run(
+        [str(PLUGIN), *args],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _selector(cluster: Any, namespace: str) -> dict[str, str]:
+    selector: dict[str, str] = must_get(cluster, "service", "fraud", namespace)["spec"]["selector"]
+    return selector
+
+
+def _weight(cluster: Any, namespace: str) -> int | None:
+    canary = status(cluster, "fraud", namespace).get("canary")
+    return canary["weight"] if canary else None
+
+
+def test_replica_ratio_split_and_every_command(
+    cluster: Any,
+    namespace: str,
+    operator: OperatorProcess,
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+) -> None:
+    rollout = {
+        "steps": [50, 100],
+        "stepDuration": "5s",
+        "progressDeadline": "10m",
+        "scaleDownDelay": "2s",
+        "analysis": {"interval": "2s"},
+    }
+    spec: dict[str, Any] = {"model": {"uri": example_model(), "version": "v1"}, "rollout": rollout}
+    apply_yaml(model_deployment("fraud", namespace, **spec))
+    wait_ready(cluster, "fraud", namespace)
+    assert _selector(cluster, namespace)["modelfleet.io/slot"] == "blue"
+
+    spec["model"] = {"uri": example_model("model-v2.onnx"), "version": "v2"}
+    apply_yaml(model_deployment("fraud", namespace, **spec))
+    wait_for(lambda: _weight(cluster, namespace) == 50, 60, "the canary at 50 %")
+    # replica ratio: the stable Service selects both slots, one pod each
+    assert "modelfleet.io/slot" not in _selector(cluster, namespace)
+    assert must_get(cluster, "deployment", "fraud-green", namespace)["spec"]["replicas"] == 1
+    wait_for(
+        lambda: status(cluster, "fraud", namespace)["canary"]["analysis"].get("phase"),
+        30,
+        "a first (inconclusive) measurement",
+    )
+    assert status(cluster, "fraud", namespace)["canary"]["analysis"]["phase"] == "Inconclusive"
+
+    assert "acknowledged" in plugin(cluster, "pause", "fraud", "-n", namespace)
+    assert status(cluster, "fraud", namespace)["phase"] == "Paused"
+    plugin(cluster, "resume", "fraud", "-n", namespace)
+    assert status(cluster, "fraud", namespace)["phase"] == "Progressing"
+
+    plugin(cluster, "promote", "fraud", "-n", namespace)  # skip the 50 % analysis
+    wait_for(lambda: _weight(cluster, namespace) == 100, 60, "the canary at 100 %")
+    assert _selector(cluster, namespace)["modelfleet.io/slot"] == "green"
+
+    plugin(cluster, "abort", "fraud", "-n", namespace)
+    current = status(cluster, "fraud", namespace)
+    assert current["phase"] == "Degraded"
+    assert current["history"][0]["outcome"] == "Aborted"
+    assert "canary" not in current
+    assert _selector(cluster, namespace)["modelfleet.io/slot"] == "blue"
+    wait_for(
+        lambda: not items(cluster, "pods", namespace, "modelfleet.io/slot=green"),
+        60,
+        "the aborted canary scaled down after scaleDownDelay",
+    )
+
+    plugin(cluster, "retry", "fraud", "-n", namespace)
+    wait_for(lambda: _weight(cluster, namespace) == 50, 60, "the retried canary at 50 %")
+    plugin(cluster, "promote", "--full", "fraud", "-n", namespace)
+    wait_for(
+        lambda: status(cluster, "fraud", namespace).get("activeVersion") == "v2",
+        60,
+        "v2 promoted",
+    )
+    assert _selector(cluster, namespace)["modelfleet.io/slot"] == "green"
+
+    plugin(cluster, "undo", "fraud", "-n", namespace)
+    current = status(cluster, "fraud", namespace)
+    assert (current["activeSlot"], current["activeVersion"]) == ("blue", "v1")
+    assert current["history"][0]["outcome"] == "Undone"
+    assert _selector(cluster, namespace)["modelfleet.io/slot"] == "blue"
+
+    view = plugin(cluster, "status", "fraud", "-n", namespace)
+    assert "Undone" in view
+    assert "v1 (slot blue)" in view
