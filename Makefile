@@ -88,7 +88,8 @@ bench-operator: $(STAMP) ## Benchmark apply-to-ready for 1/100/1000 ModelDeploym
 	@echo "not built yet (operator core issue)"; exit 2
 
 bench-rollout: $(STAMP) ## Benchmark rollback detection time and false rollbacks against anchor defaults
-	@echo "not built yet (progressive delivery issue)"; exit 2
+	$(MAKE) --no-print-directory setup
+	$(PY) bench/rollout/run.py $(BENCH_ROLLOUT_ARGS)
 
 docs: $(STAMP) ## Regenerate docs/reference.md from the API models
 	$(PY) -m modelfleet.operator.reference > docs/reference.md
