@@ -80,6 +80,7 @@ cluster-env: $(STAMP) ## Print the exports (KUBECONFIG, PROMETHEUS_URL) for the 
 crds: $(STAMP) ## Regenerate crds/ from the pydantic API models
 	$(VENV)/bin/modelfleet crd > crds/modeldeployments.modelfleet.io.yaml
 	$(VENV)/bin/modelfleet crd --peering > crds/kopf-peering.yaml
+	cat crds/modeldeployments.modelfleet.io.yaml crds/kopf-peering.yaml | sed 's/^# Generated/---\n# Generated/' | tail -n +2 > manifests/operator/crds.yaml
 
 operator: $(STAMP) ## Run the operator against the cluster in KUBECONFIG
 	$(VENV)/bin/modelfleet operator

@@ -92,3 +92,10 @@ def test_peering_crd_is_not_stale() -> None:
     from modelfleet.operator.crd import render_peering_yaml
 
     assert (REPO / "crds" / "kopf-peering.yaml").read_text() == render_peering_yaml()
+
+
+def test_the_kustomize_base_carries_the_same_crds() -> None:
+    from modelfleet.operator.crd import render_peering_yaml
+
+    bundled = (REPO / "manifests" / "operator" / "crds.yaml").read_text()
+    assert bundled == render_crd_yaml() + "---\n" + render_peering_yaml(), "run `make crds`"
