@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from modelfleet.server.errors import ModelLoadError
 from modelfleet.server.runtimes.base import ModelMetadata, Outputs, Task, TensorSpec, probe_rows
+from modelfleet.server.runtimes.onnx import fast_run
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class OnnxLightGBM:
         self._session = session
         self._metadata = replace(metadata, backend="onnxruntime (converted)")
         self._names = [o.name for o in session.get_outputs()]
+        self._run = fast_run(session)
 
     def metadata(self) -> ModelMetadata:
         return self._metadata
@@ -143,7 +145,9 @@ class OnnxLightGBM:
     def predict(self, rows: npt.NDArray[np.generic]) -> Outputs:
         with np.errstate(over="ignore", invalid="ignore"):  # beyond FP32's range: inf
             features = rows.astype(np.float32)
-        results = dict(zip(self._names, self._session.run(None, {"input": features}), strict=True))
+        results = dict(
+            zip(self._names, self._run(self._names, {"input": features}, None), strict=True)
+        )
         if self._metadata.task == "regression":
             return {"predictions": results[self._names[0]].reshape(-1).astype(np.float64)}
         return {
