@@ -127,6 +127,16 @@ def _model_routes(api: FastAPI, plane: DataPlane, keys: ApiKeys | None) -> None:
     async def model_version_ready(model_name: str, model_version: str) -> dict[str, Any]:
         return plane.model_ready(model_name, model_version)
 
+    @api.get(
+        "/v1/models/{model_name}",
+        tags=["health"],
+        response_model=schemas.ModelReadyResponse,
+        responses=schemas.errors(404, 503),
+    )
+    async def v1_model_ready(model_name: str) -> dict[str, Any]:
+        """KServe v1 model status."""
+        return plane.model_ready(model_name)
+
 
 def _inference_routes(api: FastAPI, server: Server) -> None:
     """Declared for the OpenAPI document; requests reach `server`'s fast path first, and

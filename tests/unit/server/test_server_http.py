@@ -39,6 +39,7 @@ def test_health_and_metadata(client: SyncClient) -> None:
     assert [o["name"] for o in meta["outputs"]] == ["probabilities", "label"]
     assert meta["parameters"]["feature_names"] == [f"f{i}" for i in range(6)]
     assert client.get("/v2/models/model/ready").json() == {"name": "model", "ready": True}
+    assert client.get("/v1/models/model").json() == {"name": "model", "ready": True}
 
 
 def test_v2_infer_answers_like_the_runtime(serve: Any, connect: Any) -> None:
