@@ -177,7 +177,7 @@ def one_namespace(
                     cluster,
                     namespace,
                     NAME,
-                    lambda s, run=run: _finished(s, run),
+                    lambda s, run=run: _outcome(s, run) is not None,
                     settings.run_timeout_s,
                     f"{namespace} {run}",
                 )
@@ -186,15 +186,15 @@ def one_namespace(
             time.sleep(1.5)  # let the driver see the final weights
             shares = [(at, s) for at, s in driver.snapshot_tally().shares if at >= started]
             _record(results, settings, namespace, run, error_rate, status, shares, canary_slot, log)
-            if status.get("phase") == "Degraded":
-                # next run starts from the healthy active slot again; give the canary time to go
-                time.sleep(3)
+            time.sleep(3)  # let a rolled-back canary drain before the next run
 
 
-def _finished(status: dict[str, Any] | Any, run: str) -> bool:
-    if status.get("phase") == "Degraded":
-        return True
-    return healthy_at(run)(status)
+def _outcome(status: Any, run: str) -> dict[str, Any] | None:
+    """This run's history entry once it ended (the status before the apply still shows the last)."""
+    history = status.get("history") or []
+    if history and history[0].get("version") == run:
+        return dict(history[0])
+    return None
 
 
 def _record(
@@ -208,8 +208,11 @@ def _record(
     canary_slot: str,
     log: Callable[[str], None],
 ) -> None:
-    phase = status.get("phase") if status else "Stuck"
-    message = status.get("message", "") if status else ""
+    ended = _outcome(status, run) if status else None
+    phase = {"Promoted": "Healthy", "RolledBack": "Degraded"}.get(
+        ended["outcome"] if ended else "", "Stuck"
+    )
+    message = ended.get("message", "") if ended else ""
     with results.lock:
         if error_rate >= 0.05:
             onset = next((at for at, s in shares if s.get(canary_slot, 0) > 0), None)
