@@ -224,7 +224,7 @@ class LocalCluster:
                 f"--listen-peer-urls=http://127.0.0.1:{self.ports['etcd-peer']}",
             ],
         )
-        self._wait("etcd healthy", lambda: _http_ok(f"{client}/health"), 30, ["etcd"])
+        self._wait("etcd healthy", lambda: _http_ok(f"{client}/health", verify=False), 30, ["etcd"])
 
     def _start_apiserver(self) -> None:
         keys = self.pki
@@ -256,11 +256,10 @@ class LocalCluster:
             ],
         )
         readyz = f"{self.api_url}/readyz"
+        trust = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         self._wait(
             "kube-apiserver ready",
-            lambda: _http_ok(
-                readyz, verify=ssl.create_default_context(cafile=str(self.pki.ca_cert))
-            ),
+            lambda: _http_ok(readyz, verify=trust),
             60,
             ["etcd", "kube-apiserver"],
         )
@@ -449,7 +448,8 @@ class LocalCluster:
 
 
 def _http_ok(url: str, verify: bool | ssl.SSLContext = True) -> bool:
-    return httpx.get(url, timeout=1.0, verify=verify).status_code == 200
+    with httpx.Client(verify=verify, timeout=1.0) as client:
+        return client.get(url).status_code == 200
 
 
 def _tail(path: Path, lines: int = 30) -> str:
