@@ -95,6 +95,9 @@ bench-rollout: $(STAMP) ## Benchmark rollback detection time and false rollbacks
 docs: $(STAMP) ## Regenerate docs/reference.md from the API models
 	$(PY) -m modelfleet.operator.reference > docs/reference.md
 
+test-kind: $(STAMP) ## The rollout story on a kind cluster (needs Docker and kind; not part of make test)
+	bash tests/kind/run.sh
+
 # --- demo (demo issue) ---
 demo: $(STAMP) ## The main job: the modelfleet story on the local control plane
 	@echo "not built yet (demo issue)"; exit 2
