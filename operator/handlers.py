@@ -23,10 +23,18 @@ from modelfleet.operator import api
 from modelfleet.operator.kube import KubeClient, KubeError
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.prometheus import PrometheusAnalyzer
-from modelfleet.operator.reconcile import API_VERSION, Context, InvalidSpecError, reconcile
+from modelfleet.operator.reconcile import (
+    API_VERSION,
+    AppliedCache,
+    Context,
+    InvalidSpecError,
+    reconcile,
+)
 from modelfleet.operator.settings import OperatorSettings
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+# (namespace, name) → the memo of that ModelDeployment's daemon, for wake-ups from child events
+_WAKERS: dict[tuple[str, str], kopf.Memo] = {}
 STORAGE_PREFIX = f"kopf.{api.GROUP}"
 logger = logging.getLogger("modelfleet.operator")
 
@@ -72,27 +80,67 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def requeue(
         stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
-        """The periodic side of the reconcile: when the rollout asked to look again, or at resync."""
-        wake = _wake(memo)
-        while not stopped:
-            delay = memo.get("requeue_after") or settings.resync_seconds
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-                wake.clear()  # a handler just reconciled: sleep again on its requeue
-                continue
-            except TimeoutError:
-                pass
-            try:
-                await _reconcile(body, memo)
-            except kopf.TemporaryError as error:
-                memo["requeue_after"] = error.delay
-            except kopf.PermanentError:
-                memo["requeue_after"] = None
-            except Exception:  # the daemon must outlive any one failed reconcile
-                logger.exception("reconcile failed; retrying in 10s")
-                memo["requeue_after"] = 10.0
+        """The periodic side of the reconcile: when the rollout asked to look again, when a slot's
+        Deployment changed readiness, or at resync."""
+        key = (body.metadata.namespace or "", body.metadata.name or "")
+        _WAKERS[key] = memo
+        try:
+            while not stopped:
+                if not await _sleep(memo, memo.get("requeue_after") or settings.resync_seconds):
+                    continue  # a change handler just reconciled: sleep on its requeue
+                await _reconcile_quietly(body, memo)
+        finally:
+            _WAKERS.pop(key, None)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        registry=registry,
+        labels={"app.kubernetes.io/managed-by": "modelfleet"},
+    )
+    async def slot_changed(body: kopf.Body, **_: Any) -> None:
+        """A slot's pods became (un)ready: reconcile its ModelDeployment now, not at requeue."""
+        labels, status = body.metadata.labels, body.get("status", {})
+        key = (body.metadata.namespace or "", labels.get("modelfleet.io/deployment", ""))
+        readiness = (
+            body.metadata.name,
+            status.get("readyReplicas"),
+            status.get("updatedReplicas"),
+            status.get("observedGeneration"),
+        )
+        memo = _WAKERS.get(key)
+        if memo is None or memo.get(f"seen:{readiness[0]}") == readiness:
+            return
+        memo[f"seen:{readiness[0]}"] = readiness
+        memo["kick"] = True
+        _wake(memo).set()
 
     return registry
+
+
+async def _sleep(memo: kopf.Memo, delay: float) -> bool:
+    """Wait `delay`; True when the daemon should reconcile (timeout or a slot's kick)."""
+    wake = _wake(memo)
+    try:
+        await asyncio.wait_for(wake.wait(), timeout=delay)
+    except TimeoutError:
+        return True
+    wake.clear()
+    return bool(memo.pop("kick", False))
+
+
+async def _reconcile_quietly(body: kopf.Body, memo: kopf.Memo) -> None:
+    """The daemon's reconcile: errors become a requeue, the daemon itself never dies."""
+    try:
+        await _reconcile(body, memo)
+    except kopf.TemporaryError as error:
+        memo["requeue_after"] = error.delay
+    except kopf.PermanentError:
+        memo["requeue_after"] = None
+    except Exception:
+        logger.exception("reconcile failed; retrying in 10s")
+        memo["requeue_after"] = 10.0
 
 
 def _wake(memo: kopf.Memo) -> asyncio.Event:
@@ -142,7 +190,13 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
-            ctx = Context(kube=kube, settings=settings, analyzer=analyzer, metrics=metrics)
+            ctx = Context(
+                kube=kube,
+                settings=settings,
+                analyzer=analyzer,
+                metrics=metrics,
+                applied=AppliedCache(max_age=settings.resync_seconds),
+            )
             await kopf.operator(
                 registry=build_registry(settings),
                 memo=kopf.Memo(ctx=ctx),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from modelfleet.operator import reasons
@@ -61,12 +62,39 @@ class InvalidSpecError(Exception):
     """The spec cannot be acted on; retrying will not help until it changes."""
 
 
+class AppliedCache:
+    """What this process last applied per child, so an unchanged child costs no request.
+
+    An entry older than `max_age` (the resync period) is applied again: drift made by someone
+    else is corrected within one resync, while a busy rollout does not re-send every child.
+    """
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._entries: dict[tuple[str, ...], tuple[bytes, float]] = {}
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> tuple[str, ...]:
+        meta = obj["metadata"]
+        return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+    def fresh(self, key: tuple[str, ...], content: bytes) -> bool:
+        entry = self._entries.get(key)
+        return (
+            entry is not None and entry[0] == content and time.monotonic() - entry[1] < self.max_age
+        )
+
+    def remember(self, key: tuple[str, ...], content: bytes) -> None:
+        self._entries[key] = (content, time.monotonic())
+
+
 @dataclass(frozen=True)
 class Context:
     kube: KubeClient
     settings: OperatorSettings
     analyzer: Analyzer
     metrics: OperatorMetrics | None = None
+    applied: AppliedCache | None = None
 
 
 @dataclass(frozen=True)
@@ -273,12 +301,23 @@ async def _apply(ctx: Context, desired: DesiredState, traffic_first: bool) -> No
         if traffic_first
         else [desired.workloads, desired.traffic]
     )
+    cache = ctx.applied
     for group in groups:
         for obj in group:
+            key, content = AppliedCache.key(obj), orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+            if cache is not None and cache.fresh(key, content):
+                continue
             await ctx.kube.apply(obj)
+            if cache is not None:
+                cache.remember(key, content)
+    namespace = desired.workloads[0]["metadata"]["namespace"]
     for api_version, kind, name in desired.absent:
-        namespace = desired.workloads[0]["metadata"]["namespace"]
+        key = (api_version, kind, namespace, name)
+        if cache is not None and cache.fresh(key, b"absent"):
+            continue
         await ctx.kube.delete(api_version, kind, namespace, name)
+        if cache is not None:
+            cache.remember(key, b"absent")
 
 
 def _traffic_moves_away(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> bool:

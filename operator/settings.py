@@ -57,6 +57,11 @@ class OperatorSettings(BaseSettings):
     peering_lifetime_seconds: int = Field(
         default=30, ge=5, description="How long a silent replica counts as alive (failover time)."
     )
+    pod_app_name: str = Field(
+        default="modelfleet-server",
+        description="app.kubernetes.io/name of server pods. Benchmarks set another value so the "
+        "local cluster's kwok simulates the pods instead of running a server process per pod.",
+    )
     scaled_object_check: bool = Field(
         default=True, description="Look up whether the KEDA and PodMonitor CRDs exist."
     )

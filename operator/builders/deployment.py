@@ -35,7 +35,7 @@ def build_deployment(owner: Owner, plan: SlotPlan, settings: OperatorSettings) -
         },
         "revisionHistoryLimit": 2,
         "template": {
-            "metadata": {"labels": labels},
+            "metadata": {"labels": {**labels, "app.kubernetes.io/name": settings.pod_app_name}},
             "spec": _pod_spec(owner, plan, settings),
         },
     }
