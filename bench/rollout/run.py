@@ -5,16 +5,17 @@ Two parts, both written to bench/results/rollout.json:
 1. simulated (`simulate.py`): the error-rate rules alone under Poisson noise, thousands of runs.
 2. measured: the real harness — local control plane, Prometheus scraping every 5 s, `modelfleet
    operator` as a process, process-backed server pods, and the traffic driver following the live
-   weights. Several ModelDeployments run side by side, one per namespace:
-   - detection: a healthy v1, then a canary with 5 % injected 5xx; detect_s = from the first
-     moment the canary gets live traffic (its errors begin) to its weight back at 0, both as the
-     driver saw the router objects.
-   - false rollbacks: canaries with 0.3 % injected 5xx against a 1 % limit, run to the end.
+   weights of an HTTPRoute (so a 10 % step is 10 % of the requests):
+   - detection, one run after the other at 200 rps: a healthy v0, then canaries with 5 % injected
+     5xx; detect_s = from the first moment the canary gets live traffic (its errors begin) to its
+     weight back at 0, both as the driver saw the router objects.
+   - false rollbacks, in parallel namespaces at 20 rps: canaries with 0.3 % injected 5xx against a
+     1 % limit, each run to its end (promoted or rolled back).
    Each with modelfleet's settings (10 s interval, Wilson rule) and with the anchors' defaults
    (60 s interval, Argo-style raw ratio of the last minute as a PromQL check, failureLimit 0).
 
 Usage: python bench/rollout/run.py [--detect-runs 5] [--healthy-runs 20] [--parallel 10]
-                                   [--sim-runs 2000] [--simulate-only]
+                                   [--sim-runs 2000] [--simulate-only] [--skip-anchor]
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ from localcluster import ClusterConfig, LocalCluster  # noqa: E402
 from simulate import simulate  # noqa: E402
 
 NAME = "bench"
-RPS = 20.0
+RPS_DETECT = 200.0  # the canary gets 20 rps at 10 %: the design's detection setting
+RPS_HEALTHY = 20.0  # the canary gets 2 rps at 10 %: where raw ratios roll back good releases
+# An HTTPRoute, so that 10 % is 10 % (one stable pod makes a replica ratio 50 %).
+TRAFFIC = {"gateway": {"parentRefs": [{"name": "bench"}]}}
 SCRAPE = "5s"
 RAW_RATIO = (
     '(sum(increase(modelfleet_requests_total{{{sel},code=~"5.."}}[1m])) or vector(0))'
@@ -120,7 +124,9 @@ class Results:
                 "stepDuration": settings.step_duration,
                 "steps": [10, 25, 50, 100],
                 "scrape_interval": SCRAPE,
-                "rps": RPS,
+                "router": "gateway (HTTPRoute weights)",
+                "rps_detect": RPS_DETECT,
+                "rps_healthy": RPS_HEALTHY,
                 **settings.analysis,
             },
             "source": "measured on the local control plane with the real operator",
@@ -143,6 +149,7 @@ def manifest(
         interval=settings.interval,
         progress_deadline="5m",
         analysis=settings.analysis,
+        traffic=TRAFFIC,
     )
 
 
@@ -153,14 +160,15 @@ def one_namespace(
     jobs: list[float],
     results: Results,
     log: Callable[[str], None],
+    rps: float,
 ) -> None:
-    """Run the jobs (error rates) one after the other in one namespace."""
+    """Run the jobs (error rates) one after the other in one namespace, under `rps` of load."""
     apply(cluster, namespace, manifest(cluster, settings, "v0", 0.0))
     wait_for(cluster, namespace, NAME, healthy_at("v0"), 180, "first version Healthy")
     payload = json.loads((MODELS / "request.json").read_text())
     driver = TrafficDriver(
         kube_snapshot(cluster.api_client(), namespace, NAME),
-        rps=RPS,
+        rps=rps,
         path=f"/v2/models/{NAME}/infer",
         payload=payload,
         seed=hash(namespace) % 1000,
@@ -248,25 +256,32 @@ def measure(
     work_dir: Path,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    jobs = [0.05] * detect_runs + [0.003] * healthy_runs
-    lanes = [jobs[i::parallel] for i in range(parallel) if jobs[i::parallel]]
-    namespaces = [f"{settings.label.replace('_', '-')}-{i}" for i in range(len(lanes))]
-    for namespace in namespaces:
-        cluster.kubectl("create", "namespace", namespace)
+    """Detection runs one after the other at RPS_DETECT; healthy runs in `parallel` lanes."""
+    prefix = settings.label.replace("_", "-")
+    healthy = [[0.003] * len(range(i, healthy_runs, parallel)) for i in range(parallel)]
+    phases = [([f"{prefix}-detect"], [[0.05] * detect_runs], RPS_DETECT)]
+    lanes = [lane for lane in healthy if lane]
+    phases.append(([f"{prefix}-{i}" for i in range(len(lanes))], lanes, RPS_HEALTHY))
     results = Results()
-    with OperatorProcess(cluster, namespaces, work_dir / f"operator-{settings.label}.log"):
-        threads = [
-            threading.Thread(
-                target=one_namespace, args=(cluster, ns, settings, lane, results, log), daemon=True
-            )
-            for ns, lane in zip(namespaces, lanes, strict=True)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    for namespace in namespaces:
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    for namespaces, jobs, rps in phases:
+        for namespace in namespaces:
+            cluster.kubectl("create", "namespace", namespace)
+        log_path = work_dir / f"operator-{namespaces[0]}.log"
+        with OperatorProcess(cluster, namespaces, log_path):
+            threads = [
+                threading.Thread(
+                    target=one_namespace,
+                    args=(cluster, namespace, settings, lane, results, log, rps),
+                    daemon=True,
+                )
+                for namespace, lane in zip(namespaces, jobs, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        for namespace in namespaces:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return results.summary(settings)
 
 
@@ -283,9 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detect-runs", type=int, default=5)
     parser.add_argument("--healthy-runs", type=int, default=20)
-    parser.add_argument("--parallel", type=int, default=5)
+    parser.add_argument("--parallel", type=int, default=10)
     parser.add_argument("--sim-runs", type=int, default=2000)
     parser.add_argument("--simulate-only", action="store_true")
+    parser.add_argument("--skip-anchor", action="store_true", help="only modelfleet's settings")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "rollout.json")
     args = parser.parse_args(argv)
 
@@ -295,8 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
-        "command": "make bench-rollout  # python bench/rollout/run.py "
-        + " ".join(argv or sys.argv[1:]),
+        "command": "python bench/rollout/run.py " + " ".join(argv or sys.argv[1:]),
     }
     log("simulating the rules")
     result["simulated"] = simulate(args.sim_runs, seed=1, progress=log)
@@ -306,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             LocalCluster(ClusterConfig(scrape_interval=SCRAPE)) as cluster,
         ):
             install_crd(cluster)
-            for settings in (OURS, ANCHOR):
+            for settings in (OURS,) if args.skip_anchor else (OURS, ANCHOR):
                 log(f"measuring {settings.label}")
                 summary = measure(
                     cluster,
@@ -323,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     result["anchor_defaults"] = summary
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out.relative_to(REPO)}")
+    log(f"wrote {args.out.name}")
     return 0
 
 
