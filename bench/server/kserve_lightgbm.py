@@ -4,6 +4,7 @@ lgbserver/model.py): run inside its own venv by bench/server/run.py."""
 from __future__ import annotations
 
 import argparse
+import uuid
 
 import lightgbm
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
@@ -28,7 +29,8 @@ class LightGBMModel(Model):
         probabilities = self.booster.predict(rows)
         output = InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP64")
         output.set_data_from_numpy(probabilities, binary_data=False)
-        return InferResponse(payload.id, self.name, infer_outputs=[output])
+        response_id = payload.id or str(uuid.uuid4())  # kserve wants a string id
+        return InferResponse(response_id, self.name, infer_outputs=[output])
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log_dir: Path) -> float:
-        """Seconds from spawn to a 200 from /v2/health/ready (and a first good inference)."""
+        """Seconds from spawn to a 200 from /v2/health/ready."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", **self.env}
         with (log_dir / f"{self.name}.log").open("wb") as out:
             started = time.monotonic()
@@ -122,15 +122,38 @@ class Server:
             time.sleep(0.02)
         raise RuntimeError(f"{self.name} not ready after 180 s")
 
-    def rss_mb(self) -> float:
-        """Resident memory of the server and its child processes."""
+    def pids(self) -> list[int]:
         assert self.process is not None
-        pids = [self.process.pid]
         children = subprocess.run(
             ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
         ).stdout.split()
+        return [self.process.pid, *map(int, children)]
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the server and its children: unlike wall time, this
+        does not move when other work shares the machine."""
+        ticks = 0
+        for pid in self.pids():
+            stat = Path(f"/proc/{pid}/stat")
+            if stat.exists():
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def wait_for_backend(self, backend: str, timeout_s: float = 120) -> bool:
+        """modelfleet switches to the ONNX twin after ready; measure the steady state."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            meta = httpx.get(f"{self.url}/v2/models/model", timeout=5).json()
+            if meta.get("parameters", {}).get("backend") == backend:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its child processes."""
         total_kb = 0
-        for pid in [*pids, *map(int, children)]:
+        for pid in self.pids():
             status = Path(f"/proc/{pid}/status")
             if status.exists():
                 match = re.search(r"VmRSS:\s+(\d+)", status.read_text())
@@ -215,9 +238,13 @@ SERVERS: dict[str, Callable[[Path, Path], Server]] = {
 }
 
 
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
-    return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
+def _ms(text: str) -> float | None:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if match is None:
+        return None  # wrk prints e.g. -nan when nothing completed
+    number, unit = match.groups()
+    scale = {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
+    return round(float(number) * scale, 3)
 
 
 def run_wrk(
@@ -250,21 +277,29 @@ def bench_one(
     script.write_text(WRK_SCRIPT)
     one_row, batch = model_dir / "request.json", model_dir / "request-batch.json"
     ready_s = server.start(work)
+    ready_cpu_s = server.cpu_s()
+    if server.name == "modelfleet" and not server.wait_for_backend("onnxruntime (converted)"):
+        log("modelfleet did not switch to its ONNX twin: measuring the native backend")
     url = server.url + server.infer_path
-    check = httpx.post(url, content=one_row.read_bytes(), timeout=10)
+    json_type = {"content-type": "application/json"}
+    check = httpx.post(url, content=one_row.read_bytes(), headers=json_type, timeout=10)
     if check.status_code != 200:
         raise RuntimeError(f"{server.name} answered {check.status_code}: {check.text[:300]}")
     run_wrk(wrk, url, one_row, 16, 2, script)  # warm-up
     runs = []
     for connections in CONNECTIONS:
+        cpu_before = server.cpu_s()
         result = run_wrk(wrk, url, one_row, connections, args.seconds, script)
+        requests = result["rps"] * args.seconds
+        cpu_us = (server.cpu_s() - cpu_before) / requests * 1e6 if requests else None
+        result["cpu_us_per_request"] = round(cpu_us, 1) if cpu_us else None
         runs.append({"server": server.name, "connections": connections, **result})
         log(f"{server.name} c={connections}: {result}")
     batch_result = run_wrk(wrk, url, batch, 4, args.seconds, script)
     rows_per_s = round(batch_result["rps"] * 256, 1)
     rss = server.rss_mb()
     for entry in runs:
-        entry.update(rss_mb=rss, ready_s=round(ready_s, 3))
+        entry.update(rss_mb=rss, ready_s=round(ready_s, 3), ready_cpu_s=round(ready_cpu_s, 2))
     log(f"{server.name}: ready {ready_s:.2f} s, RSS {rss} MB, 256-row batches {rows_per_s} rows/s")
     return runs, rows_per_s
 
@@ -280,6 +315,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         result["rss_vs_mlserver"] = round(ours["rss_mb"] / at16["mlserver"]["rss_mb"], 2)
     if ours and "asgi-ceiling" in at16:
         result["rps_vs_ceiling"] = round(ours["rps"] / at16["asgi-ceiling"]["rps"], 2)
+    cpu = {name: r.get("cpu_us_per_request") for name, r in at16.items()}
+    if cpu.get("modelfleet") and cpu.get("mlserver"):
+        result["cpu_per_request_vs_mlserver"] = round(cpu["modelfleet"] / cpu["mlserver"], 3)
     return result
 
 
@@ -289,13 +327,15 @@ def render_table(report: dict[str, Any]) -> str:
         f"(load average {report['load_average']['start']} at start) with `{report['command']}`; "
         f"{report['model']}; wrk -t1, {report['seconds_per_run']} s per run.",
         "",
-        "| server | conns | req/s | p50 ms | p99 ms | non-2xx | RSS MB | ready s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | conns | req/s | p50 ms | p99 ms | non-2xx | server CPU µs/req | RSS MB "
+        "| ready s (CPU s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in report["runs"]:
         lines.append(
             f"| {run['server']} | {run['connections']} | {run['rps']:,.0f} | {run['p50_ms']} | "
-            f"{run['p99_ms']} | {run['non2xx']} | {run['rss_mb']} | {run['ready_s']} |"
+            f"{run['p99_ms']} | {run['non2xx']} | {run['cpu_us_per_request']} | {run['rss_mb']} "
+            f"| {run['ready_s']} ({run['ready_cpu_s']}) |"
         )
     lines += ["", "| server | rows/s in 256-row requests (4 connections) |", "|---|---:|"]
     lines += [f"| {name} | {value:,.0f} |" for name, value in report["batch_rows_per_s"].items()]
