@@ -101,8 +101,14 @@ def test_a_process_backed_pod_is_ready_only_when_its_probe_answers_and_prometheu
     assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network("10.244.128.0/17")
     assert pod["spec"]["nodeName"].startswith("kwok-")
 
-    # The process answers 503 on its readiness probe: the pod stays not Ready.
-    assert httpx.get(f"http://{address}/v2/health/ready").status_code == 503
+    # The process answers 503 on its readiness probe (once it listens): the pod stays not Ready.
+    def readiness_code() -> int | None:
+        try:
+            return httpx.get(f"http://{address}/v2/health/ready").status_code
+        except httpx.TransportError:  # running, but not listening yet
+            return None
+
+    assert wait_for("the process to listen", readiness_code) == 503
     time.sleep(3)  # three probe periods of the runner
     assert not is_ready(get_pod(cluster, namespace, "srv"))
 
