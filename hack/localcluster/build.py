@@ -154,6 +154,9 @@ def build(artifacts: Artifacts | None = None) -> Artifacts:
 
 def _build_locked(artifacts: Artifacts) -> Artifacts:
     started = time.monotonic()
+    for stale in artifacts.root.parent.glob(artifacts.root.name + ".*"):
+        if stale.is_dir():  # a failed or interrupted earlier build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
     staging = Artifacts(
         Path(tempfile.mkdtemp(prefix=artifacts.root.name + ".", dir=artifacts.root.parent))
     )
