@@ -20,7 +20,7 @@ from localcluster.cluster import free_port
 from localcluster.procs import ProcessGroup
 from localcluster.prometheus import Prometheus
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "examples" / "models"
 
 

@@ -1,6 +1,6 @@
 """The driver's weight reading, pure: router objects → backends → Ready pods with shares.
 
-Lives beside the harness it tests; it needs no cluster and runs in well under a second.
+The harness lives in hack/harness; this test needs no cluster and runs in well under a second.
 """
 
 from __future__ import annotations
@@ -8,9 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from harness.weights import (
     Backend,
     backends_from_httproute,
@@ -19,6 +16,8 @@ from harness.weights import (
     pod_is_ready,
     slot_shares,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def pod(
