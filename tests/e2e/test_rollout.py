@@ -9,9 +9,13 @@ following the live weights (status history is newest first). Steps are short (10
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +243,49 @@ def test_background_noise_under_the_limit_never_rolls_back(rollout: Rollout) -> 
         )
         assert status["phase"] == "Healthy", status.get("message")
         assert status["history"][0]["outcome"] == "Promoted"
+
+
+def _plugin(rollout: Rollout, *args: str) -> str:
+    """`kubectl modelfleet …`, found by kubectl on PATH as the kubectl-modelfleet plugin."""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(rollout.cluster.kubeconfig),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    done = subprocess.run(
+        [str(bin_dir / "kubectl"), "modelfleet", *args, NAME, "-n", rollout.namespace],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_manual_control_through_the_kubectl_plugin(rollout: Rollout) -> None:
+    v1_revision = _active_revision(rollout)
+    rollout.apply(model="model-v2.txt", version="v2", step_duration="10m", progress_deadline="20m")
+    rollout.wait(_at_weight(10), 120, "canary at 10 %")
+
+    assert "acknowledged" in _plugin(rollout, "pause")
+    rollout.wait(lambda s: s.get("phase") == "Paused", 30, "paused")
+    _plugin(rollout, "resume")
+    rollout.wait(lambda s: s.get("phase") == "Progressing", 30, "resumed")
+    _plugin(rollout, "promote")  # skip the rest of this 10-minute step
+    rollout.wait(_at_weight(25), 60, "promoted to the next step")
+
+    _plugin(rollout, "abort")
+    status = rollout.wait(_degraded, 60, "aborted")
+    assert status["history"][0]["outcome"] == "Aborted"
+    assert status["activeRevision"] == v1_revision
+
+    _plugin(rollout, "retry")
+    rollout.wait(_at_weight(10), 120, "retried from the first step")
+    _plugin(rollout, "promote", "--full")
+    status = rollout.wait(healthy_at("v2"), 120, "promoted to 100 % by hand")
+    assert status["history"][0]["outcome"] == "Promoted"
+    assert "v2" in _plugin(rollout, "status")
+    assert rollout.tally().failed() == 0
