@@ -6,6 +6,8 @@ binomial errors, steps 10/25/50/100 %. modelfleet's rule is judged by the produc
 
 - modelfleet: Wilson bound (z 3.29, exact Poisson bound below 50 errors) on counts since the step
   began, Fail when its lower bound > limit, checked every `interval`.
+- wilson-since-step: the same counts and z 3.29 with Wilson's own lower bound, no exact
+  small-count bound: what the Poisson cap buys (Wilson overstates one or two early errors).
 - wilson95-window: the plain 95 % Wilson lower bound of the trailing 60 s, ≥ 100 requests.
 - raw-ratio: errors / requests of the trailing 60 s > limit (Argo Rollouts' usual analysis,
   failureLimit 0), every 10 s, and every 60 s (its default interval: the anchor's defaults).
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelfleet.operator.analysis import judge_error_rate
+from modelfleet.operator.analysis import DEFAULT_Z, judge_error_rate, wilson_interval
 
 STEPS = (10, 25, 50, 100)
 LIMIT = 0.01
@@ -83,11 +85,14 @@ def first_failure(case: Case, requests: np.ndarray, errors: np.ndarray) -> int |
     total_requests = np.concatenate([[0], np.cumsum(requests)])
     total_errors = np.concatenate([[0], np.cumsum(errors)])
     for at, step in check_times(case.step_s, case.interval_s):
-        if case.rule == "modelfleet":
+        if case.rule in ("modelfleet", "wilson-since-step"):
             start = step * case.step_s
             n = int(total_requests[at] - total_requests[start])
             e = int(total_errors[at] - total_errors[start])
-            failed = judge_error_rate(e, n, LIMIT, MIN_REQUESTS).phase == "Fail"
+            if case.rule == "modelfleet":
+                failed = judge_error_rate(e, n, LIMIT, MIN_REQUESTS).phase == "Fail"
+            else:
+                failed = n > 0 and wilson_interval(e, n, DEFAULT_Z)[0] > LIMIT
         else:
             start = max(0, at - WINDOW_S)
             n = int(total_requests[at] - total_requests[start])
@@ -143,6 +148,7 @@ CASES: list[Case] = [
     for rule, interval_s in (
         ("modelfleet", 10),
         ("modelfleet", 5),
+        ("wilson-since-step", 10),
         ("wilson95-window", 10),
         ("raw-ratio", 10),
         ("raw-ratio", 60),
