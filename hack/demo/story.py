@@ -1,0 +1,343 @@
+"""The modelfleet story in three chapters, on the local control plane (`python -m demo [--keep]`).
+
+1. v1 (the example LightGBM model) is applied and becomes Ready.
+2. Under steady traffic, v2 (a good retrain) walks 10 → 25 → 50 → 100 % and is promoted.
+3. v3 (the same model, but its server answers 5 % of requests with a 500) is rolled back by itself;
+   the Degraded condition carries the measured error rate.
+
+The exit code is 0 only if all of that happened and the traffic driver saw no failed request
+outside the faulty canary. Steps are short (15 s, analysed every 3 s) so it fits in ~4 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.driver import TrafficDriver
+from harness.kube import kube_snapshot
+from harness.operator import install_crd
+from harness.rollout import apply, model_deployment, read_status
+from harness.stack import MODELS
+
+from .cluster import DemoCluster
+from .view import Limits, Outcome, View
+from .watch import RolloutWatch, condition, measured_error_rate, percent
+
+NAME = "fraud"
+NAMESPACE = "modelfleet-demo"
+RPS = 100.0
+FAULT_RATE = "0.05"
+LIMITS = Limits(
+    steps=(10, 25, 50, 100),
+    step_duration="15s",
+    interval="3s",
+    max_error_rate=0.01,
+    max_p99_ms=500,
+    min_requests=50,
+)
+# The gateway block makes the operator set HTTPRoute backendRef weights, which the driver follows
+# exactly (no Gateway controller is needed for that: the driver plays the proxy).
+TRAFFIC = {"gateway": {"parentRefs": [{"name": "demo-gateway"}]}}
+
+
+def manifest(cluster: DemoCluster, *, model: str, version: str, **extra: Any) -> dict[str, Any]:
+    return model_deployment(
+        NAME,
+        prometheus_url=cluster.prometheus_url,
+        model=model,
+        version=version,
+        steps=LIMITS.steps,
+        step_duration=LIMITS.step_duration,
+        interval=LIMITS.interval,
+        progress_deadline="120s",
+        analysis={
+            "maxErrorRate": LIMITS.max_error_rate,
+            "maxP99LatencyMs": LIMITS.max_p99_ms,
+            "minRequests": LIMITS.min_requests,
+        },
+        traffic=TRAFFIC,
+        **extra,
+    )
+
+
+@dataclass
+class Story:
+    cluster: DemoCluster
+    view: View
+    driver: TrafficDriver | None = None
+    revisions: dict[str, str] = field(default_factory=dict)  # version → revision
+    watches: dict[str, RolloutWatch] = field(default_factory=dict)
+    ready_s: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def status(self) -> Mapping[str, Any]:
+        return read_status(self.cluster, NAMESPACE, NAME)
+
+    def slot_versions(self, status: Mapping[str, Any]) -> dict[str, str]:
+        slots = status.get("slots") or {}
+        return {slot: str(info.get("version") or slot) for slot, info in slots.items()} | {
+            "none": "no endpoint"
+        }
+
+    def follow(
+        self, watch: RolloutWatch, done: Callable[[Mapping[str, Any]], bool], timeout: float
+    ) -> Mapping[str, Any]:
+        """Poll the status until `done`, printing events and refreshing the live view."""
+        deadline = time.monotonic() + timeout
+        with self.view.live():
+            while True:
+                status = self.status()
+                for event in watch.observe(status, self.view.elapsed()):
+                    self.view.say(f"{watch.version}: {event}")
+                if self.driver is not None:
+                    tally = self.driver.snapshot_tally()
+                    self.view.update(watch, status, tally, self.slot_versions(status), LIMITS)
+                if done(status):
+                    watch.finish(self.view.elapsed())
+                    return status
+                if time.monotonic() > deadline:
+                    watch.finish(self.view.elapsed())
+                    raise TimeoutError(
+                        f"{watch.version}: not finished after {timeout:.0f} s; last status:\n"
+                        + json.dumps(status, indent=1)
+                    )
+                time.sleep(0.5)
+
+    def check(self, ok: bool, what: str) -> None:
+        self.view.say(f"{'ok  ' if ok else 'FAIL'} {what}")
+        if not ok:
+            self.failures.append(what)
+
+    # --- the chapters ----------------------------------------------------------------------------
+    def chapter_v1(self) -> None:
+        self.view.chapter("1/3  v1: apply the example ModelDeployment and wait until Ready")
+        apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model.txt", version="v1"))
+        self.view.say(
+            f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, 2 replicas)"
+        )
+        watch = RolloutWatch("v1", self.view.elapsed())
+        status = self.follow(
+            watch, lambda s: condition(s, "Ready").get("status") == "True", timeout=180
+        )
+        self.ready_s = self.view.elapsed() - watch.started
+        self.revisions["v1"] = str(status.get("activeRevision"))
+        self.watches["v1"] = watch
+        ready = condition(status, "Ready")
+        self.check(
+            status.get("activeVersion") == "v1",
+            f"RESULT v1 Ready in {self.ready_s:.0f}s ({ready.get('message', '')})",
+        )
+
+    def chapter_v2(self) -> None:
+        self.view.chapter("2/3  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic")
+        apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model-v2.txt", version="v2"))
+        self.view.say(f"applied v2 (examples/models/model-v2.txt); {LIMITS.text()}")
+        watch = RolloutWatch("v2", self.view.elapsed())
+        self.watches["v2"] = watch
+        status = self.follow(watch, _ended("v2"), timeout=300)
+        last = (status.get("history") or [{}])[0]
+        self.revisions["v2"] = str(last.get("revision") or watch.revision)
+        promoted = last.get("version") == "v2" and last.get("outcome") == "Promoted"
+        self.check(
+            promoted and watch.weights() == list(LIMITS.steps),
+            f"RESULT v2 {last.get('outcome')} after "
+            f"{' → '.join(map(str, watch.weights()))} % in {watch.steps_seconds():.0f}s",
+        )
+
+    def chapter_v3(self) -> None:
+        self.view.chapter("3/3  v3: the same model, but its server fails 5 % of requests")
+        apply(
+            self.cluster,
+            NAMESPACE,
+            manifest(
+                self.cluster,
+                model="model-v2.txt",
+                version="v3",
+                env={"MODELFLEET_FAULT_ERROR_RATE": FAULT_RATE},
+            ),
+        )
+        self.view.say("applied v3 with server env MODELFLEET_FAULT_ERROR_RATE=0.05 (injected 500s)")
+        watch = RolloutWatch("v3", self.view.elapsed())
+        self.watches["v3"] = watch
+        status = self.follow(watch, _ended("v3"), timeout=240)
+        last = (status.get("history") or [{}])[0]
+        self.revisions["v3"] = str(last.get("revision") or watch.revision)
+        message = str(condition(status, "Degraded").get("message") or last.get("message") or "")
+        rate = measured_error_rate(message)
+        rolled_back = last.get("version") == "v3" and last.get("outcome") == "RolledBack"
+        self.check(
+            rolled_back and rate is not None and rate > LIMITS.max_error_rate,
+            f"RESULT v3 {last.get('outcome')}: {message}",
+        )
+        self.check(
+            status.get("activeVersion") == "v2",
+            f"v2 still serves all traffic (active {status.get('activeVersion')})",
+        )
+
+    # --- the end ---------------------------------------------------------------------------------
+    def traffic_checks(self) -> None:
+        assert self.driver is not None
+        time.sleep(2)  # the driver re-reads the weights every 0.5 s: let it see weight 0
+        tally = self.driver.snapshot_tally()
+        faulty = self.revisions.get("v3", "")
+        outside = tally.failed() - tally.failed(revision=faulty)
+        self.check(
+            outside == 0,
+            f"no failed request outside the faulty canary: {outside} of "
+            f"{tally.total() - tally.total(revision=faulty):,} (the driver counts every answer)",
+        )
+
+    def summary(self) -> None:
+        tally = self.driver.snapshot_tally() if self.driver else None
+        rows = []
+        for version, watch in self.watches.items():
+            revision = self.revisions.get(version, "")
+            measured = [step.analysis for step in watch.steps if step.analysis]
+            rates = [a["errorRate"] for a in measured if a.get("errorRate") is not None]
+            p99s = [a["p99Ms"] for a in measured if a.get("p99Ms") is not None]
+            rows.append(
+                Outcome(
+                    version=version,
+                    outcome=_outcome(version, watch, self.status()),
+                    steps=" · ".join(f"{s.weight}% {s.seconds(0):.0f}s" for s in watch.steps)
+                    or f"Ready in {self.ready_s or 0:.0f}s",
+                    error_rate=percent(max(rates)) if rates else "–",
+                    p99=f"{max(p99s):.1f} ms" if p99s else "–",
+                    requests=tally.total(revision=revision) if tally else 0,
+                    failed=tally.failed(revision=revision) if tally else 0,
+                )
+            )
+        self.view.summary(rows)
+        self.view.say(
+            "error rate and p99: the worst step's last analysis (the canary's own Prometheus "
+            "series); requests/failed: what the traffic driver saw per version"
+        )
+
+
+def _ended(version: str) -> Callable[[Mapping[str, Any]], bool]:
+    def check(status: Mapping[str, Any]) -> bool:
+        last = (status.get("history") or [{}])[0]  # written when a rollout ends, newest first
+        return last.get("version") == version and bool(last.get("outcome"))
+
+    return check
+
+
+def _outcome(version: str, watch: RolloutWatch, status: Mapping[str, Any]) -> str:
+    if version == "v1":
+        return "Ready"
+    entry = next((h for h in status.get("history") or [] if h.get("version") == version), {})
+    return str(entry.get("outcome") or watch.phase or "?")
+
+
+def look_around(view: View, cluster: DemoCluster, keep: bool) -> None:
+    env = cluster.env()
+    lines = [
+        f"export KUBECONFIG={env['KUBECONFIG']}",
+        f"kubectl get md -n {NAMESPACE}",
+        f"kubectl modelfleet status {NAME} -n {NAMESPACE}   (add -w to watch)",
+        f"kubectl get deploy,svc,httproute -n {NAMESPACE}",
+        f"Prometheus: {cluster.prometheus_url}  e.g. sum by (revision, code) "
+        f'(rate(modelfleet_requests_total{{deployment="{NAME}"}}[1m]))',
+        f"operator log: {cluster.operator_log()}",
+    ]
+    view.say(
+        "how to look around" + (":" if keep else " (next time, with `make demo DEMO_ARGS=--keep`):")
+    )
+    for line in lines:
+        view.console.print(f"    {line}", markup=False, highlight=False)
+    if keep:
+        view.say(
+            "everything keeps running; `make cluster-env` prints the env, `make cluster-down` stops it all"
+        )
+
+
+def run(keep: bool) -> int:
+    view = View()
+    view.say(
+        "modelfleet demo: local control plane + Prometheus + the operator, then three rollouts"
+    )
+    view.say("short steps for the demo: " + LIMITS.text())
+    cluster = DemoCluster.up()
+    view.say(
+        f"control plane {'started' if cluster.started_here else 'already running, reused'}; "
+        f"Prometheus at {cluster.prometheus_url}"
+    )
+    story = Story(cluster, view)
+    finished = False
+    try:
+        prepare(cluster, view)
+        story.chapter_v1()
+        story.driver = TrafficDriver(
+            kube_snapshot(cluster.api_client(), NAMESPACE, NAME),
+            rps=RPS,
+            path=f"/v2/models/{NAME}/infer",
+            payload=json.loads((MODELS / "request.json").read_text()),
+        )
+        view.say(
+            f"traffic: {RPS:.0f} requests/s through the live HTTPRoute weights, every answer counted"
+        )
+        with story.driver.running():
+            story.chapter_v2()
+            story.chapter_v3()
+            story.traffic_checks()
+        story.summary()
+        look_around(view, cluster, keep)
+        finished = True
+    except (TimeoutError, RuntimeError) as error:
+        story.failures.append(str(error).splitlines()[0])
+        view.say(f"FAILED: {error}")
+        view.say(f"operator log: {cluster.operator_log()}")
+    finally:
+        if not keep or not finished:
+            tear_down(cluster, view)
+    if story.failures:
+        view.say("the story did NOT happen as told: " + "; ".join(story.failures))
+        return 1
+    view.say("the story happened as told: v1 Ready, v2 promoted, v3 rolled back by itself")
+    return 0
+
+
+def prepare(cluster: DemoCluster, view: View) -> None:
+    install_crd(cluster)  # duck-typed: it only calls cluster.kubectl(...)
+    if cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0:
+        view.say(f"namespace {NAMESPACE} exists (an earlier demo): deleting it first")
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=90s")
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.start_operator(NAMESPACE)
+    view.say(
+        f"operator running (standalone, namespace {NAMESPACE}), log in {cluster.operator_log()}"
+    )
+
+
+def tear_down(cluster: DemoCluster, view: View) -> None:
+    cluster.stop_operator()
+    if cluster.started_here:
+        view.say("stopping the control plane, Prometheus and the server processes")
+        cluster.down()
+    else:
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        view.say(f"left the control plane running as found; deleted namespace {NAMESPACE}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--keep", action="store_true", help="leave everything running afterwards")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.keep)
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as error:  # the control plane did not start: its output is above
+        print(f"[demo] FAILED: {error}", file=sys.stderr)
+        return 1

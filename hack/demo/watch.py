@@ -1,0 +1,118 @@
+"""What one rollout went through, step by step, from snapshots of the ModelDeployment's status.
+
+Pure: `RolloutWatch.observe(status, now)` takes each status the demo polls and returns the events
+worth a line (a new weight, a new measurement, a phase change); the step records feed the summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Status = Mapping[str, Any]
+_RATE = re.compile(r"error rate ([0-9.]+) %")
+
+
+@dataclass
+class Step:
+    weight: int
+    started: float
+    ended: float | None = None
+    analysis: dict[str, Any] = field(default_factory=dict)  # the step's last measurement
+    measurements: int = 0
+
+    def seconds(self, now: float) -> float:
+        return (self.ended if self.ended is not None else now) - self.started
+
+
+@dataclass
+class RolloutWatch:
+    """Follows the canary of `version` (weights > 0 are steps; weight 0 is warm-up)."""
+
+    version: str
+    started: float
+    steps: list[Step] = field(default_factory=list)
+    phase: str | None = None
+    finished: float | None = None
+    revision: str | None = None
+    _measured_at: str | None = None
+
+    def observe(self, status: Status, now: float) -> list[str]:
+        events: list[str] = []
+        phase = status.get("phase")
+        if phase != self.phase:
+            self.phase = phase
+            events.append(f"phase {phase}: {status.get('message') or ''}".rstrip(": "))
+        canary = status.get("canary") or {}
+        if canary.get("version") == self.version:
+            self.revision = canary.get("revision") or self.revision
+            events += self._observe_canary(canary, now)
+        return events
+
+    def _observe_canary(self, canary: Mapping[str, Any], now: float) -> list[str]:
+        events = []
+        weight = int(canary.get("weight") or 0)
+        current = self.steps[-1] if self.steps else None
+        if weight > 0 and (current is None or current.weight != weight):
+            if current is not None and current.ended is None:
+                current.ended = now
+            self.steps.append(Step(weight, now))
+            events.append(f"weight {weight} % (step {len(self.steps)})")
+        analysis = dict(canary.get("analysis") or {})
+        measured_at = analysis.get("measuredAt")
+        if measured_at and measured_at != self._measured_at and self.steps and weight > 0:
+            self._measured_at = measured_at
+            self.steps[-1].analysis = analysis
+            self.steps[-1].measurements += 1
+            events.append(f"analysis {describe(analysis)}")
+        return events
+
+    def finish(self, now: float) -> None:
+        self.finished = now
+        if self.steps and self.steps[-1].ended is None:
+            self.steps[-1].ended = now
+
+    def steps_seconds(self) -> float:
+        """From the first live weight to the end (warm-up before it not counted)."""
+        if not self.steps or self.finished is None:
+            return 0.0
+        return self.finished - self.steps[0].started
+
+    def weights(self) -> list[int]:
+        return [step.weight for step in self.steps]
+
+
+def percent(share: float | None) -> str:
+    return "–" if share is None else f"{share * 100:.1f} %"
+
+
+def describe(analysis: Mapping[str, Any]) -> str:
+    """'Pass: error rate 0.0 % [0.0–1.2 %], p99 4.1 ms, 812 requests'."""
+    parts = [str(analysis.get("phase") or "…")]
+    rate = analysis.get("errorRate")
+    if rate is not None:
+        lower, upper = analysis.get("errorRateLower"), analysis.get("errorRateUpper")
+        interval = ""
+        if lower is not None and upper is not None:
+            interval = f" [{lower * 100:.1f}–{upper * 100:.1f} %]"
+        parts.append(f"error rate {percent(rate)}{interval}")
+    if analysis.get("p99Ms") is not None:
+        parts.append(f"p99 {analysis['p99Ms']:.1f} ms")
+    if analysis.get("requests") is not None:
+        parts.append(f"{analysis['requests']:,} requests")
+    text = parts[0] + ": " + ", ".join(parts[1:]) if len(parts) > 1 else parts[0]
+    if analysis.get("phase") not in ("Pass", None) and analysis.get("message"):
+        text += f" ({analysis['message']})"
+    return text
+
+
+def condition(status: Status, kind: str) -> Mapping[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def measured_error_rate(message: str) -> float | None:
+    """The share in an operator message like 'error rate 4.2 % [3.4–5.1 %] > 1.0 % over …'."""
+    found = _RATE.search(message)
+    return float(found.group(1)) / 100 if found else None
