@@ -6,6 +6,7 @@ exactly what `start()` started, by pid. See docs/local-cluster.md.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -435,6 +436,52 @@ class LocalCluster:
     def http(self) -> KubeApi:
         """A small httpx-based client as the admin user (`.http` is the raw httpx.Client)."""
         return KubeApi(self.api_url, self.pki, user="admin")
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, expiration_seconds: int = 86400
+    ) -> Path:
+        """Write a kubeconfig that authenticates as a ServiceAccount (a TokenRequest token), so
+        a test can run the operator with exactly the RBAC of manifests/ instead of as admin."""
+        api = self.http()
+        try:
+            response = api.http.post(
+                f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+                json={
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": expiration_seconds},
+                },
+            )
+        finally:
+            api.close()
+        if response.status_code != 201:
+            raise ClusterError(f"TokenRequest for {namespace}/{name}: {response.text}")
+        token = response.json()["status"]["token"]
+        ca = base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "local",
+                            "cluster": {"server": self.api_url, "certificate-authority-data": ca},
+                        }
+                    ],
+                    "users": [{"name": name, "user": {"token": token}}],
+                    "contexts": [
+                        {
+                            "name": "local",
+                            "context": {"cluster": "local", "user": name, "namespace": namespace},
+                        }
+                    ],
+                    "current-context": "local",
+                }
+            )
+        )
+        path.chmod(0o600)
+        return path
 
     def api_client(self) -> Any:
         """A fresh `kubernetes.client.ApiClient` for the admin user."""

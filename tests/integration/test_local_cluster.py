@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from localcluster import LocalCluster
+from localcluster.cluster import kubectl_binary
 from localcluster.kubeapi import KubeApi
 
 APPLY = "application/apply-patch+yaml"
@@ -278,3 +281,38 @@ def test_the_cluster_has_the_nodes_and_crds_the_operator_needs(cluster: LocalClu
         "gateways.gateway.networking.k8s.io",
         "gatewayclasses.gateway.networking.k8s.io",
     } <= crds
+
+
+def test_a_service_account_token_from_token_request_is_authorised_by_rbac(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "operator", "-n", namespace)
+    kubeconfig = cluster.service_account_kubeconfig(namespace, "operator", tmp_path / "sa")
+
+    def can_list_pods() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubectl_binary(), f"--kubeconfig={kubeconfig}", "get", "pods", "-n", namespace],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    denied = can_list_pods()
+    assert denied.returncode != 0
+    assert f"system:serviceaccount:{namespace}:operator" in denied.stderr
+    assert "forbidden" in denied.stderr
+
+    cluster.kubectl(
+        "create", "role", "pod-reader", "--verb=list", "--resource=pods", "-n", namespace
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "operator-reads-pods",
+        "--role=pod-reader",
+        f"--serviceaccount={namespace}:operator",
+        "-n",
+        namespace,
+    )
+    allowed = wait_for("RBAC to allow the ServiceAccount", lambda: can_list_pods().returncode == 0)
+    assert allowed
