@@ -65,7 +65,7 @@ class ClusterConfig:
     with_prometheus: bool = True
     with_runner: bool = True
     node_specs: tuple[nodes.NodeSpec, ...] = nodes.DEFAULT_NODES
-    start_timeout: float = 120.0
+    start_timeout: float = 120.0  # for each step of start(); generous: the cores may be shared
 
 
 class LocalCluster:
@@ -204,6 +204,10 @@ class LocalCluster:
         else:
             (self.state_dir / "cluster.json").unlink(missing_ok=True)
 
+    @property
+    def _limit(self) -> float:
+        return self.config.start_timeout
+
     # --- components --------------------------------------------------------------------
     def _bin(self, name: str) -> str:
         return str(self.artifacts.binary(name))
@@ -225,7 +229,12 @@ class LocalCluster:
                 f"--listen-peer-urls=http://127.0.0.1:{self.ports['etcd-peer']}",
             ],
         )
-        self._wait("etcd healthy", lambda: _http_ok(f"{client}/health", verify=False), 30, ["etcd"])
+        self._wait(
+            "etcd healthy",
+            lambda: _http_ok(f"{client}/health", verify=False),
+            self._limit,
+            ["etcd"],
+        )
 
     def _start_apiserver(self) -> None:
         keys = self.pki
@@ -261,7 +270,7 @@ class LocalCluster:
         self._wait(
             "kube-apiserver ready",
             lambda: _http_ok(readyz, verify=trust),
-            60,
+            self._limit,
             ["etcd", "kube-apiserver"],
         )
 
@@ -352,7 +361,9 @@ class LocalCluster:
         self.kubectl("apply", "--server-side", "-f", str(self.artifacts.crd_dir))
         for index, spec in enumerate(self.config.node_specs):
             self.kubectl("create", "-f", "-", input=json.dumps(nodes.build_node(spec, index)))
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.kubectl(
+            "wait", "--for=condition=Established", "crd", "--all", f"--timeout={self._limit:.0f}s"
+        )
 
     def _wait_nodes_ready(self) -> None:
         wanted = {spec.name for spec in self.config.node_specs}
@@ -369,14 +380,17 @@ class LocalCluster:
 
         api = self.http()
         try:
-            self._wait("all nodes Ready", all_ready, 60, ["kwok", "kube-apiserver"])
+            self._wait("all nodes Ready", all_ready, self._limit, ["kwok", "kube-apiserver"])
         finally:
             api.close()
 
     def _wait_healthz(self, name: str) -> None:
         url = f"https://127.0.0.1:{self.ports[name]}/healthz"
         self._wait(
-            f"kube-{name} healthy", lambda: _http_ok(url, verify=False), 60, [f"kube-{name}"]
+            f"kube-{name} healthy",
+            lambda: _http_ok(url, verify=False),
+            self._limit,
+            [f"kube-{name}"],
         )
 
     def _wait(

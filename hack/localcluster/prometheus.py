@@ -72,7 +72,7 @@ class Prometheus:
         }
         self.config_file.write_text(json.dumps(config, indent=2))
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise PrometheusError("prometheus is not installed; run `make setup` (hack/setup.sh)")
