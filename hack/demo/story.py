@@ -74,6 +74,8 @@ class Story:
     revisions: dict[str, str] = field(default_factory=dict)  # version → revision
     watches: dict[str, RolloutWatch] = field(default_factory=dict)
     ready_s: float | None = None
+    rollback_rate: float | None = None  # from the Degraded condition's message
+    traffic_s: float = 0.0
     failures: list[str] = field(default_factory=list)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -110,6 +112,10 @@ class Story:
                     )
                 time.sleep(0.5)
 
+    def new_watch(self, version: str) -> RolloutWatch:
+        """A watch that reports phase changes from now on (not the phase it starts in)."""
+        return RolloutWatch(version, self.view.elapsed(), phase=self.status().get("phase"))
+
     def check(self, ok: bool, what: str) -> None:
         self.view.say(f"{'ok  ' if ok else 'FAIL'} {what}")
         if not ok:
@@ -122,7 +128,7 @@ class Story:
         self.view.say(
             f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, 2 replicas)"
         )
-        watch = RolloutWatch("v1", self.view.elapsed())
+        watch = self.new_watch("v1")
         status = self.follow(
             watch, lambda s: condition(s, "Ready").get("status") == "True", timeout=180
         )
@@ -139,7 +145,7 @@ class Story:
         self.view.chapter("2/3  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic")
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model-v2.txt", version="v2"))
         self.view.say(f"applied v2 (examples/models/model-v2.txt); {LIMITS.text()}")
-        watch = RolloutWatch("v2", self.view.elapsed())
+        watch = self.new_watch("v2")
         self.watches["v2"] = watch
         status = self.follow(watch, _ended("v2"), timeout=300)
         last = (status.get("history") or [{}])[0]
@@ -164,13 +170,14 @@ class Story:
             ),
         )
         self.view.say("applied v3 with server env MODELFLEET_FAULT_ERROR_RATE=0.05 (injected 500s)")
-        watch = RolloutWatch("v3", self.view.elapsed())
+        watch = self.new_watch("v3")
         self.watches["v3"] = watch
         status = self.follow(watch, _ended("v3"), timeout=240)
         last = (status.get("history") or [{}])[0]
         self.revisions["v3"] = str(last.get("revision") or watch.revision)
         message = str(condition(status, "Degraded").get("message") or last.get("message") or "")
         rate = measured_error_rate(message)
+        self.rollback_rate = rate
         rolled_back = last.get("version") == "v3" and last.get("outcome") == "RolledBack"
         self.check(
             rolled_back and rate is not None and rate > LIMITS.max_error_rate,
@@ -208,7 +215,7 @@ class Story:
                     outcome=_outcome(version, watch, self.status()),
                     steps=" · ".join(f"{s.weight}% {s.seconds(0):.0f}s" for s in watch.steps)
                     or f"Ready in {self.ready_s or 0:.0f}s",
-                    error_rate=percent(max(rates)) if rates else "–",
+                    error_rate=self._error_rate(version, rates),
                     p99=f"{max(p99s):.1f} ms" if p99s else "–",
                     requests=tally.total(revision=revision) if tally else 0,
                     failed=tally.failed(revision=revision) if tally else 0,
@@ -216,9 +223,21 @@ class Story:
             )
         self.view.summary(rows)
         self.view.say(
-            "error rate and p99: the worst step's last analysis (the canary's own Prometheus "
-            "series); requests/failed: what the traffic driver saw per version"
+            "error rate and p99: the worst step's last analysis of the canary's own Prometheus "
+            "series (for a rollback, the rate in the Degraded condition); requests and failed: "
+            "what the traffic driver saw per version"
         )
+        if tally and self.traffic_s:
+            self.view.say(
+                f"traffic driver: {tally.total():,} answers in {self.traffic_s:.0f}s "
+                f"({tally.total() / self.traffic_s:.0f}/s; target {RPS:.0f}/s on a shared machine)"
+            )
+
+    def _error_rate(self, version: str, rates: list[float]) -> str:
+        outcome = self.watches[version].phase
+        if version == "v3" and self.rollback_rate is not None and outcome == "Degraded":
+            return percent(self.rollback_rate)
+        return percent(max(rates)) if rates else "–"
 
 
 def _ended(version: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -283,10 +302,12 @@ def run(keep: bool) -> int:
         view.say(
             f"traffic: {RPS:.0f} requests/s through the live HTTPRoute weights, every answer counted"
         )
+        traffic_started = time.monotonic()
         with story.driver.running():
             story.chapter_v2()
             story.chapter_v3()
             story.traffic_checks()
+        story.traffic_s = time.monotonic() - traffic_started
         story.summary()
         look_around(view, cluster, keep)
         finished = True

@@ -64,7 +64,9 @@ class View:
         return time.monotonic() - self.started
 
     def say(self, text: str) -> None:
-        self.console.print(f"[demo {self.elapsed():5.1f}s] {text}", markup=False, highlight=False)
+        self.console.print(
+            f"[demo {self.elapsed():5.1f}s] {text}", markup=False, highlight=False, soft_wrap=True
+        )
 
     def chapter(self, title: str) -> None:
         if self.tty:

@@ -13,6 +13,7 @@ from typing import Any
 
 Status = Mapping[str, Any]
 _RATE = re.compile(r"error rate ([0-9.]+) %")
+_REASON = re.compile(r"\(([^()]+)\)")
 
 
 @dataclass
@@ -103,8 +104,11 @@ def describe(analysis: Mapping[str, Any]) -> str:
     if analysis.get("requests") is not None:
         parts.append(f"{analysis['requests']:,} requests")
     text = parts[0] + ": " + ", ".join(parts[1:]) if len(parts) > 1 else parts[0]
-    if analysis.get("phase") not in ("Pass", None) and analysis.get("message"):
-        text += f" ({analysis['message']})"
+    message = str(analysis.get("message") or "")
+    if analysis.get("phase") not in ("Pass", None) and message:
+        # The operator's message repeats the numbers: keep only its reason when it has one.
+        reason = _REASON.search(message) if len(parts) > 1 else None
+        text += f" ({reason.group(1) if reason else message})"
     return text
 
 

@@ -1,0 +1,77 @@
+"""`make demo` end to end: the demo as a user runs it (a subprocess without a TTY), on its own
+fresh local control plane, must tell the whole story, exit 0 and stop everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from localcluster.procs import alive
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_demo(state_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "hack"),
+        "MODELFLEET_CLUSTER_DIR": str(state_dir),  # never the developer's own `make cluster-up`
+        "TERM": "dumb",
+    }
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "demo"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_make_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
+    state_dir = tmp_path / "cluster"
+    done = _run_demo(state_dir)
+    output = done.stdout + done.stderr
+    tail = output[-6000:]
+
+    assert done.returncode == 0, tail
+    assert "\x1b[" not in done.stdout, "no terminal escapes without a TTY"
+    assert re.search(r"ok +RESULT v1 Ready in \d+s", output), tail
+    assert re.search(r"ok +RESULT v2 Promoted after 10 → 25 → 50 → 100 % in \d+s", output), tail
+    rollback = re.search(
+        r"ok +RESULT v3 RolledBack: error rate ([0-9.]+) % \[[0-9.]+–[0-9.]+ %\] > 1\.0 % over "
+        r"[0-9,]+ requests at 10%",
+        output,
+    )
+    assert rollback, tail
+    assert float(rollback.group(1)) > 1.0
+    assert re.search(r"ok +v2 still serves all traffic \(active v2\)", output), tail
+    assert re.search(r"ok +no failed request outside the faulty canary: 0 of [0-9,]+", output), tail
+    assert "FAIL " not in output, tail
+    # live progress: every step's weight and analyses were shown while they happened
+    for weight in (10, 25, 50, 100):
+        assert f"v2: weight {weight} % (step " in output, tail
+    assert "v2: analysis Pass: error rate" in output, tail
+    # the summary and how to look around
+    summary = output[output.index("What happened") :]
+    for row in (r"v1 +│ Ready", r"v2 +│ Promoted", r"v3 +│ RolledBack"):
+        assert re.search(row, summary), summary
+    assert "kubectl modelfleet status fraud -n modelfleet-demo" in output
+    assert "the story happened as told" in output
+
+    # everything it started is stopped: the cluster's owner, its processes, the operator
+    assert not (state_dir / "cluster.json").exists()
+    for pidfile in state_dir.rglob("*.pid"):
+        record = json.loads(pidfile.read_text())
+        assert not alive(record["pid"], record.get("started")), pidfile.name
