@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,6 +153,7 @@ class ProcessRunner:
         self.cluster = cluster
         self.api = KubeApi(cluster.api_url, cluster.pki)
         self._probes = _probe_client()
+        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="runner-pod")
         self.probe_period_cap = probe_period_cap
         self.root = cluster.state_dir / "pods"
         self.shared_volumes = cluster.state_dir / "volumes"
@@ -182,6 +184,7 @@ class ProcessRunner:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=15)
+        self._workers.shutdown(wait=True)
         with self._lock:
             procs = list(self._procs.values())
         stoppers = [threading.Thread(target=self._kill, args=(proc, 5.0)) for proc in procs]
@@ -249,11 +252,15 @@ class ProcessRunner:
             with self._lock:
                 pods = dict(self._pods)
                 keys = set(pods) | set(self._procs)
-            for key in sorted(keys):
-                try:
-                    self._reconcile(key, pods.get(key))
-                except Exception as error:  # one bad pod must not stop the others
-                    self.errors.append(f"{key}: {error!r}")
+            # Pods in parallel: one slow probe (2 s timeout) must not hold up the others.
+            ordered = sorted(keys)
+            list(self._workers.map(self._reconcile_safely, ordered, [pods.get(k) for k in ordered]))
+
+    def _reconcile_safely(self, key: tuple[str, str], pod: dict[str, Any] | None) -> None:
+        try:
+            self._reconcile(key, pod)
+        except Exception as error:  # one bad pod must not stop the others
+            self.errors.append(f"{key}: {error!r}")
 
     def _reconcile(self, key: tuple[str, str], pod: dict[str, Any] | None) -> None:
         proc = self._procs.get(key)
@@ -293,11 +300,13 @@ class ProcessRunner:
             ),
             "10.245.0.254",
         )
+        with self._lock:
+            pod_ip = next(self._ips)
         proc = PodProcess(
             namespace,
             name,
             pod["metadata"]["uid"],
-            next(self._ips),
+            pod_ip,
             host_ip,
             directory,
             ProcessGroup(directory),
