@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from localcluster import podspec
+from localcluster.podstate import PodProcess, build_pod_status
+from localcluster.procs import ProcessGroup
 from localcluster.prometheus import label_name
 
 SECRETS: dict[tuple[str, str, str], dict[str, str]] = {
@@ -155,3 +157,34 @@ def test_a_container_that_cannot_run_says_why(command: list[str], reason: str) -
 )
 def test_pod_labels_become_prometheus_label_names(key: str, name: str) -> None:
     assert label_name(key) == name
+
+
+def test_a_crashed_process_is_reported_like_kubelet_does(tmp_path: Path) -> None:
+    proc = PodProcess(
+        "ns", "p", "u1", "10.244.128.9", "10.245.0.1", tmp_path, ProcessGroup(tmp_path)
+    )
+    proc.phase, proc.restart_count = "Running", 2
+    proc.waiting = ("CrashLoopBackOff", "back-off 4s restarting failed container")
+    proc.last_terminated = {"exitCode": 3, "reason": "Error", "message": "model not found"}
+    spec = pod({"name": "server", "image": "modelfleet/server:dev"})
+    spec["spec"]["containers"].append({"name": "sidecar", "image": "envoy"})
+
+    status = build_pod_status(proc, spec)
+
+    assert status["phase"] == "Running"
+    assert status["podIP"] == "10.244.128.9"
+    assert status["hostIP"] == "10.245.0.1"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "ContainersNotReady"
+    server, sidecar = status["containerStatuses"]
+    assert server["state"] == {
+        "waiting": {
+            "reason": "CrashLoopBackOff",
+            "message": "back-off 4s restarting failed container",
+        }
+    }
+    assert server["lastState"]["terminated"]["exitCode"] == 3
+    assert server["restartCount"] == 2
+    assert server["ready"] is False
+    assert sidecar["ready"] is True
