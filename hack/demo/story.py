@@ -25,7 +25,7 @@ from harness.operator import install_crd
 from harness.rollout import apply, model_deployment, read_status
 from harness.stack import MODELS
 
-from .cluster import DemoCluster
+from .cluster import BIN, DemoCluster
 from .view import Limits, Outcome, View
 from .watch import RolloutWatch, condition, measured_error_rate, percent
 
@@ -259,11 +259,12 @@ def look_around(view: View, cluster: DemoCluster, keep: bool) -> None:
     env = cluster.env()
     lines = [
         f"export KUBECONFIG={env['KUBECONFIG']}",
+        f"export PATH={BIN}:$PATH   # kubectl and the kubectl-modelfleet plugin",
         f"kubectl get md -n {NAMESPACE}",
         f"kubectl modelfleet status {NAME} -n {NAMESPACE}   (add -w to watch)",
         f"kubectl get deploy,svc,httproute -n {NAMESPACE}",
-        f"Prometheus: {cluster.prometheus_url}  e.g. sum by (revision, code) "
-        f'(rate(modelfleet_requests_total{{deployment="{NAME}"}}[1m]))',
+        f"Prometheus: {cluster.prometheus_url}   try:",
+        f'  sum by (revision, code) (rate(modelfleet_requests_total{{deployment="{NAME}"}}[1m]))',
         f"operator log: {cluster.operator_log()}",
     ]
     view.say(
