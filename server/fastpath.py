@@ -142,9 +142,9 @@ class Server:
                 f"{self._max_inflight} requests are already in flight "
                 "(MODELFLEET_MAX_CONCURRENCY); retry later"
             )
-        self.plane.find(route[1], route[2])
-        if self.keys is not None:
+        if self.keys is not None:  # before the model lookup: no probing without a key
             self.keys.check(headers.get(b"authorization"), headers.get(b"x-api-key"))
+        self.plane.find(route[1], route[2])
 
     async def _infer(
         self,
@@ -158,29 +158,36 @@ class Server:
         self.inflight += 1
         try:
             status, response_headers, body = await self._respond(route, headers, receive)
+            if self.plane.faults.latency_s:
+                await asyncio.sleep(self.plane.faults.latency_s)
+            response_headers.append((b"x-request-id", request_id))
+            response_headers.append((b"content-length", str(len(body)).encode()))
+            start = {"type": "http.response.start", "status": status, "headers": response_headers}
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
         except ClientDisconnectedError:
             return
         finally:
             self.inflight -= 1
-        if self.plane.faults.latency_s:
-            await asyncio.sleep(self.plane.faults.latency_s)
-        response_headers.append((b"x-request-id", request_id))
-        response_headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - started
         self.plane.metrics.observe(status, elapsed)
         if status >= 400 or self._access_log:
-            log.info(
-                "inference",
-                extra={
-                    "request_id": request_id.decode(),
-                    "route": route[0],
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    **({"error": body[:300].decode(errors="replace")} if status >= 400 else {}),
-                },
-            )
+            self._log(route, request_id, status, elapsed, body)
+
+    def _log(
+        self, route: tuple[str, str, str | None], request_id: bytes, status: int, elapsed: float,
+        body: bytes,
+    ) -> None:  # fmt: skip
+        log.info(
+            "inference",
+            extra={
+                "request_id": request_id.decode(),
+                "route": route[0],
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                **({"error": body[:300].decode(errors="replace")} if status >= 400 else {}),
+            },
+        )
 
     async def _respond(
         self, route: tuple[str, str, str | None], headers: dict[bytes, bytes], receive: Receive

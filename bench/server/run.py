@@ -100,6 +100,7 @@ class Server:
     port: int
     infer_path: str = "/v2/models/model/infer"
     process: subprocess.Popen[bytes] | None = None
+    batch_cpu_us_per_row: float | None = None
 
     @property
     def url(self) -> str:
@@ -295,8 +296,12 @@ def bench_one(
         result["cpu_us_per_request"] = round(cpu_us, 1) if cpu_us else None
         runs.append({"server": server.name, "connections": connections, **result})
         log(f"{server.name} c={connections}: {result}")
+    cpu_before = server.cpu_s()
     batch_result = run_wrk(wrk, url, batch, 4, args.seconds, script)
     rows_per_s = round(batch_result["rps"] * 256, 1)
+    batch_rows = batch_result["rps"] * args.seconds * 256
+    cpu_us_per_row = (server.cpu_s() - cpu_before) / batch_rows * 1e6 if batch_rows else None
+    server.batch_cpu_us_per_row = round(cpu_us_per_row, 2) if cpu_us_per_row else None
     rss = server.rss_mb()
     for entry in runs:
         entry.update(rss_mb=rss, ready_s=round(ready_s, 3), ready_cpu_s=round(ready_cpu_s, 2))
@@ -337,8 +342,15 @@ def render_table(report: dict[str, Any]) -> str:
             f"{run['p99_ms']} | {run['non2xx']} | {run['cpu_us_per_request']} | {run['rss_mb']} "
             f"| {run['ready_s']} ({run['ready_cpu_s']}) |"
         )
-    lines += ["", "| server | rows/s in 256-row requests (4 connections) |", "|---|---:|"]
-    lines += [f"| {name} | {value:,.0f} |" for name, value in report["batch_rows_per_s"].items()]
+    lines += [
+        "",
+        "| server | rows/s in 256-row requests (4 connections) | server CPU µs/row |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {value:,.0f} | {report['batch_cpu_us_per_row'].get(name)} |"
+        for name, value in report["batch_rows_per_s"].items()
+    ]
     lines += ["", f"At 16 connections: `{json.dumps(report['summary'])}`"]
     return "\n".join(lines)
 
@@ -366,6 +378,7 @@ def main() -> int:
     load_start = os.getloadavg()[0]
     runs: list[dict[str, Any]] = []
     batch: dict[str, float] = {}
+    batch_cpu: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         for name in args.servers:
             work = Path(tmp) / name
@@ -373,6 +386,7 @@ def main() -> int:
             server = SERVERS[name](model_dir, work)
             try:
                 server_runs, batch[name] = bench_one(server, args, model_dir, work, wrk)
+                batch_cpu[name] = server.batch_cpu_us_per_row
                 runs += server_runs
             finally:
                 server.stop()
@@ -389,6 +403,7 @@ def main() -> int:
         "peers": PEERS,
         "runs": runs,
         "batch_rows_per_s": batch,
+        "batch_cpu_us_per_row": batch_cpu,
         "summary": summary(runs),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,19 @@ import pytest
 from conftest import free_port
 
 
+def _wait_in_flight(server: Any, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = httpx.get(server.metrics_url, timeout=5).text
+        line = next(
+            ln for ln in text.splitlines() if ln.startswith("modelfleet_inflight_requests{")
+        )
+        if float(line.rsplit(" ", 1)[1]) >= count:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{count} requests never got in flight")
+
+
 def _body(example_models: Path) -> bytes:
     return (example_models / "request.json").read_bytes()
 
@@ -29,15 +42,15 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
 ) -> None:
     server = start_server(
         MODELFLEET_MODEL_URI=str(example_models / "model.onnx"),
-        MODELFLEET_FAULT_LATENCY_MS="1500",
-        MODELFLEET_SHUTDOWN_DRAIN_SECONDS="0.5",
+        MODELFLEET_FAULT_LATENCY_MS="3000",
+        MODELFLEET_SHUTDOWN_DRAIN_SECONDS="1",
         MODELFLEET_SHUTDOWN_GRACE_SECONDS="20",
     )
     server.wait_ready()
     url, body = f"{server.url}/v2/models/model/infer", _body(example_models)
     with ThreadPoolExecutor(max_workers=6) as pool:
         in_flight = [pool.submit(httpx.post, url, content=body, timeout=30) for _ in range(6)]
-        time.sleep(0.5)  # all six are inside the server, waiting out the injected latency
+        _wait_in_flight(server, 6)  # all six are inside the server, waiting out the latency
         server.terminate()
         time.sleep(0.2)
         ready = httpx.get(f"{server.url}/v2/health/ready", timeout=5)

@@ -4,6 +4,7 @@ the binary tensor extension; plain httpx gets the same numbers."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,8 +22,10 @@ def rows(example_models: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def client(shared_server: ServerProcess) -> triton.InferenceServerClient:
-    return triton.InferenceServerClient(url=f"127.0.0.1:{shared_server.port}")
+def client(shared_server: ServerProcess) -> Iterator[triton.InferenceServerClient]:
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{shared_server.port}")
+    yield client
+    client.close()  # its pooled sockets would otherwise warn when collected
 
 
 def test_health_and_metadata(client: triton.InferenceServerClient) -> None:
