@@ -8,6 +8,7 @@ no resourceVersion moves.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Mapping
@@ -159,13 +160,17 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         raise
     shape = shape_of(spec, ctx.settings)
     revision = revision_of(shape)
-    live: dict[str, dict[str, Any] | None] = {
-        slot: await ctx.kube.get("apps/v1", "Deployment", owner.namespace, owner.slot_name(slot))
-        for slot in SLOTS
-    }
-    observed: dict[str, SlotObservation] = {
-        slot: await _observe(ctx.kube, owner, slot, live[slot]) for slot in SLOTS
-    }
+    found = await asyncio.gather(
+        *(
+            ctx.kube.get("apps/v1", "Deployment", owner.namespace, owner.slot_name(slot))
+            for slot in SLOTS
+        )
+    )
+    live: dict[str, dict[str, Any] | None] = dict(zip(SLOTS, found, strict=True))
+    observations = await asyncio.gather(
+        *(_observe(ctx.kube, owner, slot, live[slot]) for slot in SLOTS)
+    )
+    observed: dict[str, SlotObservation] = dict(zip(SLOTS, observations, strict=True))
     router = router_for(spec.traffic)
     inp = RolloutInput(
         spec=spec,
@@ -295,29 +300,36 @@ async def _capabilities(ctx: Context) -> Capabilities:
 
 
 async def _apply(ctx: Context, desired: DesiredState, traffic_first: bool) -> None:
-    """Apply in an order that never sends traffic to pods that are not there yet."""
+    """Apply in an order that never sends traffic to pods that are not there yet; the objects
+    within one group are independent and go out concurrently."""
     groups = (
         [desired.traffic, desired.workloads]
         if traffic_first
         else [desired.workloads, desired.traffic]
     )
-    cache = ctx.applied
     for group in groups:
-        for obj in group:
-            key, content = AppliedCache.key(obj), orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-            if cache is not None and cache.fresh(key, content):
-                continue
-            await ctx.kube.apply(obj)
-            if cache is not None:
-                cache.remember(key, content)
+        await asyncio.gather(*(_apply_one(ctx, obj) for obj in group))
     namespace = desired.workloads[0]["metadata"]["namespace"]
-    for api_version, kind, name in desired.absent:
-        key = (api_version, kind, namespace, name)
-        if cache is not None and cache.fresh(key, b"absent"):
-            continue
-        await ctx.kube.delete(api_version, kind, namespace, name)
-        if cache is not None:
-            cache.remember(key, b"absent")
+    await asyncio.gather(*(_delete_one(ctx, namespace, *absent) for absent in desired.absent))
+
+
+async def _apply_one(ctx: Context, obj: dict[str, Any]) -> None:
+    cache = ctx.applied
+    key, content = AppliedCache.key(obj), orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    if cache is not None and cache.fresh(key, content):
+        return
+    await ctx.kube.apply(obj)
+    if cache is not None:
+        cache.remember(key, content)
+
+
+async def _delete_one(ctx: Context, namespace: str, api_version: str, kind: str, name: str) -> None:
+    cache, key = ctx.applied, (api_version, kind, namespace, name)
+    if cache is not None and cache.fresh(key, b"absent"):
+        return
+    await ctx.kube.delete(api_version, kind, namespace, name)
+    if cache is not None:
+        cache.remember(key, b"absent")
 
 
 def _traffic_moves_away(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> bool:

@@ -59,6 +59,22 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _reconcile_stats(port: int) -> dict[str, float]:
+    """Count and mean duration of the operator's reconciles, from its own metrics."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        for suffix in ("count", "sum"):
+            name = f"modelfleet_operator_reconcile_duration_seconds_{suffix}"
+            if line.startswith(name + " "):
+                values[suffix] = float(line.split()[1])
+    count = values.get("count", 0.0)
+    mean_ms = 1000 * values.get("sum", 0.0) / count if count else 0.0
+    return {"count": count, "mean_ms": round(mean_ms, 1)}
+
+
 def _manifest(name: str, namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": API,
@@ -154,7 +170,9 @@ async def _bench(cluster: LocalCluster, sizes: list[int], deadline_s: float) -> 
             results[str(size)] = await _run_size(kube, cluster, size, deadline_s)
         await asyncio.sleep(5)  # settle: the resync keeps running over everything managed
         rss, cpu_after = _proc_stats(operator.pid)
+        reconciles = _reconcile_stats(int(env["MODELFLEET_OPERATOR_METRICS_PORT"]))
         return {
+            "reconciles": reconciles,
             "apply_to_ready_s": results,
             "managed": sum(sizes),
             "rss_mb_idle": round(rss_idle, 1),
@@ -190,6 +208,7 @@ def main() -> None:
             "cores": os.cpu_count(),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": platform.python_version(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         },
         "command": "make bench-operator  # python bench/operator/run.py --sizes "
         + ",".join(map(str, sizes)),
