@@ -1,7 +1,7 @@
 """The Prometheus analyzer against a real Prometheus scraping real model-server processes.
 
 Four servers of one deployment: the stable slot, and three canary revisions (healthy, 5 % injected
-5xx, 300 ms injected latency). The traffic driver loads each for a few seconds; then the analyzer
+5xx, 2 s injected latency). The traffic driver loads each for a few seconds; then the analyzer
 must count exactly what the driver saw, fail the bad ones with the measured values in the message,
 call a revision without traffic Inconclusive, and a stopped Prometheus an Error.
 """
@@ -29,6 +29,8 @@ from modelfleet.operator.prometheus import PrometheusAnalyzer
 DEPLOYMENT = "fraud"
 RPS = 40.0
 LOAD_S = 8.0
+# A p99 limit a loaded 2-core machine keeps: the healthy servers answer in milliseconds.
+SPEC = AnalysisSpec(max_p99_latency_ms=1000)
 PAYLOAD = json.loads((MODELS / "request.json").read_text())
 
 
@@ -61,7 +63,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
                 deployment=DEPLOYMENT,
                 slot="green",
                 revision="r2-slow",
-                env={"MODELFLEET_FAULT_LATENCY_MS": "300"},
+                env={"MODELFLEET_FAULT_LATENCY_MS": "2000"},
             ),
         }
         for server in servers.values():
@@ -87,6 +89,7 @@ def _driver(server: Server) -> TrafficDriver:
         rps=RPS,
         path=f"/v2/models/{DEPLOYMENT}/infer",
         payload=PAYLOAD,
+        max_inflight=256,  # 40 req/s at 2 s each
     )
 
 
@@ -106,7 +109,7 @@ def measure(loaded: Loaded, canary: str, spec: AnalysisSpec | None = None) -> Me
     async def run() -> Measurement:
         async with httpx.AsyncClient() as client:
             analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
-            return await analyzer.measure(target, spec or AnalysisSpec(), datetime.now(UTC))
+            return await analyzer.measure(target, spec or SPEC, datetime.now(UTC))
 
     return asyncio.run(run())
 
@@ -124,7 +127,7 @@ def test_healthy_canary_passes_and_counts_exactly(loaded: Loaded) -> None:
     assert measurement.requests == tally.total()  # exact: no increase() extrapolation
     assert measurement.error_rate == 0.0
     assert measurement.p99_ms is not None
-    assert measurement.p99_ms < 200
+    assert measurement.p99_ms < 1000
 
 
 def test_erroring_canary_fails_with_the_measured_rate(loaded: Loaded) -> None:
@@ -143,19 +146,24 @@ def test_slow_canary_fails_on_its_own_p99(loaded: Loaded) -> None:
     measurement = measure(loaded, "slow")
     assert measurement.phase == "Fail", measurement.message
     assert measurement.p99_ms is not None
-    assert 300 <= measurement.p99_ms <= 1000
+    assert 2000 <= measurement.p99_ms <= 5000
     assert measurement.message.startswith("p99 ")
-    assert "> 200 ms" in measurement.message
+    assert "> 1,000 ms" in measurement.message
 
 
 def test_regression_against_the_stable_slot_in_the_same_window(loaded: Loaded) -> None:
-    spec = AnalysisSpec(max_p99_latency_ms=2000, max_p99_regression_ratio=2.0)
+    spec = AnalysisSpec(max_p99_latency_ms=5000, max_p99_regression_ratio=2.0)
     slow = measure(loaded, "slow", spec)
     assert slow.phase == "Fail", slow.message
     assert slow.stable_p99_ms is not None
-    assert slow.stable_p99_ms < 100
+    assert slow.stable_p99_ms < 1000
     assert "× stable" in slow.message
-    assert measure(loaded, "ok", AnalysisSpec(max_p99_regression_ratio=50.0)).phase == "Pass"
+    assert (
+        measure(
+            loaded, "ok", AnalysisSpec(max_p99_latency_ms=1000, max_p99_regression_ratio=50.0)
+        ).phase
+        == "Pass"
+    )
 
 
 def test_extra_promql_checks_are_templated_and_judged(loaded: Loaded) -> None:
@@ -174,7 +182,7 @@ def test_extra_promql_checks_are_templated_and_judged(loaded: Loaded) -> None:
     assert bad.phase == "Fail", bad.message
     errors_seen = loaded.tallies["bad"].counts[("green", "r2-bad", 500)]
     assert f"5xx answers = {errors_seen} > 0" in bad.message
-    ok = measure(loaded, "ok", AnalysisSpec(metrics=[loaded_model]))
+    ok = measure(loaded, "ok", AnalysisSpec(max_p99_latency_ms=1000, metrics=[loaded_model]))
     assert ok.phase == "Pass", ok.message
 
 
@@ -186,7 +194,7 @@ def test_a_revision_without_traffic_is_inconclusive(loaded: Loaded) -> None:
     async def run() -> Measurement:
         async with httpx.AsyncClient() as client:
             analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
-            return await analyzer.measure(target, AnalysisSpec(), datetime.now(UTC))
+            return await analyzer.measure(target, SPEC, datetime.now(UTC))
 
     measurement = asyncio.run(run())
     assert measurement.phase == "Inconclusive"

@@ -119,12 +119,12 @@ def test_injected_errors_roll_back_at_the_first_step(rollout: Rollout) -> None:
 
 
 def test_injected_latency_rolls_back_on_p99(rollout: Rollout) -> None:
-    rollout.apply(model="model-v2.txt", version="v2", env={"MODELFLEET_FAULT_LATENCY_MS": "1000"})
+    rollout.apply(model="model-v2.txt", version="v2", env={"MODELFLEET_FAULT_LATENCY_MS": "3000"})
     status = rollout.wait(_degraded, 120, "rolled back")
 
     message = _condition(status, "Degraded")["message"]
     assert message.startswith("p99 "), message
-    assert "> 500 ms" in message
+    assert "> 2,000 ms" in message
     assert status["history"][0]["outcome"] == "RolledBack"
     assert rollout.tally().failed() == 0
 
