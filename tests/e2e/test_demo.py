@@ -32,13 +32,13 @@ def _run_demo(state_dir: Path) -> subprocess.CompletedProcess[str]:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=540,
+        timeout=600,
         check=False,
     )
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(660)
 def test_make_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     state_dir = tmp_path / "cluster"
     done = _run_demo(state_dir)
