@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `python -m` would put the repo root first on sys.path, where operator/ (modelfleet.operator's
+# folder) could shadow the standard library's `operator` in a fresh venv; -P semantics prevent it.
+export PYTHONSAFEPATH := 1
 
 .PHONY: help install lint fmt crds docs test test-unit test-integration test-e2e setup \
         cluster-build cluster-up cluster-down cluster-env operator serve examples \
