@@ -4,6 +4,7 @@ that would shadow the standard library's `operator` or claim the name `server`."
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import subprocess
 import sys
 import zipfile
@@ -72,3 +73,20 @@ def test_wheel_contains_both_subpackages_and_no_top_level_operator(tmp_path: Pat
     assert "modelfleet/server/__init__.py" in names
     top_levels = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_levels == {"modelfleet"}, top_levels
+
+
+def test_make_runs_python_without_the_repo_root_on_sys_path(tmp_path: Path) -> None:
+    """In a bare venv nothing imports `operator` at start-up, so `python -m` from the repo root
+    would pick up operator/ instead of the standard library; the Makefile exports PYTHONSAFEPATH."""
+    assert "export PYTHONSAFEPATH := 1" in (REPO / "Makefile").read_text()
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    code = "import collections, operator; print(operator.__file__)"
+    completed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "timeit", "-n", "1", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "PYTHONSAFEPATH": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr
