@@ -38,7 +38,7 @@ class OperatorMetrics:
         self.rollout_outcomes = Counter(
             "modelfleet_operator_rollout_outcomes_total",
             "Finished rollouts by outcome (Promoted, RolledBack, Aborted, Superseded, …).",
-            ("outcome",),
+            ("namespace", "name", "outcome"),
             registry=self.registry,
         )
         self.analysis_error_rate = Gauge(

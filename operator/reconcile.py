@@ -405,7 +405,7 @@ def _record(
     metrics.managed.labels(*labels).set(children)
     metrics.canary_weight.labels(*labels).set(new.canary.weight if new.canary else 0)
     if new.history and (not old.history or new.history[0] != old.history[0]):
-        metrics.rollout_outcomes.labels(new.history[0].outcome).inc()
+        metrics.rollout_outcomes.labels(*labels, new.history[0].outcome).inc()
     if measurement is not None:
         for gauge, value in (
             (metrics.analysis_error_rate, measurement.error_rate),
