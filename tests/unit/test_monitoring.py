@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from harness.dashboard import dashboard_queries, render_dashboard_query
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "manifests" / "monitoring"
@@ -45,21 +46,6 @@ def test_alerts_fire_as_specified(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "SUCCESS" in completed.stdout + completed.stderr
-
-
-def dashboard_queries() -> list[str]:
-    """Every PromQL expression of the Grafana dashboard's panels."""
-    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-
-
-def render_dashboard_query(expr: str, namespace: str, deployment: str, range_: str = "1h") -> str:
-    """A panel's query with Grafana's variables filled in, as Grafana sends it."""
-    return (
-        expr.replace("$namespace", namespace)
-        .replace("$deployment", deployment)
-        .replace("$__range", range_)
-    )
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:

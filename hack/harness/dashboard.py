@@ -1,0 +1,23 @@
+"""The Grafana dashboard's PromQL (manifests/monitoring/dashboard.json), as Grafana would send it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "monitoring" / "dashboard.json"
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the dashboard's panels."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def render_dashboard_query(expr: str, namespace: str, deployment: str, range_: str = "1h") -> str:
+    """A panel's query with Grafana's variables filled in."""
+    return (
+        expr.replace("$namespace", namespace)
+        .replace("$deployment", deployment)
+        .replace("$__range", range_)
+    )
