@@ -8,6 +8,7 @@ and core Events. 404 and 409 are normal outcomes in a reconcile; anything else r
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,7 +89,9 @@ def resource_path(
 class KubeClient:
     """Async access to the API server; one instance per process, shared by every reconcile."""
 
-    def __init__(self, credentials: Credentials, timeout: float = 30.0) -> None:
+    def __init__(
+        self, credentials: Credentials, timeout: float = 30.0, max_in_flight: int = 32
+    ) -> None:
         headers = {"Accept": "application/json"}
         if credentials.token:
             headers["Authorization"] = f"Bearer {credentials.token}"
@@ -96,9 +99,14 @@ class KubeClient:
             base_url=credentials.host,
             verify=credentials.ssl_context,
             headers=headers,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            # waiting for a pooled connection is not an API failure: no pool timeout
+            timeout=httpx.Timeout(timeout, pool=None),
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
         )
+        # many reconciles at once queue here instead of flooding the API server
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._api_groups: dict[str, set[str]] = {}
 
     @classmethod
@@ -120,9 +128,10 @@ class KubeClient:
     ) -> dict[str, Any] | None:
         content = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else None
-        response = await self._http.request(
-            method, path, content=content, headers=headers, params=params
-        )
+        async with self._in_flight:
+            response = await self._http.request(
+                method, path, content=content, headers=headers, params=params
+            )
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code >= 400:

@@ -190,6 +190,8 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     desired = desired_state(
         owner, spec, new_status, (shape, revision), plan, live, router, ctx.settings, capabilities
     )
+    if old_status.observed_generation is None:
+        desired.absent.clear()  # never reconciled before: nothing of ours can exist to remove
     await _apply(ctx, desired, traffic_first=_traffic_moves_away(old_status, new_status))
     summary = summarize(spec, new_status, observed, plan, _url(owner, spec), generation, now)
     if desired.warnings:
