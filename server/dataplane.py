@@ -4,6 +4,7 @@ beyond the error classes it raises."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,15 @@ from modelfleet.server.errors import InjectedFaultError, ModelNotFoundError, Not
 from modelfleet.server.faults import FaultInjector
 from modelfleet.server.metrics import ServerMetrics
 from modelfleet.server.model import LoadedModel
+from modelfleet.server.predictions import (
+    DEFAULT_VALUE_EDGES,
+    PredictionMetricsConfig,
+    PredictionStats,
+)
 from modelfleet.server.runtimes.base import Outputs
 from modelfleet.server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "modelfleet"
 EXTENSIONS = ["binary_tensor_data"]
@@ -31,8 +39,15 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self.faults = FaultInjector(settings.fault_error_rate, settings.fault_latency_ms)
+        self.predictions: PredictionStats | None = None
+        if settings.prediction_metrics:
+            config = PredictionMetricsConfig(
+                value_edges=settings.prediction_buckets or DEFAULT_VALUE_EDGES,
+                feature_ranges=settings.feature_ranges,
+            )
+            self.predictions = metrics.track_predictions(model.metadata, config)
         self.batcher = MicroBatcher(
-            model.runtime.predict,
+            self._predict,
             max_batch_size=settings.max_batch_size,
             max_latency_s=settings.max_batch_latency_micros / 1e6,
             observe_batch=metrics.observe_batch,
@@ -42,6 +57,17 @@ class DataPlane:
             model.version, model.format, model.metadata.backend, model.sha256, model.load_seconds
         )
         metrics.set_ready(True)
+
+    def _predict(self, rows: npt.NDArray[np.generic]) -> Outputs:
+        """Score one micro-batch with the runtime's current engine (it may switch to its
+        ONNX twin after start) and count what was asked and answered."""
+        outputs = self.model.runtime.predict(rows)
+        if self.predictions is not None:
+            try:
+                self.predictions.observe(rows, outputs)
+            except Exception:  # metrics never fail a request
+                log.exception("prediction metrics failed for a batch")
+        return outputs
 
     @property
     def ready(self) -> bool:

@@ -23,6 +23,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from modelfleet.server.predictions import PredictionMetricsConfig, PredictionStats
+from modelfleet.server.runtimes.base import ModelMetadata
+
 # Fine enough that histogram_quantile(0.99, …) resolves p99s from 0.5 ms to 5 s.
 LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075,
@@ -133,6 +136,15 @@ class ServerMetrics:
     def observe(self, code: int, seconds: float) -> None:
         """Count one answered inference request."""
         self._hot.observe(code, seconds)
+
+    def track_predictions(
+        self, metadata: ModelMetadata, config: PredictionMetricsConfig
+    ) -> PredictionStats:
+        """Register prediction and input-quality metrics for this model; the caller feeds
+        them each scored batch."""
+        stats = PredictionStats(self._identity, metadata, config)
+        self.registry.register(stats)
+        return stats
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         """Read the in-flight count at scrape time (no lock on the request path)."""

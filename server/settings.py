@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelFormat = Literal["lightgbm", "onnx"]
 LightGBMBackend = Literal["native", "onnx", "auto"]
@@ -78,6 +81,57 @@ class ServerSettings(BaseSettings):
     termination_log: Path = Path("/dev/termination-log")
     intra_op_threads: int = Field(1, ge=0, description="Scoring threads (0: library default)")
     device: Literal["cpu", "cuda"] = Field("cpu", description="ONNX execution provider")
+    prediction_metrics: bool = Field(
+        True, description="Prediction histograms, class counts and input quality per feature"
+    )
+    prediction_buckets: Annotated[tuple[float, ...], NoDecode] = Field(
+        (),
+        description="Histogram edges for regression outputs, comma-separated and increasing "
+        "(empty: a symmetric 1-2.5-5 series from 0.01 to 1000); probabilities use fixed edges",
+    )
+    feature_ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='Trained ranges as JSON, {"feature name or column index": [low, high]}; '
+        "added to (and overriding) the ranges a LightGBM model carries",
+    )
+
+    @field_validator("prediction_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(float(v) for v in value.replace(" ", "").split(",") if v)
+        return value
+
+    @field_validator("prediction_buckets")
+    @classmethod
+    def _buckets_increase(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(b <= a for a, b in itertools.pairwise(value)) or not all(
+            math.isfinite(v) for v in value
+        ):
+            raise ValueError(
+                "MODELFLEET_PREDICTION_BUCKETS must be finite numbers in increasing order"
+            )
+        return value
+
+    @field_validator("feature_ranges", mode="before")
+    @classmethod
+    def _ranges_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as error:
+                raise ValueError(f"MODELFLEET_FEATURE_RANGES is not JSON: {error}") from error
+        return value
+
+    @field_validator("feature_ranges")
+    @classmethod
+    def _ranges_ordered(
+        cls, value: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            if not low <= high:
+                raise ValueError(f"MODELFLEET_FEATURE_RANGES[{name!r}]: low must be <= high")
+        return value
 
     @field_validator("model_sha256")
     @classmethod
