@@ -366,15 +366,131 @@ def write_docs(path: Path, table: str) -> None:
     path.write_text(text)
 
 
+def _cpu_per_unit(
+    server: Server, wrk: str, body: Path, connections: int, seconds: int, script: Path, rows: int
+) -> tuple[float, dict[str, Any]]:
+    """Server CPU µs per request (rows=1) or per row (rows=256) over one wrk run."""
+    cpu_before = server.cpu_s()
+    result = run_wrk(wrk, server.url + server.infer_path, body, connections, seconds, script)
+    units = result["rps"] * seconds * rows
+    return (server.cpu_s() - cpu_before) / units * 1e6, result
+
+
+def prediction_overhead(args: argparse.Namespace, wrk: str, model_dir: Path) -> dict[str, Any]:
+    """Our server with and without prediction metrics (MODELFLEET_PREDICTION_METRICS), both
+    started at once and measured in alternation (off, on, off, on, …) so that the load of a
+    shared machine falls on both alike; the result is the median CPU per request (one row,
+    16 connections) and per row (256-row batches, 4 connections) of each."""
+    import statistics
+
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        servers: dict[str, Server] = {}
+        try:
+            for variant in ("off", "on"):
+                work = Path(tmp) / variant
+                work.mkdir()
+                server = modelfleet_server(model_dir, Path(tmp))
+                server.name = f"modelfleet-metrics-{variant}"
+                server.env["MODELFLEET_PREDICTION_METRICS"] = "true" if variant == "on" else "false"
+                server.start(work)
+                servers[variant] = server
+                # one after the other: the second reuses the first's cached ONNX conversion
+                if not server.wait_for_backend("onnxruntime (converted)"):
+                    log(f"{server.name} did not switch to its ONNX twin")
+                results[variant] = {"request": [], "row": [], "rps": []}
+            script = Path(tmp) / "post.lua"
+            script.write_text(WRK_SCRIPT)
+            one_row, batch = model_dir / "request.json", model_dir / "request-batch.json"
+            for server in servers.values():
+                run_wrk(wrk, server.url + server.infer_path, one_row, 16, 2, script)  # warm-up
+            for round_index in range(args.rounds):
+                order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
+                for variant in order:
+                    server = servers[variant]
+                    cpu, result = _cpu_per_unit(server, wrk, one_row, 16, args.seconds, script, 1)
+                    results[variant]["request"].append(cpu)
+                    results[variant]["rps"].append(result["rps"])
+                    cpu_row, _ = _cpu_per_unit(server, wrk, batch, 4, args.seconds, script, 256)
+                    results[variant]["row"].append(cpu_row)
+                    log(
+                        f"round {round_index} {variant}: {cpu:.1f} µs/request, {cpu_row:.2f} µs/row"
+                    )
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    def median(variant: str, key: str) -> float:
+        return round(statistics.median(results[variant][key]), 2)
+
+    off_request, on_request = median("off", "request"), median("on", "request")
+    off_row, on_row = median("off", "row"), median("on", "row")
+    return {
+        "command": "python bench/server/run.py --prediction-overhead",
+        "rounds": args.rounds,
+        "seconds_per_run": args.seconds,
+        "cpu_us_per_request": {"off": off_request, "on": on_request},
+        "cpu_us_per_row_256": {"off": off_row, "on": on_row},
+        "rps_16_connections": {"off": median("off", "rps"), "on": median("on", "rps")},
+        "overhead_per_request": round(on_request / off_request - 1, 4),
+        "overhead_per_row_256": round(on_row / off_row - 1, 4),
+        "samples": {
+            v: {k: [round(x, 2) for x in xs] for k, xs in r.items()} for v, r in results.items()
+        },
+    }
+
+
+def write_overhead(args: argparse.Namespace, overhead: dict[str, Any]) -> None:
+    """Add the result to server.json (other keys untouched) and to docs/benchmarks.md."""
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report["prediction_metrics_overhead"] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_average": round(os.getloadavg()[0], 2),
+        **overhead,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    request, row = overhead["cpu_us_per_request"], overhead["cpu_us_per_row_256"]
+    table = "\n".join(
+        [
+            "| prediction metrics | CPU µs per request (1 row, 16 conns) | CPU µs per row (256-row batches) | req/s |",
+            "|---|---:|---:|---:|",
+            f"| off | {request['off']} | {row['off']} | {overhead['rps_16_connections']['off']} |",
+            f"| on | {request['on']} | {row['on']} | {overhead['rps_16_connections']['on']} |",
+            f"| overhead | {overhead['overhead_per_request']:+.1%} | {overhead['overhead_per_row_256']:+.1%} | |",
+            "",
+            f"Medians of {overhead['rounds']} alternating rounds of {overhead['seconds_per_run']} s "
+            f"each (`{overhead['command']}`, {report['prediction_metrics_overhead']['date']}).",
+        ]
+    )
+    begin, end = "<!-- bench-prediction-metrics:begin -->", "<!-- bench-prediction-metrics:end -->"
+    text = args.docs.read_text() if args.docs.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n### Cost of the prediction metrics\n\n{block}\n"
+    args.docs.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "server.json")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--prediction-overhead",
+        action="store_true",
+        help="only our server, prediction metrics off vs on, in alternating rounds",
+    )
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     wrk = ensure_wrk()
     model_dir = ensure_model()
+    if args.prediction_overhead:
+        write_overhead(args, prediction_overhead(args, wrk, model_dir))
+        log(f"wrote prediction_metrics_overhead to {args.out} and {args.docs}")
+        return 0
     load_start = os.getloadavg()[0]
     runs: list[dict[str, Any]] = []
     batch: dict[str, float] = {}

@@ -289,3 +289,38 @@ def test_prediction_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.prediction_buckets == (0.5, 1.0, 10.0)
     assert settings.feature_ranges == {"0": (0.0, 1.0), "age": (18.0, 99.0)}
     assert settings.prediction_metrics is False
+
+
+def test_bulk_counting_equals_counting_each_batch(serve: Any) -> None:
+    """Batches are counted in bulk (past FLUSH_BATCHES, and at every scrape): the result is
+    the same as counting the whole traffic at once, and nothing pending is lost."""
+    from modelfleet.server.predictions import FLUSH_BATCHES, PredictionStats
+
+    _, plane = serve("binary.txt")
+    runtime, metadata = plane.model.runtime, plane.model.metadata
+    rows = np.random.default_rng(12).uniform(-0.5, 0.5, size=(FLUSH_BATCHES + 45, FEATURES))
+    rows[::7, 3] = np.nan
+    rows[::5, 0] = 100.0
+    one_by_one = PredictionStats(IDENTITY, metadata)
+    for index in range(rows.shape[0]):
+        one_by_one.observe(rows[index : index + 1], runtime.predict(rows[index : index + 1]))
+    assert len(one_by_one._pending) == 45  # the first FLUSH_BATCHES were counted already
+    at_once = PredictionStats(IDENTITY, metadata)
+    at_once.observe(rows, runtime.predict(rows))
+
+    def text(stats: PredictionStats) -> str:
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry()
+        registry.register(stats)
+        return generate_latest(registry).decode()
+
+    def without_sums(exposition: str) -> list[str]:
+        return [line for line in exposition.splitlines() if "_sum{" not in line]
+
+    exposition = text(one_by_one)
+    assert without_sums(exposition) == without_sums(text(at_once))  # sums: float order
+    assert one_by_one.histograms[0].total == pytest.approx(at_once.histograms[0].total)
+    assert 'modelfleet_input_missing_total{deployment="fraud",feature="f3"' in exposition
+    assert one_by_one.missing[3] == len(range(0, rows.shape[0], 7))
+    assert one_by_one.out_of_range[0] == len(range(0, rows.shape[0], 5))
