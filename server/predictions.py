@@ -2,7 +2,7 @@
 predicted-class counts, and input quality per feature (missing, outside the trained range).
 
 Cheap on the hot path: each predict call (a micro-batch) only appends references to its
-input and output arrays to a pending list (under an uncontended lock). They are counted in
+input and output arrays to a pending queue (a deque: no lock). They are counted in
 bulk, with a handful of vectorised numpy operations over all pending rows at once
 (searchsorted + bincount, NaN and range comparisons summed over rows; never a Python loop
 over rows), when `FLUSH_VALUES` input values or `FLUSH_BATCHES` batches are pending, and before
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -147,36 +148,39 @@ class PredictionStats(Collector):
                 low[index], high[index] = ranges[name]
         self._ranged = bool(np.isfinite(low).any() or np.isfinite(high).any())
         self._low, self._high = low, high
-        self._lock = threading.Lock()  # the pending list: loop thread vs scrape thread
         self._count_lock = threading.Lock()  # the counts: one bulk update at a time
-        self._pending: list[tuple[npt.NDArray[np.generic], Outputs]] = []
+        self._pending: deque[tuple[npt.NDArray[np.generic], Outputs]] = deque()
         self._pending_values = 0
 
     def observe(self, rows: npt.NDArray[np.generic], outputs: Outputs) -> None:
         """Note one scored batch (`rows` as given to the model, `outputs` as it answered);
         counted in bulk later. The arrays are only referenced, never changed."""
-        with self._lock:
-            self._pending.append((rows, outputs))
-            self._pending_values += rows.size
-            full = self._pending_values >= FLUSH_VALUES or len(self._pending) >= FLUSH_BATCHES
-        if full:
+        pending = self._pending
+        pending.append((rows, outputs))  # deque: atomic, no lock against a scrape
+        self._pending_values += rows.size  # approximate under a concurrent flush: a hint
+        if self._pending_values >= FLUSH_VALUES or len(pending) >= FLUSH_BATCHES:
             self.flush()
 
     def flush(self) -> None:
         """Count everything pending, in one pass over the concatenated arrays."""
-        with self._lock:
-            pending, self._pending, self._pending_values = self._pending, [], 0
-        if not pending:
-            return
         with self._count_lock:
-            if len(pending) == 1:
-                self._count(*pending[0])
+            self._pending_values = 0
+            popleft, batches = self._pending.popleft, []
+            try:
+                while True:  # what is appended meanwhile is counted now or next time
+                    batches.append(popleft())
+            except IndexError:
+                pass
+            if not batches:
                 return
-            rows = np.concatenate([np.asarray(r) for r, _ in pending if r.ndim == 2])
+            if len(batches) == 1:
+                self._count(*batches[0])
+                return
+            rows = np.concatenate([r for r, _ in batches if r.ndim == 2])
             outputs = {
-                name: np.concatenate([o[name] for _, o in pending])
-                for name in pending[0][1]
-                if all(name in o for _, o in pending)
+                name: np.concatenate([o[name] for _, o in batches])
+                for name in batches[0][1]
+                if all(name in o for _, o in batches)
             }
             self._count(rows, outputs)
 
