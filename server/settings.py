@@ -91,8 +91,9 @@ class ServerSettings(BaseSettings):
     )
     feature_ranges: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
-        description='Trained ranges as JSON, {"feature name or column index": [low, high]}; '
-        "added to (and overriding) the ranges a LightGBM model carries",
+        description="Trained ranges as a JSON object: feature name or column index -> "
+        "a list of two numbers, low and high; added to (and overriding) the ranges a "
+        "LightGBM model carries",
     )
 
     @field_validator("prediction_buckets", mode="before")
