@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import httpx
 from . import nodes, pki
 from .kubeapi import KubeApi
 from .paths import Artifacts
+from .ports import free_port
 from .procs import ProcessGroup, RunRecord, clean_crashed_runs, start_time
 from .prometheus import Prometheus
 
@@ -39,12 +39,6 @@ _GRACE = {"kube-apiserver": 30.0, "etcd": 10.0, "prometheus": 10.0}
 
 class ClusterError(RuntimeError):
     """The local control plane could not start; the message names the component and its log."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def kubectl_binary() -> str:

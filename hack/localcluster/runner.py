@@ -430,6 +430,6 @@ def _http_probe(client: httpx.Client, probe: Probe) -> bool:
 
 
 def _free_port() -> int:
-    from .cluster import free_port
+    from .ports import free_port
 
     return free_port()
