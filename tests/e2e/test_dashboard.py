@@ -1,5 +1,6 @@
-"""The Grafana dashboard's queries return data from a real Prometheus during a real rollout: the model
-servers and the operator scraped, traffic flowing, a canary promoted (manifests/monitoring)."""
+"""The monitoring and GitOps kits on a real rollout: the Grafana dashboard's queries return data from a
+real Prometheus (the model servers and the operator scraped, traffic flowing, a canary promoted), and
+the Argo CD health check maps the real ModelDeployment objects as it should."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import time
 from typing import Any
 
+from harness.argocd import argocd_health
 from harness.dashboard import dashboard_queries, render_dashboard_query
 from harness.driver import TrafficDriver
 from harness.kube import kube_snapshot
@@ -25,6 +27,12 @@ def _wait_for_data(cluster: LocalCluster, query: str, timeout: float) -> list[di
         if result or time.monotonic() > deadline:
             return result
         time.sleep(1)
+
+
+def _read_object(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    done = cluster.kubectl("get", "modeldeployment", NAME, "-n", namespace, "-o", "json")
+    obj: dict[str, Any] = json.loads(done.stdout)
+    return obj
 
 
 def test_every_panel_has_data_during_a_rollout(
@@ -49,7 +57,12 @@ def test_every_panel_has_data_during_a_rollout(
                 NAME, prometheus_url=cluster.prometheus_url, model="model-v2.txt", version="v2"
             )
             apply(cluster, namespace, manifest)
+            wait_for(
+                cluster, namespace, NAME, lambda st: st.get("canary") is not None, 60, "canary"
+            )
+            progressing = argocd_health(_read_object(cluster, namespace))
             wait_for(cluster, namespace, NAME, healthy_at("v2"), 180, "v2 promoted")
+            healthy = argocd_health(_read_object(cluster, namespace))
             empty = [
                 query
                 for query in (
@@ -58,5 +71,8 @@ def test_every_panel_has_data_during_a_rollout(
                 if not _wait_for_data(cluster, query, timeout=20)
             ]
         assert not empty, "panels without data:\n" + "\n".join(empty)
+        assert progressing[0] == "Progressing", progressing
+        assert "canary v2" in progressing[1], progressing
+        assert healthy[0] == "Healthy", healthy
     finally:
         cluster.prometheus.remove_target(f"operator-{namespace}")

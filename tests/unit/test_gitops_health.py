@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from lupa import lua51
+from harness.argocd import argocd_health
 
 from modelfleet.operator.api import ModelDeploymentStatus
 
@@ -35,10 +35,7 @@ def _status(**fields: Any) -> dict[str, Any]:
 
 
 def _health(obj: dict[str, Any]) -> tuple[str, str]:
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = runtime.table_from(obj, recursive=True)
-    result = runtime.execute(HEALTH_LUA)
-    return str(result["status"]), str(result["message"])
+    return argocd_health(obj)
 
 
 def _object(status: dict[str, Any] | None, generation: int = 3) -> dict[str, Any]:
