@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import pytest
 from localcluster import LocalCluster
 from localcluster.cluster import kubectl_binary
 from localcluster.kubeapi import KubeApi
+
+from tests.integration.waiting import wait_for
 
 APPLY = "application/apply-patch+yaml"
 
@@ -23,17 +24,6 @@ def api(cluster: LocalCluster) -> Iterator[KubeApi]:
     client = cluster.http()
     yield client
     client.close()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def get_json(cluster: LocalCluster, *args: str) -> dict[str, Any]:

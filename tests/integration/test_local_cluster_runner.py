@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,10 @@ import httpx
 from localcluster import LocalCluster
 from localcluster.procs import alive
 
+from tests.integration.waiting import wait_for
+
 FAKE_SERVER = Path(__file__).with_name("cluster_fake_server.py")
 LABELS = {"app.kubernetes.io/name": "modelfleet-server", "modelfleet.io/deployment": "fake"}
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def server_pod_spec(env: dict[str, str]) -> dict[str, Any]:
