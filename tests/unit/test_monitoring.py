@@ -80,3 +80,19 @@ def test_kustomize_builds_the_dashboard_configmap() -> None:
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(configmap["data"]["modelfleet-rollouts.json"])["uid"] == "modelfleet-rollouts"
     assert "PrometheusRule" in docs
+
+
+def test_dashboard_shows_what_only_a_model_aware_tool_sees() -> None:
+    queries = "\n".join(dashboard_queries())
+    for metric in (
+        "modelfleet_prediction_bucket",
+        "modelfleet_predicted_class_total",
+        "modelfleet_input_missing_total",
+        "modelfleet_input_out_of_range_total",
+        "modelfleet_operator_prediction_drift",
+        "modelfleet_operator_replay_agreement",
+        "modelfleet_operator_replay_score_delta",
+    ):
+        assert metric in queries, f"no panel shows {metric}"
+    panels = json.loads((MONITORING / "dashboard.json").read_text())["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels), "panel ids must be unique"
