@@ -269,9 +269,16 @@ class AnalysisSpec(CamelModel):
 
 class ShadowSpec(CamelModel):
     duration: str = Field(
-        default="2m", pattern=DURATION_PATTERN, description="How long traffic is mirrored."
+        default="2m",
+        pattern=DURATION_PATTERN,
+        description="How long traffic is mirrored while every gate runs on the canary's answers.",
     )
-    percent: int = Field(default=100, ge=1, le=100, description="Share of live traffic mirrored.")
+    percent: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Share of live traffic mirrored (Gateway API); NGINX Ingress mirrors all (100).",
+    )
 
 
 class RolloutSpec(CamelModel):
@@ -345,7 +352,22 @@ class ModelDeploymentSpec(CamelModel):
                     "message": "model.format is required when model.uri does not end in "
                     ".onnx, .txt, .lgb or .bin",
                     "fieldPath": ".model.format",
-                }
+                },
+                {
+                    "rule": "!has(self.rollout) || !has(self.rollout.shadow) || "
+                    "(has(self.traffic) && (has(self.traffic.ingress) || has(self.traffic.gateway)))",
+                    "message": "rollout.shadow needs traffic.ingress or traffic.gateway: the "
+                    "replica-ratio split cannot mirror traffic",
+                    "fieldPath": ".rollout.shadow",
+                },
+                {
+                    "rule": "!has(self.rollout) || !has(self.rollout.shadow) || "
+                    "!has(self.traffic) || !has(self.traffic.ingress) || "
+                    "!has(self.rollout.shadow.percent) || self.rollout.shadow.percent == 100",
+                    "message": "rollout.shadow.percent must be 100 with traffic.ingress: NGINX "
+                    "mirrors every request or none",
+                    "fieldPath": ".rollout.shadow.percent",
+                },
             ]
         }
     )
@@ -406,6 +428,20 @@ class CanaryStatus(CamelModel):
     revision: str = Field(description="Canary revision hash.")
     version: str = Field(description="Canary model version.")
     weight: int = Field(default=0, ge=0, le=100, description="Live traffic share, %.")
+    mirror: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Share of live traffic mirrored to the canary in the shadow step, %; the "
+        "mirrored answers reach no user.",
+    )
+    shadow_started_at: str | None = Field(
+        default=None, description="When the shadow step began mirroring (RFC 3339)."
+    )
+    shadow_done: bool = Field(
+        default=False,
+        description="The shadow step is over (passed, or skipped by `promote`): live steps follow.",
+    )
     step_index: int = Field(default=0, ge=0, description="Index into rollout.steps.")
     step_started_at: str | None = Field(
         default=None, description="When this step's weight was set."

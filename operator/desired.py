@@ -49,7 +49,7 @@ def routing_of(status: ModelDeploymentStatus) -> Routing:
     canary = status.canary
     if canary is None:
         return Routing(active_slot=status.active_slot)
-    return Routing(status.active_slot, canary.slot, canary.weight)
+    return Routing(status.active_slot, canary.slot, canary.weight, canary.mirror)
 
 
 def slot_revision(status: ModelDeploymentStatus, slot: Slot) -> str | None:

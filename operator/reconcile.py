@@ -121,6 +121,14 @@ def parse_spec(body: Mapping[str, Any]) -> ModelDeploymentSpec:
         raise InvalidSpecError("spec.autoscaling.minReplicas must be <= maxReplicas")
     if spec.traffic.ingress is not None and spec.traffic.gateway is not None:
         raise InvalidSpecError("spec.traffic: set at most one of ingress and gateway")
+    shadow = spec.rollout.shadow
+    if shadow is not None and spec.traffic.ingress is None and spec.traffic.gateway is None:
+        raise InvalidSpecError(
+            "spec.rollout.shadow needs traffic.ingress or traffic.gateway: the replica-ratio "
+            "split cannot mirror traffic"
+        )
+    if shadow is not None and spec.traffic.ingress is not None and shadow.percent != 100:
+        raise InvalidSpecError("spec.rollout.shadow.percent must be 100 with traffic.ingress")
     if len(body["metadata"]["name"]) > MAX_NAME_LENGTH:
         raise InvalidSpecError(f"metadata.name is longer than {MAX_NAME_LENGTH} characters")
     return spec

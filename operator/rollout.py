@@ -113,12 +113,39 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def in_shadow(spec: ModelDeploymentSpec, canary: CanaryStatus) -> bool:
+    """Whether the canary is in (or waiting for) its shadow step: weight 0, live traffic mirrored."""
+    return (
+        spec.rollout.shadow is not None
+        and not canary.shadow_done
+        and not canary.skip_analysis
+        and canary.step_index == 0
+        and canary.weight == 0
+    )
+
+
+def dwell_of(spec: ModelDeploymentSpec, canary: CanaryStatus) -> float:
+    """Seconds the current step (the shadow step, or a live weight) is analysed."""
+    shadow = spec.rollout.shadow
+    if shadow is not None and in_shadow(spec, canary):
+        return parse_duration(shadow.duration)
+    return parse_duration(spec.rollout.step_duration)
+
+
+def where(canary: CanaryStatus) -> str:
+    """Where the canary stands, for messages: "in shadow" or "at 25%"."""
+    return "in shadow" if canary.weight == 0 and canary.mirror > 0 else f"at {canary.weight}%"
+
+
 def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
     """Whether the reconcile should take a measurement before calling `next_action`."""
     canary = status.canary
     if canary is None or status.phase == "Paused" or canary.skip_analysis:
         return False
-    if canary.weight == 0 or canary.weight != spec.rollout.steps[canary.step_index]:
+    if in_shadow(spec, canary):
+        if canary.mirror == 0:
+            return False  # mirroring has not begun: nothing reaches the canary yet
+    elif canary.weight == 0 or canary.weight != spec.rollout.steps[canary.step_index]:
         return False
     if canary.step_started_at is None:
         return False
@@ -126,9 +153,7 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: 
     if last is None or parse_timestamp(last) < parse_timestamp(canary.step_started_at):
         return True
     elapsed = (now - parse_timestamp(last)).total_seconds()
-    dwell_end = parse_timestamp(canary.step_started_at) + timedelta(
-        seconds=parse_duration(spec.rollout.step_duration)
-    )
+    dwell_end = parse_timestamp(canary.step_started_at) + timedelta(seconds=dwell_of(spec, canary))
     return elapsed >= parse_duration(spec.rollout.analysis.interval) or (
         parse_timestamp(last) < dwell_end <= now
     )
@@ -144,10 +169,17 @@ def plan_replicas(inp: RolloutInput, status: ModelDeploymentStatus) -> dict[str,
     if status.previous is not None:
         plan[status.previous.slot] = inp.active_replicas
     if status.canary is not None:
-        target = inp.spec.rollout.steps[status.canary.step_index]
-        plan[status.canary.slot] = inp.canary_sizer(inp.active_replicas, target)
+        plan[status.canary.slot] = inp.canary_sizer(inp.active_replicas, _share(inp, status.canary))
     plan[status.active_slot] = None if inp.spec.autoscaling is not None else inp.active_replicas
     return plan
+
+
+def _share(inp: RolloutInput, canary: CanaryStatus) -> int:
+    """The traffic share the canary's pods are sized for: the mirrored one in shadow."""
+    shadow = inp.spec.rollout.shadow
+    if shadow is not None and in_shadow(inp.spec, canary):
+        return shadow.percent
+    return inp.spec.rollout.steps[canary.step_index]
 
 
 def next_action(inp: RolloutInput, measurement: Measurement | None, now: datetime) -> Transition:
@@ -218,6 +250,8 @@ class _Machine:
             return
         if revision == status.active_revision:
             self._steady()
+        elif self._previous_is_warm(revision):
+            self._undo("spec reverted")
         elif revision == status.held_revision:
             self._wake_in(self._seconds(self.inp.spec.rollout.step_duration))
         else:
@@ -278,7 +312,8 @@ class _Machine:
             step_index=0,
             started_at=timestamp(self.now),
             progressed_at=timestamp(self.now),
-            skip_analysis=self.inp.spec.rollout.steps == [100],
+            skip_analysis=self.inp.spec.rollout.steps == [100]
+            and self.inp.spec.rollout.shadow is None,
         )
         status.phase = "Progressing"
         status.message = f"rolling out {self.inp.version} into slot {slot}"
@@ -288,7 +323,7 @@ class _Machine:
     def _supersede(self) -> None:
         canary = self.status.canary
         assert canary is not None
-        message = f"{canary.version} superseded by {self.inp.version} at {canary.weight}%"
+        message = f"{canary.version} superseded by {self.inp.version} {where(canary)}"
         self._history(canary.revision, canary.version, "Superseded", message)
         self._event("Normal", reasons.SUPERSEDED, message)
         self.status.canary = None
@@ -361,6 +396,11 @@ class _Machine:
         assert canary is not None
         if self.status.phase == "Paused":
             return
+        if in_shadow(self.inp.spec, canary):
+            self._shadow(canary, measurement)
+            return
+        if canary.mirror > 0:  # the spec dropped its shadow block while mirroring
+            self._end_shadow(canary, f"{canary.version}: shadow step removed from the spec")
         steps = self.inp.spec.rollout.steps
         target = steps[canary.step_index]
         if canary.weight < target:
@@ -371,28 +411,36 @@ class _Machine:
             return
         if measurement is not None and not self._judge(canary, measurement):
             return
-        if self._step_passed(canary):
+        dwell = self._seconds(self.inp.spec.rollout.step_duration)
+        if self._step_passed(canary, dwell):
             self._next_step(canary)
             return
-        self._check_deadline(canary)
+        self._check_deadline(canary, dwell)
         self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
 
-    def _raise_weight(self, canary: CanaryStatus, target: int) -> None:
-        needed = self.inp.canary_sizer(self.inp.active_replicas, target)
+    def _canary_pods_ready(self, canary: CanaryStatus, share: int) -> bool:
+        """Whether the canary has the Ready pods for `share` %; past progressDeadline, pause."""
+        needed = self.inp.canary_sizer(self.inp.active_replicas, share)
         observed = self.inp.slots[canary.slot]
-        if not observed.ready_for(canary.revision, needed):
-            self.status.message = _waiting(observed, needed, "canary")
-            deadline = parse_timestamp(canary.progressed_at or timestamp(self.now)) + timedelta(
-                seconds=self._seconds(self.inp.spec.rollout.progress_deadline)
-            )
-            if self.now >= deadline:
-                self._pause(reasons.PROGRESS_DEADLINE_EXCEEDED, self.status.message)
-                return
-            self._wake_in(POD_WAIT_REQUEUE)
+        if observed.ready_for(canary.revision, needed):
+            return True
+        self.status.message = _waiting(observed, needed, "canary")
+        deadline = parse_timestamp(canary.progressed_at or timestamp(self.now)) + timedelta(
+            seconds=self._seconds(self.inp.spec.rollout.progress_deadline)
+        )
+        if self.now >= deadline:
+            self._pause(reasons.PROGRESS_DEADLINE_EXCEEDED, self.status.message)
+            return False
+        self._wake_in(POD_WAIT_REQUEUE)
+        return False
+
+    def _raise_weight(self, canary: CanaryStatus, target: int) -> None:
+        if not self._canary_pods_ready(canary, target):
             return
         if canary.skip_analysis and target == 100:
             self._promote()
             return
+        canary.shadow_done = True  # a live weight: the shadow step never comes back
         canary.weight = target
         canary.step_started_at = timestamp(self.now)
         canary.analysis = AnalysisStatus()
@@ -400,10 +448,50 @@ class _Machine:
         self._event("Normal", reasons.STEP_STARTED, f"canary {canary.version} weight {target}%")
         self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
 
+    # --- the shadow step ----------------------------------------------------------------------
+
+    def _shadow(self, canary: CanaryStatus, measurement: Measurement | None) -> None:
+        """Mirror live traffic to the canary and analyse it for shadow.duration, weight 0."""
+        shadow = self.inp.spec.rollout.shadow
+        assert shadow is not None
+        if canary.mirror == 0:
+            self._start_mirror(canary, shadow.percent)
+            return
+        if measurement is not None and not self._judge(canary, measurement):
+            return  # rolled back before any live weight
+        dwell = self._seconds(shadow.duration)
+        if self._step_passed(canary, dwell):
+            self._end_shadow(canary, f"{canary.version} passed the shadow step")
+            self._raise_weight(canary, self.inp.spec.rollout.steps[0])
+            return
+        self._check_deadline(canary, dwell)
+        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+
+    def _start_mirror(self, canary: CanaryStatus, percent: int) -> None:
+        if not self._canary_pods_ready(canary, percent):
+            return
+        canary.mirror = percent
+        canary.shadow_started_at = canary.step_started_at = timestamp(self.now)
+        canary.analysis = AnalysisStatus()
+        self.status.message = (
+            f"canary {canary.version} in shadow: {percent}% of live traffic mirrored, "
+            "its answers reach no user"
+        )
+        self._event("Normal", reasons.SHADOW_STARTED, self.status.message)
+        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+
+    def _end_shadow(self, canary: CanaryStatus, message: str) -> None:
+        """Mirroring stops (the router drops the mirror in the same write that sets a weight)."""
+        canary.mirror = 0
+        canary.shadow_done = True
+        canary.progressed_at = timestamp(self.now)
+        self.status.message = message
+        self._event("Normal", reasons.SHADOW_ENDED, message)
+
     def _judge(self, canary: CanaryStatus, measurement: Measurement) -> bool:
         """Record the measurement; False when it ended the rollout (rolled back)."""
         canary.analysis = measurement.to_status()
-        at = f" at {canary.weight}%"
+        at = f" {where(canary)}"
         if measurement.phase == "Fail":
             self._rollback("RolledBack", reasons.ANALYSIS_FAILED, measurement.message + at)
             return False
@@ -413,21 +501,19 @@ class _Machine:
                 message = f"metrics unavailable: {measurement.message}{at}"
                 self._rollback("RolledBack", reasons.METRICS_UNAVAILABLE, message)
                 return False
-            self.status.message = f"holding at {canary.weight}%: metrics unavailable"
+            self.status.message = f"holding {where(canary)}: metrics unavailable"
         elif measurement.phase == "Inconclusive":
-            self.status.message = f"holding at {canary.weight}%: {measurement.message}"
+            self.status.message = f"holding {where(canary)}: {measurement.message}"
         else:
-            self.status.message = f"canary {canary.version} at {canary.weight}%: passing"
+            self.status.message = f"canary {canary.version} {where(canary)}: passing"
         return True
 
-    def _step_passed(self, canary: CanaryStatus) -> bool:
+    def _step_passed(self, canary: CanaryStatus, dwell: float) -> bool:
         analysis = canary.analysis
         if analysis.phase != "Pass" or analysis.measured_at is None:
             return False
         assert canary.step_started_at is not None
-        dwell_end = parse_timestamp(canary.step_started_at) + timedelta(
-            seconds=self._seconds(self.inp.spec.rollout.step_duration)
-        )
+        dwell_end = parse_timestamp(canary.step_started_at) + timedelta(seconds=dwell)
         return parse_timestamp(analysis.measured_at) >= dwell_end
 
     def _next_step(self, canary: CanaryStatus) -> None:
@@ -440,15 +526,14 @@ class _Machine:
         canary.progressed_at = timestamp(self.now)
         self._wake_in(0.5)
 
-    def _check_deadline(self, canary: CanaryStatus) -> None:
+    def _check_deadline(self, canary: CanaryStatus, dwell: float) -> None:
         if canary.analysis.phase == "Error":
             return  # onMetricsUnavailable=hold waits for Prometheus, it never pauses
         assert canary.step_started_at is not None
-        rollout = self.inp.spec.rollout
-        budget = max(self._seconds(rollout.step_duration), self._seconds(rollout.progress_deadline))
+        budget = max(dwell, self._seconds(self.inp.spec.rollout.progress_deadline))
         if self.now >= parse_timestamp(canary.step_started_at) + timedelta(seconds=budget):
             detail = canary.analysis.message or "no conclusive measurement"
-            self._pause(reasons.PROGRESS_DEADLINE_EXCEEDED, f"paused at {canary.weight}%: {detail}")
+            self._pause(reasons.PROGRESS_DEADLINE_EXCEEDED, f"paused {where(canary)}: {detail}")
 
     def _pause(self, reason: str, message: str) -> None:
         self.status.phase = "Paused"
@@ -472,7 +557,7 @@ class _Machine:
     def _command_pause(self, command: Command) -> str | None:
         if self.status.canary is None or self.status.phase == "Paused":
             return None
-        self._pause(reasons.PAUSED, f"paused at {self.status.canary.weight}% by command")
+        self._pause(reasons.PAUSED, f"paused {where(self.status.canary)} by command")
         return "paused"
 
     def _command_resume(self, command: Command) -> str | None:
@@ -481,7 +566,7 @@ class _Machine:
             return None
         self.status.phase = "Progressing"
         canary.progressed_at = timestamp(self.now)
-        if canary.weight > 0:  # a fresh analysis window at the same weight
+        if canary.weight > 0 or canary.mirror > 0:  # a fresh analysis window, same weight
             canary.step_started_at = timestamp(self.now)
             canary.analysis = AnalysisStatus()
         return "resumed"
@@ -493,6 +578,10 @@ class _Machine:
         last = len(self.inp.spec.rollout.steps) - 1
         self.status.phase = "Progressing"
         canary.progressed_at = timestamp(self.now)
+        if in_shadow(self.inp.spec, canary) and not command.full:
+            canary.mirror, canary.shadow_done = 0, True
+            return f"skipping the shadow step to {self.inp.spec.rollout.steps[0]}%"
+        canary.mirror, canary.shadow_done = 0, True
         if command.full or canary.step_index == last:
             canary.step_index = last
             canary.skip_analysis = True
@@ -514,24 +603,53 @@ class _Machine:
         return "rolling out again"
 
     def _command_undo(self, command: Command) -> str | None:
-        status, previous = self.status, self.status.previous
-        if previous is None or status.canary is not None or status.active_slot is None:
+        previous = self.status.previous
+        if previous is None or self.status.canary is not None:
             return None
+        if not self._previous_is_warm(previous.revision):
+            return None
+        return self._undo("kubectl modelfleet undo", hold=True)
+
+    # --- undo --------------------------------------------------------------------------------
+
+    def _previous_is_warm(self, revision: str) -> bool:
+        """Whether `revision` is the previous slot kept warm, with Ready pods to take traffic."""
+        previous = self.status.previous
+        if previous is None or previous.revision != revision or self.status.active_slot is None:
+            return False
+        return self.inp.slots[previous.slot].ready_for(previous.revision, 1)
+
+    def _undo(self, trigger: str, hold: bool = False) -> str:
+        """All traffic back to the warm previous slot in one write (Service and router together).
+
+        `hold`: the spec still names the undone revision (a command), so it is not rolled out again
+        until the spec changes or `retry`; a spec revert leaves nothing to hold.
+        """
+        status, previous = self.status, self.status.previous
+        assert previous is not None
+        assert status.active_slot is not None
+        delay = self.inp.spec.rollout.scale_down_delay
         undone = PreviousStatus(
             slot=status.active_slot,
             revision=status.active_revision or "",
             version=status.active_version or "",
-            until=self._until(self.inp.spec.rollout.scale_down_delay),
+            until=self._until(delay),
         )
-        message = f"undo: {previous.version} active again, {undone.version} held"
+        message = (
+            f"undone ({trigger}): {previous.version} active again in slot {previous.slot}, "
+            f"{undone.version} taken out of traffic"
+        )
         self._history(undone.revision, undone.version, "Undone", message)
         status.active_slot = previous.slot
         status.active_revision = previous.revision
         status.active_version = previous.version
         status.previous = None
         status.draining = undone
-        status.held_revision = undone.revision
+        status.held_revision = undone.revision if hold else None
+        status.phase = "Healthy"
         status.message = message
+        self._event("Normal", reasons.UNDONE, message)
+        self._wake_in(self._seconds(delay))
         return message
 
 

@@ -1,4 +1,9 @@
-"""NGINX Ingress: `<name>` to the active slot, `<name>-canary` with canary-weight annotations."""
+"""NGINX Ingress: `<name>` to the active slot, `<name>-canary` with canary-weight annotations.
+
+In the shadow step the main Ingress also mirrors every request to the canary slot's Service
+(`mirror-target`, with the body); NGINX discards the mirror's answers. It cannot mirror a share,
+which is why the CRD demands `rollout.shadow.percent: 100` with an Ingress.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from modelfleet.operator.routers import Routing, proportional_replicas
 CANARY = "nginx.ingress.kubernetes.io/canary"
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 CANARY_WEIGHT_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
+MIRROR_TARGET = "nginx.ingress.kubernetes.io/mirror-target"
+MIRROR_REQUEST_BODY = "nginx.ingress.kubernetes.io/mirror-request-body"
 
 
 class IngressNginxRouter:
@@ -29,8 +36,12 @@ class IngressNginxRouter:
             CANARY_WEIGHT: str(weight),
             CANARY_WEIGHT_TOTAL: "100",
         }
+        main_annotations = dict(ingress.annotations)
+        if routing.canary_slot is not None and routing.mirror_percent > 0:
+            main_annotations[MIRROR_TARGET] = mirror_target(owner, routing.canary_slot)
+            main_annotations[MIRROR_REQUEST_BODY] = "on"
         return [
-            _ingress(owner, owner.name, ingress, routing.active_slot, dict(ingress.annotations)),
+            _ingress(owner, owner.name, ingress, routing.active_slot, main_annotations),
             _ingress(owner, f"{owner.name}-canary", ingress, canary_slot, canary_annotations),
         ]
 
@@ -46,6 +57,12 @@ class IngressNginxRouter:
                 value = obj["metadata"].get("annotations", {}).get(CANARY_WEIGHT)
                 return int(value) if value is not None and value.isdigit() else None
         return None
+
+
+def mirror_target(owner: Owner, slot: Slot) -> str:
+    """The in-cluster URL NGINX mirrors to: the slot Service, same path and query."""
+    host = f"{owner.slot_name(slot)}.{owner.namespace}.svc.cluster.local"
+    return f"http://{host}:{SERVICE_PORT}$request_uri"
 
 
 def _other(slot: Slot) -> Slot:
