@@ -55,6 +55,20 @@ def _apply(cluster: Any, manifest: dict[str, Any]) -> tuple[int, str]:
         ),
         ("no-format-no-extension", {"model": {"uri": "s3://models/fraud/model"}}, "model.format"),
         ("n" * 53, {"model": GOOD_MODEL}, "metadata.name"),
+        (
+            "shadow-without-a-router",
+            {"model": GOOD_MODEL, "rollout": {"shadow": {"duration": "1m"}}},
+            "spec.rollout.shadow",
+        ),
+        (
+            "shadow-share-on-nginx",
+            {
+                "model": GOOD_MODEL,
+                "traffic": {"ingress": {"host": "a.example.org"}},
+                "rollout": {"shadow": {"percent": 20}},
+            },
+            "spec.rollout.shadow.percent",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
 )
@@ -64,6 +78,26 @@ def test_api_server_rejects_and_names_the_field(
     code, stderr = _apply(cluster, model_deployment(name, namespace, **spec))
     assert code != 0, f"{name} was accepted"
     assert field in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    "traffic",
+    [
+        {"gateway": {"parentRefs": [{"name": "gw"}]}, "shadow": {"percent": 20}},
+        {"ingress": {"host": "a.example.org"}, "shadow": {"duration": "30s"}},
+    ],
+    ids=["gateway-share", "nginx-all"],
+)
+def test_a_shadow_step_with_a_mirroring_router_is_accepted(
+    cluster: Any, operator_crds: None, namespace: str, traffic: dict[str, Any]
+) -> None:
+    spec = {
+        "model": GOOD_MODEL,
+        "traffic": {key: value for key, value in traffic.items() if key != "shadow"},
+        "rollout": {"shadow": traffic["shadow"]},
+    }
+    code, stderr = _apply(cluster, model_deployment("shadowed", namespace, **spec))
+    assert code == 0, stderr
 
 
 def test_a_good_spec_is_accepted_with_defaults(

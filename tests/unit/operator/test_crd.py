@@ -82,6 +82,8 @@ def test_cel_rules_are_carried() -> None:
     assert any("has(self.ingress) && has(self.gateway)" in rule for rule in rules)
     assert any("== 100" in rule for rule in rules)
     assert any("metadata.name.size()" in rule for rule in rules)
+    assert any("has(self.rollout.shadow)" in rule and "gateway" in rule for rule in rules)
+    assert any("self.rollout.shadow.percent == 100" in rule for rule in rules)
 
 
 def test_the_yaml_parses_back_to_the_same_object() -> None:

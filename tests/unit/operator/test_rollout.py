@@ -24,6 +24,7 @@ from modelfleet.operator.rollout import (
     analysis_due,
     next_action,
     plan_replicas,
+    timestamp,
 )
 from modelfleet.operator.routers import proportional_replicas
 from tests.unit.operator.specs import make_spec
@@ -59,6 +60,7 @@ class World:
     command: Command | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
     weights: list[int] = field(default_factory=list)
+    mirrors: list[tuple[int, int]] = field(default_factory=list)  # (weight, mirror) as they changed
 
     def observations(self) -> dict[str, SlotObservation]:
         out = {}
@@ -93,6 +95,9 @@ class World:
         weight = transition.status.canary.weight if transition.status.canary else 0
         if not self.weights or self.weights[-1] != weight:
             self.weights.append(weight)
+        mirror = transition.status.canary.mirror if transition.status.canary else 0
+        if not self.mirrors or self.mirrors[-1] != (weight, mirror):
+            self.mirrors.append((weight, mirror))
         return transition
 
     def _apply(self, status: ModelDeploymentStatus) -> None:
@@ -461,3 +466,202 @@ def test_commands_without_a_target_are_ignored() -> None:
 def test_autoscaled_active_slot_is_left_to_the_autoscaler() -> None:
     w = World(spec=make_spec(autoscaling={"minReplicas": 2, "maxReplicas": 6})).deployed()
     assert plan_replicas(w.inp(), w.status) == {"blue": None, "green": 0}
+
+
+# --- the shadow step -------------------------------------------------------------------------
+
+SHADOW = {"duration": "40s", "percent": 50}
+
+
+def shadow_world(replicas: int = 2) -> World:
+    """r1 Healthy, then r2 applied with a shadow step of 40 s mirroring 50 %."""
+    spec = make_spec(rollout={**FAST, "shadow": SHADOW})
+    return new_revision(World(spec=spec, replicas=replicas).deployed())
+
+
+def test_shadow_mirrors_and_analyses_before_any_live_weight_then_walks_the_steps() -> None:
+    w = shadow_world()
+    w.run(35)
+    canary = w.status.canary
+    assert canary is not None
+    assert (canary.weight, canary.mirror) == (0, 50)
+    assert canary.shadow_started_at is not None
+    assert w.looks >= 3  # analysed every interval while in shadow
+    assert "in shadow" in (w.status.message or "")
+    w.run(400)
+    assert w.status.active_revision == "r2"
+    # mirror first, then the mirror ends in the same write that sets the first live weight
+    assert w.mirrors[:3] == [(0, 0), (0, 50), (10, 0)]
+    assert [weight for weight, _ in w.mirrors if weight] == [10, 25, 50, 100]
+    assert reasons.SHADOW_STARTED in w.reasons()
+    assert reasons.SHADOW_ENDED in w.reasons()
+
+
+def test_the_canary_is_sized_for_the_mirrored_share() -> None:
+    w = shadow_world(replicas=10)
+    w.run(20)
+    assert w.status.canary is not None
+    assert w.status.canary.mirror == 50
+    assert w.sizes["green"] == 5
+
+
+def test_a_shadow_fail_rolls_back_before_any_live_weight() -> None:
+    w = shadow_world()
+    w.analyzer = lambda now: Measurement(
+        phase="Fail",
+        message="error rate 5.0 % [3.1–7.9 %] > 1.0 % over 600 requests",
+        measured_at=now,
+    )
+    w.run(30)
+    assert w.weights == [0]  # never a live weight
+    assert w.status.canary is None  # and so no mirror either
+    assert w.status.phase == "Degraded"
+    assert (w.status.message or "").endswith(" in shadow")
+    assert w.status.history[0].outcome == "RolledBack"
+    assert w.status.held_revision == "r2"
+    assert ("Warning", reasons.ANALYSIS_FAILED) in [(t, r) for t, r, _ in w.events]
+
+
+def test_analysis_is_due_only_once_mirroring_began() -> None:
+    w = shadow_world()
+    w.broken.add("r2")
+    w.run(20)
+    assert w.status.canary is not None
+    assert w.status.canary.mirror == 0  # pods not Ready: nothing mirrored, nothing measured
+    assert not analysis_due(w.spec, w.status, w.now)
+    assert w.looks == 0
+    w.broken.clear()
+    w.step()
+    assert w.status.canary.mirror == 50
+    w.now += timedelta(seconds=1)
+    assert analysis_due(w.spec, w.status, w.now)
+
+
+def test_shadow_inconclusive_pauses_at_the_deadline_without_live_traffic() -> None:
+    w = shadow_world()
+    w.analyzer = lambda now: measurement("Inconclusive", now)
+    w.run(200)
+    assert w.status.phase == "Paused"
+    assert w.status.canary is not None
+    assert (w.status.canary.weight, w.status.canary.mirror) == (0, 50)
+    assert (w.status.message or "").startswith("paused in shadow")
+
+
+def test_pause_resume_promote_and_abort_in_shadow() -> None:
+    w = shadow_world()
+    w.run(15)
+    command(w, "pause:1")
+    assert w.status.message == "paused in shadow by command"
+    w.run(100)
+    assert w.status.canary is not None
+    assert (w.status.canary.weight, w.status.canary.mirror) == (0, 50)
+    command(w, "resume:2")
+    assert w.status.phase == "Progressing"
+    assert w.status.canary.step_started_at == timestamp(w.now)  # a fresh shadow window
+    command(w, "promote:3")  # skips the shadow step, not the first live step
+    w.run(5)
+    assert (w.status.canary.weight, w.status.canary.mirror) == (10, 0)
+    command(w, "abort:4")
+    assert w.status.history[0].outcome == "Aborted"
+
+
+def test_promote_full_in_shadow_promotes_without_mirror() -> None:
+    w = shadow_world()
+    w.run(15)
+    command(w, "promote --full:1")
+    w.run(10)
+    assert w.status.active_revision == "r2"
+    assert w.status.canary is None
+
+
+def test_a_newer_revision_restarts_the_shadow_step() -> None:
+    w = shadow_world()
+    w.run(15)
+    new_revision(w, "r3", "v3")
+    w.step()
+    assert w.status.history[0].message == "v2 superseded by v3 in shadow"
+    assert w.status.canary is not None
+    assert (w.status.canary.revision, w.status.canary.mirror) == ("r3", 0)
+    w.step()
+    assert w.status.canary.mirror == 50
+
+
+def test_a_restarted_operator_resumes_the_shadow_step() -> None:
+    w = shadow_world()
+    w.run(25)
+    saved = ModelDeploymentStatus.model_validate(w.status.model_dump(by_alias=True))
+    assert saved.canary is not None
+    assert saved.canary.mirror == 50
+    w.status = saved
+    w.run(30)
+    assert w.status.canary is not None
+    assert (w.status.canary.weight, w.status.canary.mirror) == (10, 0)
+    assert w.reasons().count(reasons.SHADOW_STARTED) == 1
+
+
+def test_dropping_the_shadow_block_mid_shadow_stops_mirroring() -> None:
+    w = shadow_world()
+    w.run(15)
+    w.spec = w.spec.model_copy(
+        update={"rollout": w.spec.rollout.model_copy(update={"shadow": None})}
+    )
+    w.step()
+    assert w.status.canary is not None
+    assert (w.status.canary.weight, w.status.canary.mirror) == (10, 0)
+
+
+# --- undo ------------------------------------------------------------------------------------
+
+
+def promoted() -> World:
+    w = new_revision(world().deployed())
+    w.run(400)
+    assert w.status.active_revision == "r2"
+    assert w.status.previous is not None
+    return w
+
+
+def test_a_spec_revert_inside_keep_previous_is_an_undo_in_one_step() -> None:
+    w = promoted()
+    weights_before = list(w.weights)
+    w.revision, w.version = "r1", "v1"
+    transition = w.step()
+    assert w.status.active_slot == "blue"
+    assert w.status.active_revision == "r1"
+    assert w.status.canary is None
+    assert w.status.phase == "Healthy"
+    assert w.status.history[0].outcome == "Undone"
+    assert w.status.history[0].version == "v2"
+    assert w.status.held_revision is None  # the spec no longer names v2: nothing to hold
+    assert [e.reason for e in transition.events] == [reasons.UNDONE]
+    assert w.weights == weights_before  # no step replayed
+    assert w.status.draining is not None
+    assert w.status.draining.slot == "green"
+
+
+def test_a_revert_outside_the_window_is_a_normal_rollout() -> None:
+    w = promoted()
+    w.run(400)  # keepPrevious 5m has passed: the previous slot is scaled to 0
+    assert w.status.previous is None
+    w.revision, w.version = "r1", "v1"
+    w.step()
+    assert w.status.canary is not None
+    assert w.status.canary.revision == "r1"
+    assert reasons.UNDONE not in w.reasons()
+
+
+def test_undo_command_holds_the_undone_revision_and_posts_undone() -> None:
+    w = promoted()
+    command(w, "undo:1")
+    assert w.status.active_revision == "r1"
+    assert w.status.held_revision == "r2"
+    assert reasons.UNDONE in w.reasons()
+    assert "kubectl modelfleet undo" in (w.status.message or "")
+
+
+def test_undo_needs_ready_pods_in_the_previous_slot() -> None:
+    w = promoted()
+    w.broken.add("r1")
+    command(w, "undo:1")
+    assert w.status.active_revision == "r2"
+    assert w.reasons()[-1] == reasons.COMMAND_IGNORED

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet.operator.api import TrafficSpec
+from modelfleet.operator.api import ModelDeploymentStatus, TrafficSpec
 from modelfleet.operator.builders.common import Owner
+from modelfleet.operator.desired import routing_of
 from modelfleet.operator.routers import Routing, proportional_replicas, router_for
 from modelfleet.operator.routers.gateway import GatewayRouter
-from modelfleet.operator.routers.ingress_nginx import CANARY_WEIGHT, IngressNginxRouter
+from modelfleet.operator.routers.ingress_nginx import (
+    CANARY_WEIGHT,
+    MIRROR_REQUEST_BODY,
+    MIRROR_TARGET,
+    IngressNginxRouter,
+)
 from modelfleet.operator.routers.replicas import ReplicaRatioRouter
 
 INGRESS = TrafficSpec.model_validate(
@@ -108,3 +114,62 @@ def _backend(ingress: dict[str, object]) -> str:
     assert isinstance(spec, dict)
     name: str = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
     return name
+
+
+# --- mirroring (the shadow step) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mirror", [0, 100])
+def test_ingress_mirror_annotations_on_the_main_ingress_only(owner: Owner, mirror: int) -> None:
+    main, canary = IngressNginxRouter().build(owner, INGRESS, Routing("blue", "green", 0, mirror))
+    notes = main["metadata"].get("annotations", {})
+    if mirror:
+        assert notes[MIRROR_TARGET] == (
+            f"http://fraud-green.{owner.namespace}.svc.cluster.local:80$request_uri"
+        )
+        assert notes[MIRROR_REQUEST_BODY] == "on"
+    else:
+        assert MIRROR_TARGET not in notes
+    assert MIRROR_TARGET not in canary["metadata"]["annotations"]
+    assert canary["metadata"]["annotations"][CANARY_WEIGHT] == "0"  # no live share in shadow
+
+
+def test_ingress_mirror_needs_a_canary_slot(owner: Owner) -> None:
+    main, _ = IngressNginxRouter().build(owner, INGRESS, Routing("blue", None, 0, 100))
+    assert MIRROR_TARGET not in main["metadata"].get("annotations", {})
+
+
+@pytest.mark.parametrize("mirror", [0, 1, 50, 100])
+def test_gateway_mirror_filter_only_while_mirroring(owner: Owner, mirror: int) -> None:
+    router = GatewayRouter()
+    objects = router.build(owner, GATEWAY, Routing("blue", "green", 0, mirror))
+    rule = objects[0]["spec"]["rules"][0]
+    if mirror:
+        (only,) = rule["filters"]
+        assert only == {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {"group": "", "kind": "Service", "name": "fraud-green", "port": 80},
+                "percent": mirror,
+            },
+        }
+    else:
+        assert "filters" not in rule
+    assert router.verify_weight(owner, objects) == 0  # the mirror is not a live share
+
+
+def test_replica_ratio_cannot_mirror(owner: Owner) -> None:
+    router = ReplicaRatioRouter()
+    routing = Routing("blue", "green", 0, 100)
+    assert router.build(owner, NONE, routing) == []
+    assert router.stable_selector_slot(routing) == "blue"  # mirrored traffic never reaches it
+
+
+def test_routing_carries_the_status_mirror() -> None:
+    status = ModelDeploymentStatus.model_validate(
+        {
+            "activeSlot": "blue",
+            "canary": {"slot": "green", "revision": "r2", "version": "v2", "mirror": 50},
+        }
+    )
+    assert routing_of(status) == Routing("blue", "green", 0, 50)
