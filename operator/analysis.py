@@ -10,6 +10,8 @@ No I/O and no clock: `modelfleet.operator.prometheus` reads the numbers, these f
 - p99: from the canary's own latency histogram; Fail above `maxP99LatencyMs` with enough requests.
 - Regression: canary p99 ≤ `maxP99RegressionRatio` × stable p99 in the same window.
 - Extra checks: user PromQL with {{namespace}} {{name}} {{slot}} {{revision}}, one number each.
+- Prediction drift (`modelfleet.operator.drift`) and the paired replay gate
+  (`modelfleet.operator.replay`) return `CheckResult`s too, with their values in `measured()`.
 - `combine`: any Fail → Fail; else any Error → Error; else any Inconclusive → Inconclusive; else Pass.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import NormalDist
+from typing import Any
 
 from modelfleet.operator.api import MeasurementPhase, MetricCheck
 from modelfleet.operator.measurement import Measurement
@@ -43,6 +46,10 @@ class CheckResult:
     name: str
     phase: MeasurementPhase
     message: str
+
+    def measured(self) -> dict[str, Any]:
+        """Values for the `Measurement` (and so for status), by its field names."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,9 @@ def combine(
     deciding = by_phase.get(phase, [])
     message = "; ".join(r.message for r in deciding) or "no checks configured"
     error_rate = next((r for r in results if isinstance(r, ErrorRateResult)), None)
+    values: dict[str, Any] = {}
+    for result in results:
+        values.update(result.measured())
     return Measurement(
         phase=phase,
         message=message,
@@ -258,6 +268,7 @@ def combine(
         error_rate_upper=error_rate.upper if error_rate else None,
         p99_ms=_finite(p99_ms),
         stable_p99_ms=_finite(stable_p99_ms),
+        **values,
     )
 
 

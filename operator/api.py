@@ -217,11 +217,37 @@ class ReplaySpec(CamelModel):
     )
     live_sample: bool = Field(
         default=False,
-        description="Allow the stable slot to keep a bounded in-memory sample of recent inputs.",
+        description="Allow the stable slot to keep a bounded in-memory sample of recent inputs "
+        "(MODELFLEET_LIVE_SAMPLE_ROWS on the server; never logged or written to disk).",
+    )
+    rows: int = Field(
+        default=512,
+        ge=1,
+        le=4096,
+        description="Most rows replayed to one Ready pod of each slot per look.",
+    )
+    min_rows: int = Field(
+        default=100,
+        ge=1,
+        description="Fewer rows to replay → Inconclusive, never Pass.",
     )
 
 
 class AnalysisSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.minAgreement) || has(self.maxScoreDelta)) || "
+                    "(has(self.replay) && (has(self.replay.referenceUri) || "
+                    "(has(self.replay.liveSample) && self.replay.liveSample)))",
+                    "message": "rollout.analysis.minAgreement and maxScoreDelta need rows to "
+                    "replay: set replay.referenceUri or replay.liveSample",
+                    "fieldPath": ".replay",
+                }
+            ]
+        }
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL; default from the operator's settings."
     )
@@ -253,7 +279,13 @@ class AnalysisSpec(CamelModel):
     max_prediction_drift: float | None = Field(
         default=None,
         gt=0,
-        description="Largest prediction-distribution distance between canary and stable.",
+        description="Largest population stability index (PSI) between the canary's and the "
+        "stable slot's prediction histograms over the same window (0.1 small, 0.25 large shift).",
+    )
+    min_drift_samples: int = Field(
+        default=500,
+        ge=1,
+        description="Fewer canary predictions in a step → the drift check is Inconclusive.",
     )
     min_agreement: float | None = Field(
         default=None,
@@ -419,6 +451,20 @@ class AnalysisStatus(CamelModel):
     p99_ms: float | None = Field(default=None, description="Canary p99 latency, ms.")
     stable_p99_ms: float | None = Field(default=None, description="Stable p99 latency, ms.")
     requests: int | None = Field(default=None, description="Canary requests counted.")
+    prediction_drift: float | None = Field(
+        default=None, description="Largest PSI of canary vs stable predictions over outputs."
+    )
+    drift_output: str | None = Field(default=None, description="Output with that largest PSI.")
+    agreement: float | None = Field(
+        default=None, description="Share of replayed rows with the same predicted class."
+    )
+    score_delta_mean: float | None = Field(
+        default=None, description="Mean over replayed rows of the largest score difference."
+    )
+    score_delta_max: float | None = Field(
+        default=None, description="Largest score difference over replayed rows."
+    )
+    replayed_rows: int | None = Field(default=None, description="Rows replayed to both slots.")
     message: str | None = Field(default=None, description="Why, in words.")
     measured_at: str | None = Field(default=None, description="When (RFC 3339).")
 

@@ -26,6 +26,9 @@ class AnalysisTarget:
     stable_revision: str | None
     weight: int
     since: datetime  # when this step's weight was set: counts start here
+    # host:port of the metrics port of one Ready pod per slot (the paired gate replays rows there)
+    canary_address: str | None = None
+    stable_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class Measurement:
     error_rate_upper: float | None = None
     p99_ms: float | None = None
     stable_p99_ms: float | None = None
+    prediction_drift: float | None = None
+    drift_output: str | None = None
+    agreement: float | None = None
+    score_delta_mean: float | None = None
+    score_delta_max: float | None = None
+    replayed_rows: int | None = None
 
     def to_status(self) -> AnalysisStatus:
         return AnalysisStatus(
@@ -53,6 +62,12 @@ class Measurement:
             error_rate_upper=self.error_rate_upper,
             p99_ms=self.p99_ms,
             stable_p99_ms=self.stable_p99_ms,
+            prediction_drift=self.prediction_drift,
+            drift_output=self.drift_output,
+            agreement=self.agreement,
+            score_delta_mean=self.score_delta_mean,
+            score_delta_max=self.score_delta_max,
+            replayed_rows=self.replayed_rows,
         )
 
 

@@ -10,6 +10,12 @@ samples of every series in the window are read (`metric{…}[Ws]`), each diffed 
 `since` (absent there → it was created later, from 0: the 5xx series appears on the first error),
 with counter resets (a restarted pod) counted from zero. A window in which no series has two
 scrapes yet is Inconclusive: the counts would be mostly scrape lag.
+
+The model-aware gates ride along: with `maxPredictionDrift` the `modelfleet_prediction` buckets of
+both slots are counted the same exact way over the same window and judged by
+`modelfleet.operator.drift`; with `minAgreement`/`maxScoreDelta` the `PairedGate` of
+`modelfleet.operator.replay` replays rows to both slots' pods at the same time. A Fail of any gate
+wins over a Prometheus that could not be read.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from modelfleet.operator.analysis import (
     DEFAULT_Z,
     CheckResult,
     combine,
-    error_measurement,
     judge_error_rate,
     judge_metric,
     judge_p99,
@@ -35,10 +40,13 @@ from modelfleet.operator.analysis import (
     render_query,
 )
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
+from modelfleet.operator.drift import Cumulative, judge_drift, sum_buckets
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
+from modelfleet.operator.replay import PairedGate, ReplayClient
 
 REQUESTS_METRIC = "modelfleet_requests_total"
 DURATION_BUCKETS_METRIC = "modelfleet_request_duration_seconds_bucket"
+PREDICTION_BUCKETS_METRIC = "modelfleet_prediction_bucket"
 
 Labels = frozenset[tuple[str, str]]
 Sample = tuple[float, float]  # (unix time, value)
@@ -46,6 +54,16 @@ Sample = tuple[float, float]  # (unix time, value)
 
 class PrometheusError(Exception):
     """Prometheus could not answer a query (unreachable, timed out, or refused the query)."""
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What Prometheus said: the checks judged on it and the numbers that go into status."""
+
+    results: list[CheckResult]
+    requests: float | None = None
+    p99_ms: float | None = None
+    stable_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,18 @@ def counter_increase(baseline: float | None, samples: Iterable[float]) -> float:
         gained += value - previous if value >= previous else value
         previous = value
     return gained
+
+
+def series_increase(
+    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
+) -> dict[Labels, float]:
+    """What each counter series gained since `since` (the same exact method as `count_requests`)."""
+    return {
+        labels: counter_increase(
+            baselines.get(labels), [value for stamp, value in samples if stamp > since]
+        )
+        for labels, samples in windows.items()
+    }
 
 
 def count_requests(
@@ -109,11 +139,13 @@ class PrometheusAnalyzer:
         *,
         timeout_s: float = 5.0,
         z: float = DEFAULT_Z,
+        paired: PairedGate | None = None,
     ) -> None:
         self._client = client
         self._default_url = default_url
         self._timeout = timeout_s
         self._z = z
+        self._paired = paired or PairedGate(ReplayClient(client))
 
     async def measure(
         self, target: AnalysisTarget, spec: AnalysisSpec, now: datetime
@@ -122,18 +154,35 @@ class PrometheusAnalyzer:
         window_s = math.ceil((now - target.since).total_seconds())
         if window_s <= 0:
             return combine([CheckResult("window", "Inconclusive", "the step has just begun")], now)
-        try:
-            return await self._measure(url, target, spec, now, window_s)
-        except PrometheusError as error:
-            return error_measurement(f"Prometheus at {url}: {error}", now)
-        except (KeyError, TypeError, IndexError, ValueError) as error:  # a malformed answer
-            return error_measurement(f"Prometheus at {url}: unexpected answer ({error!r})", now)
+        read, paired = await asyncio.gather(
+            self._read_or_error(url, target, spec, now, window_s),
+            self._paired.check(target, spec),
+        )
+        return combine(
+            [*read.results, *paired],
+            now,
+            requests=read.requests,
+            p99_ms=read.p99_ms,
+            stable_p99_ms=read.stable_p99_ms,
+        )
 
-    async def _measure(
+    async def _read_or_error(
         self, url: str, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
-    ) -> Measurement:
+    ) -> _Read:
+        try:
+            return await self._read(url, target, spec, now, window_s)
+        except PrometheusError as error:
+            message = f"Prometheus at {url}: {error}"
+        except (KeyError, TypeError, IndexError, ValueError) as error:  # a malformed answer
+            message = f"Prometheus at {url}: unexpected answer ({error!r})"
+        return _Read([CheckResult("prometheus", "Error", message)])
+
+    async def _read(
+        self, url: str, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
+    ) -> _Read:
         canary = (target.namespace, target.name, target.canary_slot, target.canary_revision)
         compare = spec.max_p99_regression_ratio is not None and target.stable_slot is not None
+        drift = spec.max_prediction_drift is not None and target.stable_slot is not None
         stable = (
             target.namespace,
             target.name,
@@ -142,11 +191,12 @@ class PrometheusAnalyzer:
         )
         since, at = target.since.timestamp(), now.timestamp()
         matchers = selector(*canary)
-        baselines, windows, p99_s, stable_p99_s = await asyncio.gather(
+        baselines, windows, p99_s, stable_p99_s, predictions = await asyncio.gather(
             self._vector(url, f"{REQUESTS_METRIC}{matchers}", since),
             self._matrix(url, f"{REQUESTS_METRIC}{matchers}[{window_s}s]", at),
             self._number(url, p99_query(*canary, window_s), at),
             self._number(url, p99_query(*stable, window_s), at) if compare else _none(),
+            self._predictions(url, canary, stable, since, at, window_s) if drift else _none(),
         )
         counts = count_requests(baselines, windows, since)
         if counts.most_scrapes < 2:
@@ -155,14 +205,40 @@ class PrometheusAnalyzer:
                 if not windows
                 else "fewer than two scrapes since the step began"
             )
-            return combine([CheckResult("window", "Inconclusive", reason)], now)
+            return _Read([CheckResult("window", "Inconclusive", reason)])
         p99_ms = None if p99_s is None else p99_s * 1000
         stable_p99_ms = None if stable_p99_s is None else stable_p99_s * 1000
         results = self._judge(spec, target, counts, p99_ms, stable_p99_ms)
+        if predictions is not None and spec.max_prediction_drift is not None:
+            drift_result = judge_drift(
+                *predictions, spec.max_prediction_drift, spec.min_drift_samples, target.weight
+            )
+            if drift_result is not None:
+                results.append(drift_result)
         results += await self._extra_checks(url, target, spec.metrics, at)
-        return combine(
-            results, now, requests=counts.requests, p99_ms=p99_ms, stable_p99_ms=stable_p99_ms
-        )
+        return _Read(results, counts.requests, p99_ms, stable_p99_ms)
+
+    async def _predictions(
+        self,
+        url: str,
+        canary: tuple[str, str, str, str],
+        stable: tuple[str, str, str, str],
+        since: float,
+        at: float,
+        window_s: int,
+    ) -> tuple[Cumulative, Cumulative]:
+        """Both slots' prediction buckets counted since `since`: output → le → cumulative count."""
+
+        async def one(slot: tuple[str, str, str, str]) -> Cumulative:
+            series = f"{PREDICTION_BUCKETS_METRIC}{selector(*slot)}"
+            baselines, windows = await asyncio.gather(
+                self._vector(url, series, since), self._matrix(url, f"{series}[{window_s}s]", at)
+            )
+            gains = series_increase(baselines, windows, since)
+            return sum_buckets((dict(labels), gain) for labels, gain in gains.items())
+
+        canary_counts, stable_counts = await asyncio.gather(one(canary), one(stable))
+        return canary_counts, stable_counts
 
     def _judge(
         self,

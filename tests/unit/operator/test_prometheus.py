@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modelfleet.operator.analysis import CheckResult
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.prometheus import (
@@ -26,6 +27,7 @@ from modelfleet.operator.prometheus import (
     p99_query,
     selector,
 )
+from modelfleet.operator.replay import Comparison, PairedGate, judge_paired
 
 SINCE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NOW = SINCE + timedelta(seconds=30)
@@ -308,3 +310,112 @@ def test_a_broken_extra_check_is_an_error_not_a_crash() -> None:
     measurement, _ = _measure(healthy_prometheus(), AnalysisSpec(metrics=[check]))
     assert measurement.phase == "Error"
     assert "unknown placeholder {{pod}}" in measurement.message
+
+
+# --- prediction drift and the paired gate ride along ------------------------------------------
+
+EDGES = ("0.25", "0.5", "0.75", "1.0", "+Inf")
+
+
+def _buckets(pod: str, counts: list[int]) -> list[tuple[dict[str, str], float]]:
+    """Cumulative bucket series of `probabilities[1]` for one pod, as the server exposes them."""
+    series, total = [], 0
+    for le, count in zip(EDGES, [*counts, 0], strict=True):
+        total += count
+        labels = {"__name__": "modelfleet_prediction_bucket", "pod": pod, "le": le}
+        series.append(({**labels, "output": "probabilities[1]"}, float(total)))
+    return series
+
+
+def drifting_prometheus(canary: list[int], stable: list[int]) -> Answer:
+    """Request counts of a healthy canary; prediction buckets grown by `canary` / `stable` since
+    the step began, on top of a baseline of 100 per bucket for the stable's older rows."""
+    requests = healthy_prometheus()
+
+    def answer(query: str, at: float) -> dict[str, Any]:
+        if not query.startswith("modelfleet_prediction_bucket"):
+            return requests(query, at)
+        grown = canary if 'slot="green"' in query else stable
+        baseline = [0] * len(grown) if 'slot="green"' in query else [100] * len(grown)
+        before = _buckets("a", baseline)
+        after = _buckets("a", [b + g for b, g in zip(baseline, grown, strict=True)])
+        if query.endswith("s]"):
+            return _matrix(
+                *(
+                    (labels, [(T0 + 10, (old + new) / 2), (T0 + 20, new)])
+                    for (labels, old), (_, new) in zip(before, after, strict=True)
+                )
+            )
+        return _vector(*before) if 'slot="blue"' in query else _vector()
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("canary", "phase"),
+    [
+        ([400, 400, 400, 400], "Pass"),
+        ([40, 60, 300, 1200], "Fail"),
+        ([10, 10, 10, 10], "Inconclusive"),
+    ],
+)
+def test_prediction_drift_is_counted_exactly_and_judged(canary: list[int], phase: str) -> None:
+    answer = drifting_prometheus(canary, stable=[3000, 3000, 3000, 3000])
+    measurement, queries = _measure(answer, AnalysisSpec(max_prediction_drift=0.2))
+    assert measurement.phase == phase, measurement.message
+    assert any(
+        q.startswith('modelfleet_prediction_bucket{namespace="ml",deployment="fraud",slot="blue"')
+        for q in queries
+    )
+    assert measurement.drift_output == "probabilities[1]"
+    assert measurement.prediction_drift is not None
+    if phase == "Fail":
+        assert measurement.message.endswith(
+            "> 0.20 on output `probabilities[1]` over 1,600 canary rows"
+        )
+        assert measurement.prediction_drift > 0.2
+    if phase == "Pass":
+        assert measurement.prediction_drift == pytest.approx(0.0, abs=1e-9)
+
+
+def test_without_a_drift_limit_predictions_are_not_queried() -> None:
+    _, queries = _measure(healthy_prometheus())
+    assert not any("modelfleet_prediction" in q for q in queries)
+
+
+class FailingPairs(PairedGate):
+    """A paired gate that always finds the canary disagreeing."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def check(self, target: AnalysisTarget, spec: AnalysisSpec) -> list[CheckResult]:
+        comparison = Comparison(rows=512, agreement=0.431, delta_mean=0.3, delta_max=0.9)
+        return list(judge_paired(comparison, spec))
+
+
+def _measure_paired(answer: Answer | Exception) -> Measurement:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        query, at = request.url.params["query"], float(request.url.params["time"])
+        return httpx.Response(200, json={"status": "success", "data": answer(query, at)})
+
+    async def run() -> Measurement:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            analyzer = PrometheusAnalyzer(client, "http://p:9090", paired=FailingPairs())
+            return await analyzer.measure(TARGET, AnalysisSpec(min_agreement=0.9), NOW)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "answer", [healthy_prometheus(), httpx.ConnectError("refused")], ids=["healthy", "down"]
+)
+def test_a_paired_fail_decides_even_when_prometheus_is_down(answer: Answer | Exception) -> None:
+    measurement = _measure_paired(answer)
+    assert measurement.phase == "Fail"
+    assert measurement.message == "agreement 43.1 % < 90 % over 512 replayed rows"
+    assert measurement.agreement == 0.431
+    assert measurement.replayed_rows == 512
+    assert measurement.to_status().score_delta_max == 0.9
