@@ -1,6 +1,8 @@
 """The monitoring and GitOps kits on a real rollout: the Grafana dashboard's queries return data from a
-real Prometheus (the model servers and the operator scraped, traffic flowing, a canary promoted), and
-the Argo CD health check maps the real ModelDeployment objects as it should."""
+real Prometheus (the model servers and the operator scraped, traffic of varied rows flowing, a canary
+promoted through every gate, the model-aware ones included, so the prediction, input-quality, drift and
+agreement panels have data too), and the Argo CD health check maps the real ModelDeployment objects as
+it should."""
 
 from __future__ import annotations
 
@@ -10,14 +12,18 @@ from typing import Any
 
 from harness.argocd import argocd_health
 from harness.dashboard import dashboard_queries, render_dashboard_query
-from harness.driver import TrafficDriver
 from harness.kube import kube_snapshot
+from harness.model_aware import (
+    POD_ADDRESS_ANNOTATION,
+    VariedRowsDriver,
+    model_aware_analysis,
+    row_payloads,
+)
 from harness.rollout import apply, healthy_at, model_deployment, wait_for
-from harness.stack import MODELS
 from localcluster import LocalCluster
 
 NAME = "dash"
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
+GATES = model_aware_analysis(max_prediction_drift=0.2, min_agreement=0.8, max_score_delta=0.99)
 
 
 def _wait_for_data(cluster: LocalCluster, query: str, timeout: float) -> list[dict[str, Any]]:
@@ -36,8 +42,9 @@ def _read_object(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
 
 
 def test_every_panel_has_data_during_a_rollout(
-    cluster: LocalCluster, namespace: str, operator: Any
+    cluster: LocalCluster, namespace: str, start_operator: Any
 ) -> None:
+    operator = start_operator(namespace, env=POD_ADDRESS_ANNOTATION)
     cluster.prometheus.add_target(
         f"operator-{namespace}",
         f"127.0.0.1:{operator.metrics_port}",
@@ -46,15 +53,19 @@ def test_every_panel_has_data_during_a_rollout(
     try:
         apply(cluster, namespace, model_deployment(NAME, prometheus_url=cluster.prometheus_url))
         wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
-        driver = TrafficDriver(
+        driver = VariedRowsDriver(
             kube_snapshot(cluster.api_client(), namespace, NAME),
             rps=40,
             path=f"/v2/models/{NAME}/infer",
-            payload=PAYLOAD,
+            payloads=row_payloads(),
         )
         with driver.running():
             manifest = model_deployment(
-                NAME, prometheus_url=cluster.prometheus_url, model="model-v2.txt", version="v2"
+                NAME,
+                prometheus_url=cluster.prometheus_url,
+                model="model-v2.txt",
+                version="v2",
+                analysis=GATES,
             )
             apply(cluster, namespace, manifest)
             wait_for(
