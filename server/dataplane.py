@@ -1,10 +1,12 @@
 """The data plane: what the HTTP routes call. It finds the model, decodes, scores through
 the micro-batcher, injects faults when asked, and encodes; it knows nothing of HTTP
-beyond the error classes it raises."""
+beyond the error classes it raises. Replays for the rollout's paired gate (metrics port)
+score on the caller's thread, outside the batcher, metrics and live sample."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from modelfleet.server.predictions import (
     PredictionStats,
 )
 from modelfleet.server.runtimes.base import Outputs
+from modelfleet.server.sample import LiveSample
 from modelfleet.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,11 @@ class DataPlane:
                 feature_ranges=settings.feature_ranges,
             )
             self.predictions = metrics.track_predictions(model.metadata, config)
+        self.live_sample: LiveSample | None = None
+        if settings.live_sample_rows:
+            width = max(model.metadata.n_features, 0)
+            self.live_sample = LiveSample(settings.live_sample_rows, width)
+        self._replay_lock = threading.Lock()  # one replay at a time: bounded CPU and memory
         self.batcher = MicroBatcher(
             self._predict,
             max_batch_size=settings.max_batch_size,
@@ -67,7 +75,19 @@ class DataPlane:
                 self.predictions.observe(rows, outputs)
             except Exception:  # metrics never fail a request
                 log.exception("prediction metrics failed for a batch")
+        if self.live_sample is not None:
+            self.live_sample.observe(rows)
         return outputs
+
+    def replay(self, rows: npt.NDArray[np.generic]) -> Outputs:
+        """Score rows for the paired gate on the calling thread (the metrics server's), with
+        the runtime's current engine; counted in no metric and kept out of the live sample.
+        The runtimes are safe to call from two threads (onnxruntime sessions and LightGBM's
+        predict are), and both release the GIL while scoring."""
+        if not self.ready:
+            raise NotReadyError("not ready: the server is shutting down")
+        with self._replay_lock:
+            return self.model.runtime.predict(rows)
 
     @property
     def ready(self) -> bool:

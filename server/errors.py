@@ -6,6 +6,9 @@
     │   ├── MalformedRequestError (400)       not JSON, or JSON that is not an inference request
     │   ├── UnauthorizedError (401)           missing or unknown API key
     │   ├── ModelNotFoundError (404)          no model of that name (or version) is served here
+    │   ├── RouteNotFoundError (404)          no such admin route, or the feature behind it is off
+    │   ├── MethodNotAllowedError (405)       an admin route asked with the wrong HTTP method
+    │   ├── LengthRequiredError (411)         an admin request body without Content-Length
     │   ├── PayloadTooLargeError (413)        body above max_body_bytes
     │   └── TooManyRequestsError (429)        max_concurrency requests already in flight
     ├── InjectedFaultError (500)              fault injection for rollout drills (MODELFLEET_FAULT_ERROR_RATE)
@@ -52,6 +55,18 @@ class UnauthorizedError(ClientError):
 
 class ModelNotFoundError(ClientError):
     status_code = 404
+
+
+class RouteNotFoundError(ClientError):
+    status_code = 404
+
+
+class MethodNotAllowedError(ClientError):
+    status_code = 405
+
+
+class LengthRequiredError(ClientError):
+    status_code = 411
 
 
 class PayloadTooLargeError(ClientError):

@@ -1,4 +1,5 @@
-"""Run the server process: load the model, expose metrics, serve HTTP, drain on SIGTERM.
+"""Run the server process: load the model, expose metrics (and the admin routes of the
+metrics port, `admin.py`), serve HTTP, drain on SIGTERM.
 
 Start-up refuses to serve a model it cannot fetch, verify or load: the reason goes to the
 JSON log and to the container's termination message, and the process exits 1.
@@ -95,6 +96,7 @@ def run(settings: ServerSettings) -> int:
     _skip_optional_imports()
     from prometheus_client import disable_created_metrics
 
+    from modelfleet.server.admin import AdminApp, serve_admin
     from modelfleet.server.app import create_app
     from modelfleet.server.auth import ApiKeys
     from modelfleet.server.dataplane import DataPlane
@@ -110,8 +112,10 @@ def run(settings: ServerSettings) -> int:
         return 1
     disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise to every scrape
     metrics = ServerMetrics(settings.deployment, settings.slot, settings.revision, model.name)
-    metrics_server, _ = metrics.serve(settings.host, settings.metrics_port)
+    admin = AdminApp(metrics.registry)
+    metrics_server, _ = serve_admin(settings.host, settings.metrics_port, admin)
     plane = DataPlane(model, settings, metrics)
+    admin.attach(plane)
     model.upgrade_in_background(settings, plane.backend_changed)
     server = _make_uvicorn_server(settings, create_app(plane, keys), plane)
     log.info(

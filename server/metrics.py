@@ -1,24 +1,23 @@
 """Prometheus metrics, served on their own port (never routed by an ingress).
 
-Only inference routes count in `modelfleet_requests_total` and
-`modelfleet_request_duration_seconds`; health and metadata do not. The server runs one
-process per pod (MODELFLEET_WORKERS must be 1), so a plain registry is exact and no
-multiprocess mode is needed.
+Only inference routes count in `modelfleet_requests_total`,
+`modelfleet_request_duration_seconds` and `modelfleet_requests_in_flight` (the name KEDA's
+`inflight` trigger queries); health, metadata and the metrics port's admin routes do not.
+The registry is served by `admin.py`. The server runs one process per pod
+(MODELFLEET_WORKERS must be 1), so a plain registry is exact and no multiprocess mode is
+needed.
 """
 
 from __future__ import annotations
 
 import bisect
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Gauge,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -112,7 +111,7 @@ class ServerMetrics:
         self._hot = _HotPathStats(identity)
         self.registry.register(self._hot)
         self._inflight = Gauge(
-            "modelfleet_inflight_requests",
+            "modelfleet_requests_in_flight",
             "Inference requests in flight",
             _LABELS,
             registry=self.registry,
@@ -164,8 +163,3 @@ class ServerMetrics:
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
-
-    def serve(self, host: str, port: int) -> tuple[Any, threading.Thread]:
-        """Expose the registry on host:port from a background thread."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        return server, thread

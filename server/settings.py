@@ -84,6 +84,14 @@ class ServerSettings(BaseSettings):
     prediction_metrics: bool = Field(
         True, description="Prediction histograms, class counts and input quality per feature"
     )
+    live_sample_rows: int = Field(
+        0,
+        ge=0,
+        le=65536,
+        description="Keep the most recent N inference rows in memory for the rollout's paired "
+        "gate (GET /modelfleet/v1/sample on the metrics port; never logged or written to disk); "
+        "0 turns it off",
+    )
     prediction_buckets: Annotated[tuple[float, ...], NoDecode] = Field(
         (),
         description="Histogram edges for regression outputs, comma-separated and increasing "
