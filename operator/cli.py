@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 
@@ -61,7 +63,8 @@ _VERBS = {
     "retry": "Roll out again a revision that was rolled back, aborted or undone.",
     "pause": "Hold the canary at its current weight.",
     "resume": "Continue a paused rollout (with a fresh analysis window).",
-    "undo": "Flip back to the previous slot kept warm after the last promotion.",
+    "undo": "Flip all traffic back to the previous slot kept warm after the last promotion "
+    "(says first whether it is still warm, or that a revert would run as a normal rollout).",
 }
 
 
@@ -90,6 +93,8 @@ async def _send(name: str, namespace: str | None, verb: str, full: bool, wait: f
     kube = KubeClient.from_environment()
     namespace = namespace or current_namespace()
     try:
+        if verb == "undo":
+            await _say_what_undo_will_do(kube, namespace, name)
         status = await send_command(kube, namespace, name, verb, full=full, wait_seconds=wait)
     except ControlError as error:
         raise typer.Exit(_fail(str(error))) from error
@@ -98,6 +103,22 @@ async def _send(name: str, namespace: str | None, verb: str, full: bool, wait: f
     if not status:
         return f"{verb} sent to {namespace}/{name}"
     return f"{verb} acknowledged: {status.get('phase')}: {status.get('message', '')}"
+
+
+async def _say_what_undo_will_do(kube: Any, namespace: str, name: str) -> None:
+    """Before acting: a flip to the warm previous slot, or why a revert would be a rollout."""
+    from datetime import UTC, datetime
+
+    from modelfleet.operator.control import undo_outlook
+    from modelfleet.operator.reconcile import API_VERSION
+
+    obj = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
+    if obj is None:
+        raise typer.Exit(_fail(f"modeldeployment {namespace}/{name} not found"))
+    outlook = undo_outlook(obj, datetime.now(UTC))
+    if not outlook.instant:
+        raise typer.Exit(_fail(f"undo {namespace}/{name}: {outlook.message}"))
+    typer.echo(f"undo {namespace}/{name}: {outlook.message}")
 
 
 def _fail(message: str) -> int:

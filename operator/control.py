@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rich.console import Group
@@ -17,10 +19,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from modelfleet.operator.api import KIND, ModelDeployment
+from modelfleet.operator.api import KIND, ModelDeployment, parse_duration
 from modelfleet.operator.kube import KubeClient
 from modelfleet.operator.reconcile import API_VERSION
-from modelfleet.operator.rollout import COMMAND_ANNOTATION, Command
+from modelfleet.operator.rollout import COMMAND_ANNOTATION, Command, parse_timestamp
 
 
 class ControlError(Exception):
@@ -55,6 +57,50 @@ async def send_command(
     raise ControlError(f"{command.render()} not acknowledged within {wait_seconds:.0f}s")
 
 
+@dataclass(frozen=True)
+class UndoOutlook:
+    """What `undo` would do, said before it acts: flip to a warm slot, or nothing to flip."""
+
+    instant: bool
+    message: str
+
+
+def undo_outlook(obj: dict[str, Any], now: datetime) -> UndoOutlook:
+    """Whether the previous slot is still warm (and until when), or why undo cannot flip."""
+    md = ModelDeployment.model_validate(obj)
+    status, rollout = md.status, md.spec.rollout
+    steps = " → ".join(f"{weight}%" for weight in rollout.steps)
+    normal = (
+        f"reverting the spec to the earlier model runs as a normal rollout ({steps}, "
+        f"{rollout.step_duration} each)"
+    )
+    if status.canary is not None:
+        return UndoOutlook(
+            False,
+            f"a rollout of {status.canary.version} is in progress: undo applies after a promotion "
+            "(`kubectl modelfleet abort` rolls the canary back)",
+        )
+    previous = status.previous
+    if previous is not None:
+        left = (parse_timestamp(previous.until) - now).total_seconds()
+        if left > 0:
+            return UndoOutlook(
+                True,
+                f"{previous.version} is still warm in slot {previous.slot} until {previous.until} "
+                f"({_duration(left)} left): undo flips all traffic back to it in one router write",
+            )
+    if parse_duration(rollout.keep_previous) == 0:
+        why = "keepPrevious is 0, so no previous slot is kept warm"
+    else:
+        why = f"no previous slot is warm (it is kept {rollout.keep_previous} after a promotion)"
+    return UndoOutlook(False, f"{why}: {normal}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f} %"
 
@@ -70,6 +116,11 @@ def render_status(obj: dict[str, Any]) -> Group:
     head.add_row("Ready", status.ready or "—")
     head.add_row("URL", status.url or "—")
     head.add_row("Message", status.message or "")
+    if status.previous is not None:
+        previous = status.previous
+        head.add_row(
+            "Previous", f"{previous.version} warm in slot {previous.slot} until {previous.until}"
+        )
     parts: list[Any] = [head]
     canary = status.canary
     if canary is not None:
@@ -83,6 +134,11 @@ def render_status(obj: dict[str, Any]) -> Group:
         table = Table.grid(padding=(0, 2))
         table.add_row("Canary", f"{canary.version} (slot {canary.slot})")
         table.add_row("Weight", f"{canary.weight} %")
+        if canary.mirror:
+            table.add_row(
+                "Shadow",
+                f"{canary.mirror} % of live traffic mirrored since {canary.shadow_started_at}",
+            )
         table.add_row("Steps", steps)
         table.add_row(
             "Analysis",

@@ -6,6 +6,10 @@ split by those weights, and counts every answer by (slot, revision, HTTP code). 
 request that got no answer at all; slot "none" with 503 is a share of traffic whose backend had no
 Ready pod (what a real proxy would answer). It also records each change of the per-slot shares
 with its wall-clock time, which is how the benchmark times "error onset → canary weight 0".
+
+Mirrors (an HTTPRoute `RequestMirror` filter, NGINX `mirror-target`) are honoured like a proxy does:
+for the share given, a copy of the request goes to a Ready pod of the mirror backend at the same
+time, and its answer is counted apart in `Tally.mirrored`, never as the user's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from .weights import Endpoint, slot_shares
+from .weights import Endpoint, mirror_shares, slot_shares
 
 Snapshot = Callable[[], Awaitable[Sequence[Endpoint]]]
 
@@ -34,26 +38,42 @@ class Tally:
     counts: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     shares: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     refresh_errors: int = 0
+    mirrored: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # copies' answers
+    mirror_shares: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+
+    def mirrored_total(self, slot: str | None = None, revision: str | None = None) -> int:
+        return _count(self.mirrored, slot, revision, lambda code: True)
+
+    def mirrored_failed(self, slot: str | None = None, revision: str | None = None) -> int:
+        """Mirrored copies answered 5xx or not at all (nobody saw them: not the user's failures)."""
+        return _count(self.mirrored, slot, revision, _is_failure)
 
     def total(self, slot: str | None = None, revision: str | None = None) -> int:
-        return sum(
-            n
-            for (s, r, _), n in self.counts.items()
-            if (slot is None or s == slot) and (revision is None or r == revision)
-        )
+        return _count(self.counts, slot, revision, lambda code: True)
 
     def failed(self, slot: str | None = None, revision: str | None = None) -> int:
-        """Answers that were not a success: 5xx, and no answer at all (code 0)."""
-        return sum(
-            n
-            for (s, r, code), n in self.counts.items()
-            if (code >= 500 or code == 0)
-            and (slot is None or s == slot)
-            and (revision is None or r == revision)
-        )
+        """The user's answers that were not a success: 5xx, and no answer at all (code 0)."""
+        return _count(self.counts, slot, revision, _is_failure)
 
     def first_time(self, predicate: Callable[[Mapping[str, float]], bool]) -> float | None:
         return next((at for at, shares in self.shares if predicate(shares)), None)
+
+
+def _is_failure(code: int) -> bool:
+    return code >= 500 or code == 0
+
+
+def _count(
+    counts: Counter[tuple[str, str, int]],
+    slot: str | None,
+    revision: str | None,
+    keep: Callable[[int], bool],
+) -> int:
+    return sum(
+        n
+        for (s, r, code), n in counts.items()
+        if keep(code) and (slot is None or s == slot) and (revision is None or r == revision)
+    )
 
 
 class TrafficDriver:
@@ -78,6 +98,8 @@ class TrafficDriver:
         self._inflight = asyncio.Semaphore(max_inflight)
         self._random = random.Random(seed)
         self._endpoints: Sequence[Endpoint] = ()
+        self._mirrors: Sequence[Endpoint] = ()
+        self._copies: set[asyncio.Task[None]] = set()
         self.tally = Tally()
         self._lock = threading.Lock()
 
@@ -101,6 +123,8 @@ class TrafficDriver:
             await refresher
             if pending:
                 await asyncio.wait(pending)
+            if self._copies:
+                await asyncio.wait(set(self._copies))
 
     async def _refresh_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -110,23 +134,56 @@ class TrafficDriver:
 
     async def _refresh(self) -> None:
         try:
-            self._endpoints = tuple(await self._snapshot())
+            found = tuple(await self._snapshot())
         except Exception:  # an API hiccup: keep routing by the last objects seen
             with self._lock:
                 self.tally.refresh_errors += 1
             return
-        shares = slot_shares(self._endpoints)
+        self._endpoints = tuple(e for e in found if not e.mirror)
+        self._mirrors = tuple(e for e in found if e.mirror)
+        shares, mirrored = slot_shares(found), mirror_shares(found)
+        now = time.time()
         with self._lock:
             if not self.tally.shares or self.tally.shares[-1][1] != shares:
-                self.tally.shares.append((time.time(), shares))
+                self.tally.shares.append((now, shares))
+            history = self.tally.mirror_shares
+            if (history[-1][1] if history else {}) != mirrored:
+                history.append((now, mirrored))
 
     def _pick(self) -> Endpoint | None:
         if not self._endpoints:
             return None
         return self._random.choices(self._endpoints, weights=[e.share for e in self._endpoints])[0]
 
+    def _pick_mirror(self) -> Endpoint | None:
+        """The mirror pod this request is copied to, if its share says so."""
+        if not self._mirrors:
+            return None
+        if self._random.random() >= min(1.0, sum(e.share for e in self._mirrors)):
+            return None
+        return self._random.choices(self._mirrors, weights=[e.share for e in self._mirrors])[0]
+
+    async def _copy(self, client: httpx.AsyncClient, endpoint: Endpoint) -> None:
+        """A mirrored copy: sent alongside the user's request, its answer discarded but counted."""
+        code = 503
+        if endpoint.address is not None:
+            try:
+                response = await client.post(
+                    f"http://{endpoint.address}{self._path}", json=self._payload
+                )
+                code = response.status_code
+            except httpx.HTTPError:
+                code = 0
+        with self._lock:
+            self.tally.mirrored[(endpoint.slot, endpoint.revision, code)] += 1
+
     async def _send(self, client: httpx.AsyncClient) -> None:
         try:
+            mirror = self._pick_mirror()
+            if mirror is not None:
+                copy = asyncio.create_task(self._copy(client, mirror))
+                self._copies.add(copy)
+                copy.add_done_callback(self._copies.discard)
             endpoint = self._pick()
             if endpoint is None or endpoint.address is None:
                 slot = endpoint.slot if endpoint else "none"
@@ -153,7 +210,11 @@ class TrafficDriver:
         """A copy of the counts so far (safe while the driver runs in its thread)."""
         with self._lock:
             return Tally(
-                Counter(self.tally.counts), list(self.tally.shares), self.tally.refresh_errors
+                Counter(self.tally.counts),
+                list(self.tally.shares),
+                self.tally.refresh_errors,
+                Counter(self.tally.mirrored),
+                list(self.tally.mirror_shares),
             )
 
     @contextlib.contextmanager

@@ -13,6 +13,9 @@ from .weights import (
     backends_from_httproute,
     backends_from_ingresses,
     endpoints,
+    mirror_endpoints,
+    mirrors_from_httproute,
+    mirrors_from_ingress,
 )
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -46,21 +49,26 @@ def read_endpoints(api_client: Any, namespace: str, name: str) -> list[Endpoint]
         name,
     )
     backends: list[Backend]
+    mirrors: list[Backend] = []
     if route is not None:
-        backends = backends_from_httproute(route)
+        backends, mirrors = backends_from_httproute(route), mirrors_from_httproute(route)
     else:
         stable = _json(networking.read_namespaced_ingress, name, namespace)
         if stable is not None:
             canary = _json(networking.read_namespaced_ingress, f"{name}-canary", namespace)
-            backends = backends_from_ingresses(stable, canary)
+            backends, mirrors = (
+                backends_from_ingresses(stable, canary),
+                mirrors_from_ingress(stable),
+            )
         else:
             backends = [Backend(name, 100)]
     services = {
         backend.service: _json(core.read_namespaced_service, backend.service, namespace) or {}
-        for backend in backends
+        for backend in [*backends, *mirrors]
     }
     pods = _json(core.list_namespaced_pod, namespace, label_selector=f"{INSTANCE_LABEL}={name}")
-    return endpoints(backends, services, (pods or {}).get("items", []))
+    items = (pods or {}).get("items", [])
+    return endpoints(backends, services, items) + mirror_endpoints(mirrors, services, items)
 
 
 def kube_snapshot(api_client: Any, namespace: str, name: str) -> Snapshot:

@@ -11,6 +11,11 @@ driver re-reads them continuously and the logic is unit-tested without a cluster
 A backend Service's share is split equally among the Ready, non-terminating pods it selects that
 carry a local address. A share whose Service has no such pod is kept as "no endpoint": a real proxy
 answers it with 503, and so does the driver (traffic sent to pods that are not ready is a defect).
+
+Mirrors (the shadow step) are endpoints with `mirror=True`: a copy of that share of the requests goes
+there and its answer reaches no user. Read from the first rule's `RequestMirror` filter (`percent`,
+or `fraction`, or neither = 100 %) and from NGINX's `mirror-target` annotation on the main Ingress
+(always every request).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Endpoint:
     slot: str
     revision: str
     share: float
+    mirror: bool = False  # a copy of this share goes here; the answer reaches no user
 
 
 def backends_from_httproute(route: Obj) -> list[Backend]:
@@ -51,6 +57,36 @@ def backends_from_httproute(route: Obj) -> list[Backend]:
         for ref in rules[0].get("backendRefs") or []
         if ref.get("kind", "Service") == "Service"
     ]
+
+
+def mirrors_from_httproute(route: Obj) -> list[Backend]:
+    """The first rule's RequestMirror filters, each with the share of requests it copies (%)."""
+    rules = route.get("spec", {}).get("rules") or [{}]
+    found: list[Backend] = []
+    for mirror_filter in rules[0].get("filters") or []:
+        mirror = mirror_filter.get("requestMirror") or {}
+        ref = mirror.get("backendRef") or {}
+        if mirror_filter.get("type") != "RequestMirror" or ref.get("kind", "Service") != "Service":
+            continue
+        if "percent" in mirror:
+            percent = float(mirror["percent"])
+        elif "fraction" in mirror:
+            fraction = mirror["fraction"]
+            percent = 100 * float(fraction["numerator"]) / float(fraction.get("denominator", 100))
+        else:
+            percent = 100.0
+        found.append(Backend(ref["name"], percent))
+    return found
+
+
+def mirrors_from_ingress(stable: Obj) -> list[Backend]:
+    """NGINX `mirror-target: http://<service>.<namespace>.svc…:<port>$request_uri` copies all."""
+    notes = stable.get("metadata", {}).get("annotations") or {}
+    target = notes.get(NGINX + "mirror-target")
+    if not target:
+        return []
+    host = target.split("://", 1)[-1].split("/", 1)[0].split("$", 1)[0]
+    return [Backend(host.split(":", 1)[0].split(".", 1)[0], 100.0)]
 
 
 def _ingress_service(ingress: Obj) -> str | None:
@@ -127,9 +163,57 @@ def endpoints(
     return found
 
 
+def _ready_pods(selector: Mapping[str, str], pods: Sequence[Obj]) -> list[Obj]:
+    return [
+        pod
+        for pod in pods
+        if selects(selector, pod)
+        and pod_is_ready(pod)
+        and (pod["metadata"].get("annotations") or {}).get(LOCAL_ADDRESS)
+    ]
+
+
+def mirror_endpoints(
+    mirrors: Sequence[Backend], services: Mapping[str, Obj], pods: Sequence[Obj]
+) -> list[Endpoint]:
+    """Where copies go: each mirror's share (of all requests) split over its Ready pods."""
+    found: list[Endpoint] = []
+    for mirror in mirrors:
+        share = min(mirror.weight, 100.0) / 100
+        if share <= 0:
+            continue
+        selector = services.get(mirror.service, {}).get("spec", {}).get("selector") or {}
+        ready = _ready_pods(selector, pods)
+        if not ready:
+            slot = selector.get(SLOT_LABEL, "none")
+            found.append(Endpoint(None, slot, "none", share, mirror=True))
+            continue
+        for pod in ready:
+            labels = pod["metadata"].get("labels") or {}
+            address = pod["metadata"]["annotations"][LOCAL_ADDRESS]
+            slot, revision = (
+                labels.get(SLOT_LABEL, "unknown"),
+                labels.get(REVISION_LABEL, "unknown"),
+            )
+            found.append(Endpoint(address, slot, revision, share / len(ready), mirror=True))
+    return found
+
+
 def slot_shares(found: Sequence[Endpoint]) -> dict[str, float]:
-    """Traffic share per slot, rounded to 0.1 %: what the driver records as the live weights."""
+    """Traffic share per slot, rounded to 0.1 %: what the driver records as the live weights
+    (mirrored copies are not live traffic: see `mirror_shares`)."""
     shares: dict[str, float] = {}
     for endpoint in found:
+        if endpoint.mirror:
+            continue
         shares[endpoint.slot] = shares.get(endpoint.slot, 0.0) + endpoint.share
+    return {slot: round(share * 100, 1) for slot, share in sorted(shares.items())}
+
+
+def mirror_shares(found: Sequence[Endpoint]) -> dict[str, float]:
+    """Share of requests copied to each slot, rounded to 0.1 % (empty when nothing is mirrored)."""
+    shares: dict[str, float] = {}
+    for endpoint in found:
+        if endpoint.mirror:
+            shares[endpoint.slot] = shares.get(endpoint.slot, 0.0) + endpoint.share
     return {slot: round(share * 100, 1) for slot, share in sorted(shares.items())}
