@@ -14,7 +14,7 @@ from typing import Any
 from modelfleet.operator.api import SLOTS, ModelDeploymentSpec, ModelDeploymentStatus, Slot
 from modelfleet.operator.builders.autoscaling import build_hpa, build_scaled_object, uses_keda
 from modelfleet.operator.builders.common import LABEL_REVISION, Owner, SlotPlan
-from modelfleet.operator.builders.deployment import build_deployment
+from modelfleet.operator.builders.deployment import build_deployment, live_sample_rows
 from modelfleet.operator.builders.pdb import build_pdb
 from modelfleet.operator.builders.podmonitor import build_pod_monitor
 from modelfleet.operator.builders.service import build_slot_service, build_stable_service
@@ -112,7 +112,13 @@ def desired_state(
         replicas = plan.get(slot, 0)
         if replicas is None and autoscaler is None:  # no autoscaler after all: fixed size
             replicas = spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
-        plan_for_slot = SlotPlan(slot=slot, shape=shape, revision=revision, replicas=replicas)
+        plan_for_slot = SlotPlan(
+            slot=slot,
+            shape=shape,
+            revision=revision,
+            replicas=replicas,
+            live_sample_rows=live_sample_rows(spec),
+        )
         state.workloads.append(build_deployment(owner, plan_for_slot, settings))
         state.workloads.append(build_slot_service(owner, slot))
         state.workloads.append(build_pdb(owner, slot))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from modelfleet.operator.measurement import Measurement
 
 
 class OperatorMetrics:
@@ -59,3 +63,60 @@ class OperatorMetrics:
             labels,
             registry=self.registry,
         )
+        revisioned = ("namespace", "name", "revision")
+        self.prediction_drift = Gauge(
+            "modelfleet_operator_prediction_drift",
+            "Largest PSI of the canary's prediction histograms vs the stable slot's (last look).",
+            revisioned,
+            registry=self.registry,
+        )
+        self.replay_agreement = Gauge(
+            "modelfleet_operator_replay_agreement",
+            "Share of replayed rows where canary and stable predict the same class (last look).",
+            revisioned,
+            registry=self.registry,
+        )
+        self.replay_score_delta = Gauge(
+            "modelfleet_operator_replay_score_delta",
+            "Per-row largest |canary − stable| score on replayed rows: mean and max (last look).",
+            (*revisioned, "stat"),
+            registry=self.registry,
+        )
+        # the canary revision whose model-aware series are exposed, per ModelDeployment
+        self._gated_revision: dict[tuple[str, str], str] = {}
+
+    def record_gates(
+        self, namespace: str, name: str, revision: str, measurement: Measurement
+    ) -> None:
+        """The model-aware values of a look at `revision`; an earlier revision's series go."""
+        key = (namespace, name)
+        previous = self._gated_revision.get(key)
+        if previous is not None and previous != revision:
+            self.forget_gates(namespace, name)
+        labels = (namespace, name, revision)
+        values = (
+            (self.prediction_drift, labels, measurement.prediction_drift),
+            (self.replay_agreement, labels, measurement.agreement),
+            (self.replay_score_delta, (*labels, "mean"), measurement.score_delta_mean),
+            (self.replay_score_delta, (*labels, "max"), measurement.score_delta_max),
+        )
+        for gauge, gauge_labels, value in values:
+            if value is not None:  # a series only once measured: 0 would read as "disagrees"
+                gauge.labels(*gauge_labels).set(value)
+                self._gated_revision[key] = revision
+
+    def forget_gates(self, namespace: str, name: str) -> None:
+        """Drop the model-aware series of this ModelDeployment (rollout over, or a new one)."""
+        revision = self._gated_revision.pop((namespace, name), None)
+        if revision is None:
+            return
+        labels = (namespace, name, revision)
+        for gauge in (self.prediction_drift, self.replay_agreement):
+            _remove(gauge, labels)
+        for stat in ("mean", "max"):
+            _remove(self.replay_score_delta, (*labels, stat))
+
+
+def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):  # never set for these labels
+        gauge.remove(*labels)

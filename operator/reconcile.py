@@ -9,6 +9,8 @@ no resourceVersion moves.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import itertools
 import time
 from collections.abc import Mapping
@@ -39,8 +41,10 @@ from modelfleet.operator.desired import (
     desired_state,
 )
 from modelfleet.operator.kube import KubeClient
+from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
 from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.replay import paired_gate_enabled, ready_pod_address
 from modelfleet.operator.rollout import (
     COMMAND_ANNOTATION,
     Command,
@@ -66,8 +70,9 @@ class InvalidSpecError(Exception):
 class AppliedCache:
     """What this process last applied per child, so an unchanged child costs no request.
 
-    An entry older than `max_age` (the resync period) is applied again: drift made by someone
-    else is corrected within one resync, while a busy rollout does not re-send every child.
+    An entry older than `max_age` is applied again, so drift made by someone else is corrected
+    within that time (a slot Deployment's drift sooner: the watch on it forgets its entry). Only
+    a digest of each child is kept, not the child.
     """
 
     def __init__(self, max_age: float) -> None:
@@ -82,11 +87,28 @@ class AppliedCache:
     def fresh(self, key: tuple[str, ...], content: bytes) -> bool:
         entry = self._entries.get(key)
         return (
-            entry is not None and entry[0] == content and time.monotonic() - entry[1] < self.max_age
+            entry is not None
+            and entry[0] == _digest(content)
+            and time.monotonic() - entry[1] < self.max_age
         )
 
     def remember(self, key: tuple[str, ...], content: bytes) -> None:
-        self._entries[key] = (content, time.monotonic())
+        self._entries[key] = (_digest(content), time.monotonic())
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        self._entries.pop(key, None)
+
+    def forget_owner(self, namespace: str, name: str) -> None:
+        """Drop every entry of this ModelDeployment's children (it was deleted)."""
+        prefix = f"{name}-"
+        for key in [k for k in self._entries if k[2] == namespace and k[3].startswith(prefix)]:
+            del self._entries[key]
+        for key in [k for k in self._entries if k[2] == namespace and k[3] == name]:
+            del self._entries[key]
+
+
+def _digest(content: bytes) -> bytes:
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,7 @@ class Context:
     analyzer: Analyzer
     metrics: OperatorMetrics | None = None
     applied: AppliedCache | None = None
+    deployments: LiveDeployments | None = None  # what the watch and our applies last saw
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,7 @@ class Outcome:
     requeue_after: float | None
     status_written: bool
     children: int
+    written: dict[str, Any] | None = None  # the object as the status write left it
 
 
 def parse_spec(body: Mapping[str, Any]) -> ModelDeploymentSpec:
@@ -168,15 +192,10 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         raise
     shape = shape_of(spec, ctx.settings)
     revision = revision_of(shape)
-    found = await asyncio.gather(
-        *(
-            ctx.kube.get("apps/v1", "Deployment", owner.namespace, owner.slot_name(slot))
-            for slot in SLOTS
-        )
-    )
+    found = await asyncio.gather(*(_slot_deployment(ctx, owner, slot) for slot in SLOTS))
     live: dict[str, dict[str, Any] | None] = dict(zip(SLOTS, found, strict=True))
     observations = await asyncio.gather(
-        *(_observe(ctx.kube, owner, slot, live[slot]) for slot in SLOTS)
+        *(_observe(ctx.kube, owner, slot, live[slot], now) for slot in SLOTS)
     )
     observed: dict[str, SlotObservation] = dict(zip(SLOTS, observations, strict=True))
     router = router_for(spec.traffic)
@@ -198,18 +217,39 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     desired = desired_state(
         owner, spec, new_status, (shape, revision), plan, live, router, ctx.settings, capabilities
     )
-    if old_status.observed_generation is None:
-        desired.absent.clear()  # never reconciled before: nothing of ours can exist to remove
+    if old_status.observed_generation in (None, generation) and (
+        old_status.active_slot in (None, new_status.active_slot)
+    ):
+        # nothing that decides which children exist changed since the last reconcile wrote its
+        # status (never reconciled: nothing of ours can exist yet): what must be absent already is
+        desired.absent.clear()
     await _apply(ctx, desired, traffic_first=_traffic_moves_away(old_status, new_status))
     summary = summarize(spec, new_status, observed, plan, _url(owner, spec), generation, now)
     if desired.warnings:
         summary.message = "; ".join([summary.message or "", *desired.warnings]).lstrip("; ")
     written = await _write_status(ctx, body, summary)
-    for event in transition.events:
-        await ctx.kube.post_event(_ref(body), event.type, event.reason, event.message, now)
+    if transition.events:
+        await asyncio.gather(
+            *(
+                ctx.kube.post_event(_ref(body), event.type, event.reason, event.message, now)
+                for event in transition.events
+            )
+        )
     children = len(desired.workloads) + len(desired.traffic)
     _record(ctx, owner, children, transition.status, old_status, measurement)
-    return Outcome(transition.requeue_after, written, children)
+    return Outcome(transition.requeue_after, written is not None, children, written)
+
+
+async def _slot_deployment(ctx: Context, owner: Owner, slot: Slot) -> dict[str, Any] | None:
+    """A slot's Deployment: as the watch or our last apply saw it, else from the API server."""
+    name = owner.slot_name(slot)
+    known = ctx.deployments.get(owner.namespace, name) if ctx.deployments is not None else None
+    if known is not None:
+        return known
+    found = await ctx.kube.get("apps/v1", "Deployment", owner.namespace, name)
+    if found is not None and ctx.deployments is not None:
+        ctx.deployments.update(found)
+    return found
 
 
 def _ref(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,8 +267,13 @@ def _active_replicas(
     return min(max(current, spec.autoscaling.min_replicas), spec.autoscaling.max_replicas)
 
 
+# pods that are not Ready this long after their Deployment last progressed are asked why; younger
+# ones are most likely still starting, and listing them for every reconcile costs a request each
+POD_PROBLEM_AFTER_SECONDS = 5.0
+
+
 async def _observe(
-    kube: KubeClient, owner: Owner, slot: Slot, live: dict[str, Any] | None
+    kube: KubeClient, owner: Owner, slot: Slot, live: dict[str, Any] | None, now: datetime
 ) -> SlotObservation:
     if live is None:
         return SlotObservation()
@@ -238,7 +283,7 @@ async def _observe(
     ready = status.get("readyReplicas", 0) if current else 0
     updated = status.get("updatedReplicas", 0) if current else 0
     problem = None
-    if ready < replicas:
+    if ready < replicas and _starting_for(live, now) >= POD_PROBLEM_AFTER_SECONDS:
         pods = await kube.list("v1", "Pod", owner.namespace, selector(owner, slot))
         problem = pod_problem(pods)
     return SlotObservation(
@@ -248,6 +293,19 @@ async def _observe(
         updated_replicas=updated,
         problem=problem,
     )
+
+
+def _starting_for(live: dict[str, Any], now: datetime) -> float:
+    """Seconds since the Deployment was created or last progressed (a new ReplicaSet, a pod)."""
+    stamps = [
+        live.get("status", {}).get("progressedAt"),
+        live.get("metadata", {}).get("creationTimestamp"),
+    ]
+    for condition in live.get("status", {}).get("conditions", []):
+        if condition.get("type") == "Progressing":
+            stamps.append(condition.get("lastUpdateTime"))
+    parsed = [parse_timestamp(stamp) for stamp in stamps if stamp]
+    return (now - max(parsed)).total_seconds() if parsed else float("inf")
 
 
 def pod_problem(pods: list[dict[str, Any]]) -> str | None:
@@ -295,9 +353,27 @@ async def _measure(
         since=parse_timestamp(canary.step_started_at),
     )
     analysis = spec.rollout.analysis
+    if paired_gate_enabled(analysis) and status.active_slot is not None:
+        target = await _with_pod_addresses(ctx, owner, target, canary.slot, status.active_slot)
     if analysis.prometheus_url is None:
         analysis = analysis.model_copy(update={"prometheus_url": ctx.settings.prometheus_url})
     return await ctx.analyzer.measure(target, analysis, now)
+
+
+async def _with_pod_addresses(
+    ctx: Context, owner: Owner, target: AnalysisTarget, canary_slot: Slot, stable_slot: Slot
+) -> AnalysisTarget:
+    """The target with one Ready pod's metrics address per slot, for the paired replay gate."""
+    canary_pods, stable_pods = await asyncio.gather(
+        ctx.kube.list("v1", "Pod", owner.namespace, selector(owner, canary_slot)),
+        ctx.kube.list("v1", "Pod", owner.namespace, selector(owner, stable_slot)),
+    )
+    annotation = ctx.settings.pod_address_annotation
+    return dataclasses.replace(
+        target,
+        canary_address=ready_pod_address(canary_pods, target.canary_revision, annotation),
+        stable_address=ready_pod_address(stable_pods, target.stable_revision, annotation),
+    )
 
 
 async def _capabilities(ctx: Context) -> Capabilities:
@@ -328,9 +404,11 @@ async def _apply_one(ctx: Context, obj: dict[str, Any]) -> None:
     key, content = AppliedCache.key(obj), orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     if cache is not None and cache.fresh(key, content):
         return
-    await ctx.kube.apply(obj)
+    result = await ctx.kube.apply(obj)
     if cache is not None:
         cache.remember(key, content)
+    if ctx.deployments is not None and obj["kind"] == "Deployment":
+        ctx.deployments.update(result)
 
 
 async def _delete_one(ctx: Context, namespace: str, api_version: str, kind: str, name: str) -> None:
@@ -385,8 +463,9 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
 async def _write_status(
     ctx: Context, body: Mapping[str, Any], status: ModelDeploymentStatus
-) -> bool:
-    """Patch only our own status fields, only when they changed; True when written."""
+) -> dict[str, Any] | None:
+    """Patch only our own status fields, only when they changed; the object as written, or None
+    when nothing was written (or the object is gone)."""
     live = dict(body.get("status") or {})
     ours = set(ModelDeploymentStatus.model_fields) | {
         field.alias for field in ModelDeploymentStatus.model_fields.values() if field.alias
@@ -394,10 +473,9 @@ async def _write_status(
     old = {key: value for key, value in live.items() if key in ours}
     patch = merge_patch(old, status_dict(status))
     if not patch:
-        return False
+        return None
     meta = body["metadata"]
-    await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
-    return True
+    return await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
 
 
 def _record(
@@ -424,3 +502,7 @@ def _record(
         ):
             if value is not None:
                 gauge.labels(*labels).set(value)
+        if old.canary is not None:
+            metrics.record_gates(*labels, old.canary.revision, measurement)
+    if new.canary is None and old.canary is not None:
+        metrics.forget_gates(*labels)  # the rollout is over: no stale drift or agreement alert

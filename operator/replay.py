@@ -27,7 +27,7 @@ import io
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ import httpx
 
 from modelfleet.operator.analysis import CheckResult, percent
 from modelfleet.operator.api import AnalysisSpec, MeasurementPhase, ReplaySpec
+from modelfleet.operator.builders.common import LABEL_REVISION
 from modelfleet.operator.measurement import AnalysisTarget
 
 REPLAY_PATH = "/modelfleet/v1/replay"
@@ -323,3 +324,45 @@ class PairedGate:
 def _share(value: float) -> str:
     """0.9 → "90 %", 0.995 → "99.5 %"."""
     return f"{value * 100:g} %"
+
+
+def ready_pod_address(
+    pods: Sequence[Mapping[str, Any]], revision: str | None, annotation: str | None = None
+) -> str | None:
+    """host:port of the metrics port of one Ready pod of `revision` (the first by name), or None.
+
+    The pod IP and the container port named "metrics"; with `annotation` (operator setting
+    MODELFLEET_OPERATOR_POD_ADDRESS_ANNOTATION) a pod carrying it is reached at its value instead
+    (the local cluster's pods are processes on loopback, with a fake pod IP).
+    """
+    candidates = sorted(
+        (pod for pod in pods if _ready(pod) and _labels(pod).get(LABEL_REVISION) == revision),
+        key=lambda pod: str(pod.get("metadata", {}).get("name", "")),
+    )
+    for pod in candidates:
+        annotations = pod.get("metadata", {}).get("annotations") or {}
+        if annotation and annotations.get(annotation):
+            return str(annotations[annotation])
+        ip, port = pod.get("status", {}).get("podIP"), _metrics_port(pod)
+        if ip and port:
+            return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return None
+
+
+def _labels(pod: Mapping[str, Any]) -> Mapping[str, str]:
+    return pod.get("metadata", {}).get("labels") or {}
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _metrics_port(pod: Mapping[str, Any]) -> int | None:
+    for container in pod.get("spec", {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "metrics":
+                return int(port["containerPort"])
+    return None

@@ -62,6 +62,12 @@ class OperatorSettings(BaseSettings):
         description="app.kubernetes.io/name of server pods. Benchmarks set another value so the "
         "local cluster's kwok simulates the pods instead of running a server process per pod.",
     )
+    pod_address_annotation: str | None = Field(
+        default=None,
+        description="Pod annotation holding the host:port of a pod's metrics port, read instead "
+        "of podIP and the port named `metrics` (the paired gate replays rows there). Tests, the "
+        "demo and benchmarks set modelfleet.io/local-metrics-address.",
+    )
     scaled_object_check: bool = Field(
         default=True, description="Look up whether the KEDA and PodMonitor CRDs exist."
     )

@@ -47,6 +47,8 @@ class SlotPlan:
     shape: PodShape
     revision: str
     replicas: int | None
+    # rows of recent inputs the server keeps for the paired gate (replay.liveSample); not shape
+    live_sample_rows: int = 0
 
 
 def base_labels(owner: Owner) -> dict[str, str]:

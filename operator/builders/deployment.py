@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelfleet.operator.api import ModelDeploymentSpec
 from modelfleet.operator.builders.common import (
     HTTP_PORT,
     LABEL_REVISION,
@@ -22,6 +23,9 @@ AUTH_DIR = "/etc/modelfleet/auth"
 PVC_ROOT = "/mnt/models"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+LIVE_SAMPLE_ROWS = (
+    1024  # MODELFLEET_LIVE_SAMPLE_ROWS with replay.liveSample: ~0.5 MB at 64 features
+)
 
 
 def build_deployment(owner: Owner, plan: SlotPlan, settings: OperatorSettings) -> dict[str, Any]:
@@ -126,6 +130,12 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def live_sample_rows(spec: ModelDeploymentSpec) -> int:
+    """Rows of recent inputs each server keeps when `rollout.analysis.replay.liveSample` is on."""
+    replay = spec.rollout.analysis.replay
+    return LIVE_SAMPLE_ROWS if replay is not None and replay.live_sample else 0
+
+
 def _env(owner: Owner, plan: SlotPlan) -> list[dict[str, Any]]:
     shape = plan.shape
     values: dict[str, str] = {
@@ -143,6 +153,8 @@ def _env(owner: Owner, plan: SlotPlan) -> list[dict[str, Any]]:
     }
     if shape.model.sha256:
         values["MODELFLEET_MODEL_SHA256"] = shape.model.sha256
+    if plan.live_sample_rows:
+        values["MODELFLEET_LIVE_SAMPLE_ROWS"] = str(plan.live_sample_rows)
     if shape.auth is not None and shape.auth.api_key_secret_ref is not None:
         values["MODELFLEET_API_KEY_FILE"] = f"{AUTH_DIR}/{shape.auth.api_key_secret_ref.key}"
     env = [{"name": key, "value": value} for key, value in values.items()]

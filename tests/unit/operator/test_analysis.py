@@ -24,6 +24,9 @@ from modelfleet.operator.analysis import (
     wilson_interval,
 )
 from modelfleet.operator.api import MetricCheck
+from modelfleet.operator.drift import DriftResult
+from modelfleet.operator.measurement import Measurement
+from modelfleet.operator.metrics import OperatorMetrics
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -299,3 +302,34 @@ def test_combine_carries_measured_values_into_status() -> None:
     assert status.p99_ms == 40.0
     assert status.stable_p99_ms is None
     assert status.measured_at == "2026-11-23T12:00:00Z"
+
+
+def test_model_aware_gauges_follow_the_canary_revision() -> None:
+    metrics = OperatorMetrics()
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    drifted = Measurement("Fail", "…", at, prediction_drift=0.41, agreement=0.431)
+    metrics.record_gates("ml", "fraud", "r2", drifted)
+    metrics.record_gates("ml", "fraud", "r2", Measurement("Pass", "…", at, score_delta_max=0.02))
+    value = metrics.registry.get_sample_value
+    assert value("modelfleet_operator_prediction_drift", _gate("r2")) == 0.41
+    assert value("modelfleet_operator_replay_agreement", _gate("r2")) == 0.431
+    assert value("modelfleet_operator_replay_score_delta", {**_gate("r2"), "stat": "max"}) == 0.02
+    # never measured: no series (a 0 would read as "nothing agrees")
+    assert value("modelfleet_operator_replay_score_delta", {**_gate("r2"), "stat": "mean"}) is None
+    metrics.record_gates("ml", "fraud", "r3", Measurement("Pass", "…", at, agreement=0.99))
+    assert value("modelfleet_operator_replay_agreement", _gate("r2")) is None
+    assert value("modelfleet_operator_replay_agreement", _gate("r3")) == 0.99
+    metrics.forget_gates("ml", "fraud")
+    assert value("modelfleet_operator_replay_agreement", _gate("r3")) is None
+
+
+def _gate(revision: str) -> dict[str, str]:
+    return {"namespace": "ml", "name": "fraud", "revision": revision}
+
+
+def test_combine_carries_the_model_aware_values() -> None:
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    drift = DriftResult("prediction drift", "Pass", "drift ok", 0.03, "probabilities[1]", 900.0)
+    status = combine([drift], at).to_status()
+    assert (status.prediction_drift, status.drift_output) == (0.03, "probabilities[1]")
+    assert status.agreement is None

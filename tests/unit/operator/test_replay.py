@@ -17,6 +17,8 @@ import pytest
 
 from modelfleet.operator.analysis import CheckResult
 from modelfleet.operator.api import AnalysisSpec, ReplaySpec
+from modelfleet.operator.builders.common import Owner, SlotPlan
+from modelfleet.operator.builders.deployment import build_deployment, live_sample_rows
 from modelfleet.operator.measurement import AnalysisTarget
 from modelfleet.operator.replay import (
     Comparison,
@@ -28,7 +30,11 @@ from modelfleet.operator.replay import (
     compare,
     judge_paired,
     parse_rows,
+    ready_pod_address,
 )
+from modelfleet.operator.settings import OperatorSettings
+from modelfleet.operator.shape import revision_of, shape_of
+from tests.unit.operator.specs import make_spec
 
 STABLE, CANARY = "10.0.0.1:9091", "10.0.0.2:9091"
 TARGET = AnalysisTarget(
@@ -286,3 +292,73 @@ def test_without_paired_thresholds_nothing_is_replayed() -> None:
     handler, calls = pods()
     assert check(handler, AnalysisSpec(replay=ReplaySpec(live_sample=True))) == []
     assert calls == []
+
+
+# --- where the rows go, and the live sample switch ---------------------------------------------
+
+
+def pod(name: str, revision: str, ready: bool = True, **extra: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"modelfleet.io/revision": revision},
+            "annotations": extra.get("annotations", {}),
+            **({"deletionTimestamp": "2026-11-23T12:00:00Z"} if extra.get("deleting") else {}),
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "server",
+                    "ports": [
+                        {"name": "http", "containerPort": 8080},
+                        {"name": "metrics", "containerPort": 9091},
+                    ],
+                }
+            ]
+        },
+        "status": {
+            "podIP": extra.get("ip", "10.0.0.7"),
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_the_first_ready_pod_of_the_revision_by_name() -> None:
+    pods = [
+        pod("fraud-green-b", "r2", ip="10.0.0.9"),
+        pod("fraud-green-a", "r2", ready=False, ip="10.0.0.8"),
+        pod("fraud-green-0", "r1", ip="10.0.0.1"),  # an old revision still terminating
+        pod("fraud-green-00", "r2", deleting=True, ip="10.0.0.2"),
+        pod("fraud-green-c", "r2", ip="10.0.0.10"),
+    ]
+    assert ready_pod_address(pods, "r2") == "10.0.0.9:9091"
+    assert ready_pod_address(pods, "r3") is None
+    assert ready_pod_address([pod("p", "r2", ip="fd00::7")], "r2") == "[fd00::7]:9091"
+
+
+def test_the_address_annotation_wins_when_the_operator_reads_it() -> None:
+    annotation = "modelfleet.io/local-metrics-address"
+    local = pod("p", "r2", annotations={annotation: "127.0.0.1:40123"})
+    assert ready_pod_address([local], "r2", annotation) == "127.0.0.1:40123"
+    assert ready_pod_address([local], "r2") == "10.0.0.7:9091"
+    assert ready_pod_address([pod("q", "r2")], "r2", annotation) == "10.0.0.7:9091"
+
+
+@pytest.mark.parametrize(("live_sample", "rows"), [(True, "1024"), (False, None)])
+def test_live_sample_is_an_env_change_outside_the_revision(
+    live_sample: bool, rows: str | None
+) -> None:
+    settings = OperatorSettings()
+    spec = make_spec(
+        rollout={"analysis": {"minAgreement": 0.9, "replay": {"liveSample": live_sample}}}
+    )
+    plain = make_spec(
+        rollout={"analysis": {"minAgreement": 0.9, "replay": {"referenceUri": "s3://b/r.csv"}}}
+    )
+    shape = shape_of(spec, settings)
+    assert revision_of(shape) == revision_of(shape_of(plain, settings))
+    plan = SlotPlan("blue", shape, revision_of(shape), 1, live_sample_rows(spec))
+    owner = Owner(name="fraud", namespace="ml", uid="u")
+    container = build_deployment(owner, plan, settings)["spec"]["template"]["spec"]["containers"][0]
+    env = {var["name"]: var.get("value") for var in container["env"]}
+    assert env.get("MODELFLEET_LIVE_SAMPLE_ROWS") == rows
