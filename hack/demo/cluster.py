@@ -95,6 +95,9 @@ class DemoCluster:
             "MODELFLEET_OPERATOR_HEALTH_PORT": str(health_port),
             "MODELFLEET_OPERATOR_BIND_HOST": "127.0.0.1",
             "MODELFLEET_OPERATOR_LOG_FORMAT": "text",
+            # the paired gate replays rows to each slot's metrics port: here the pods are local
+            # processes whose real address the process runner writes into this annotation
+            "MODELFLEET_OPERATOR_POD_ADDRESS_ANNOTATION": "modelfleet.io/local-metrics-address",
         }
         command = [str(BIN / "modelfleet"), "operator", "--standalone", "--namespace", namespace]
         managed = self.processes.start(OPERATOR, command, env=env)

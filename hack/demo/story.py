@@ -1,12 +1,16 @@
-"""The modelfleet story in three chapters, on the local control plane (`python -m demo [--keep]`).
+"""The modelfleet story in five chapters, on the local control plane (`python -m demo [--keep]`).
 
 1. v1 (the example LightGBM model) is applied and becomes Ready.
 2. Under steady traffic, v2 (a good retrain) walks 10 → 25 → 50 → 100 % and is promoted.
 3. v3 (the same model, but its server answers 5 % of requests with a 500) is rolled back by itself;
    the Degraded condition carries the measured error rate.
+4. v4 (a silent bug: features permuted) passes the error, latency and drift gates; the paired gate
+   rolls it back, the measured agreement in the condition (demo/model_chapters.py).
+5. v5 (an honest retrain) is promoted through every gate, then undone in one router write: the
+   time from `kubectl modelfleet undo` to the HTTPRoute flip is printed.
 
 The exit code is 0 only if all of that happened and the traffic driver saw no failed request
-outside the faulty canary. Steps are short (15 s, analysed every 3 s) so it fits in ~4 minutes.
+outside the faulty canary. Steps are short (15 s, analysed every 3 s) so it fits in ~6 minutes.
 """
 
 from __future__ import annotations
@@ -19,70 +23,42 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.driver import TrafficDriver
 from harness.kube import kube_snapshot
+from harness.model_aware import VariedRowsDriver, row_payloads
 from harness.operator import install_crd
-from harness.rollout import apply, model_deployment, read_status
-from harness.stack import MODELS
+from harness.rollout import apply, read_status
 
+from . import model_chapters
 from .cluster import BIN, DemoCluster
-from .view import Limits, Outcome, View
-from .watch import RolloutWatch, condition, measured_error_rate, percent
-
-NAME = "fraud"
-NAMESPACE = "modelfleet-demo"
-RPS = 100.0
-FAULT_RATE = "0.05"
-LIMITS = Limits(
-    steps=(10, 25, 50, 100),
-    step_duration="15s",
-    interval="3s",
-    max_error_rate=0.01,
-    max_p99_ms=500,
-    min_requests=50,
-)
-# The gateway block makes the operator set HTTPRoute backendRef weights, which the driver follows
-# exactly (no Gateway controller is needed for that: the driver plays the proxy).
-TRAFFIC = {"gateway": {"parentRefs": [{"name": "demo-gateway"}]}}
-
-
-def manifest(cluster: DemoCluster, *, model: str, version: str, **extra: Any) -> dict[str, Any]:
-    return model_deployment(
-        NAME,
-        prometheus_url=cluster.prometheus_url,
-        model=model,
-        version=version,
-        steps=LIMITS.steps,
-        step_duration=LIMITS.step_duration,
-        interval=LIMITS.interval,
-        # Inconclusive measurements hold a step; on a busy machine the driver sends fewer
-        # requests, so the bad canary needs longer to be judged: never pause the story for that.
-        progress_deadline="5m",
-        analysis={
-            "maxErrorRate": LIMITS.max_error_rate,
-            "maxP99LatencyMs": LIMITS.max_p99_ms,
-            "minRequests": LIMITS.min_requests,
-        },
-        traffic=TRAFFIC,
-        **extra,
-    )
+from .spec import FAULT_RATE, LIMITS, NAME, NAMESPACE, ROWS_PER_REQUEST, RPS, manifest
+from .view import Outcome, View
+from .watch import RolloutWatch, condition, gates_text, measured_error_rate, percent
 
 
 @dataclass
 class Story:
     cluster: DemoCluster
     view: View
-    driver: TrafficDriver | None = None
+    driver: VariedRowsDriver | None = None
     revisions: dict[str, str] = field(default_factory=dict)  # version → revision
     watches: dict[str, RolloutWatch] = field(default_factory=dict)
     ready_s: float | None = None
     rollback_rate: float | None = None  # from the Degraded condition's message
+    agreements: dict[str, float | None] = field(default_factory=dict)  # from a paired-gate rollback
+    undo_s: float | None = None  # `kubectl modelfleet undo` → HTTPRoute flipped
+    _api: Any = None
     traffic_s: float = 0.0
     failures: list[str] = field(default_factory=list)
 
     # --- helpers ---------------------------------------------------------------------------------
     def status(self) -> Mapping[str, Any]:
         return read_status(self.cluster, NAMESPACE, NAME)
+
+    def api(self) -> Any:
+        """One API client for the story's own reads (the HTTPRoute during `undo`)."""
+        if self._api is None:
+            self._api = self.cluster.api_client()
+        return self._api
 
     def slot_versions(self, status: Mapping[str, Any]) -> dict[str, str]:
         slots = status.get("slots") or {}
@@ -125,7 +101,7 @@ class Story:
 
     # --- the chapters ----------------------------------------------------------------------------
     def chapter_v1(self) -> None:
-        self.view.chapter("1/3  v1: apply the example ModelDeployment and wait until Ready")
+        self.view.chapter("1/5  v1: apply the example ModelDeployment and wait until Ready")
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model.txt", version="v1"))
         self.view.say(
             f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, 2 replicas)"
@@ -144,7 +120,7 @@ class Story:
         )
 
     def chapter_v2(self) -> None:
-        self.view.chapter("2/3  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic")
+        self.view.chapter("2/5  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic")
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model-v2.txt", version="v2"))
         self.view.say(f"applied v2 (examples/models/model-v2.txt); {LIMITS.text()}")
         watch = self.new_watch("v2")
@@ -160,7 +136,7 @@ class Story:
         )
 
     def chapter_v3(self) -> None:
-        self.view.chapter("3/3  v3: the same model, but its server fails 5 % of requests")
+        self.view.chapter("3/5  v3: the same model, but its server fails 5 % of requests")
         apply(
             self.cluster,
             NAMESPACE,
@@ -221,14 +197,24 @@ class Story:
                     p99=f"{max(p99s):.1f} ms" if p99s else "–",
                     requests=tally.total(revision=revision) if tally else 0,
                     failed=tally.failed(revision=revision) if tally else 0,
+                    gates=gates_text(
+                        [step.analysis for step in watch.steps], self.agreements.get(version)
+                    ),
                 )
             )
         self.view.summary(rows)
         self.view.say(
             "error rate and p99: the worst step's last analysis of the canary's own Prometheus "
-            "series (for a rollback, the rate in the Degraded condition); requests and failed: "
-            "what the traffic driver saw per version"
+            "series (for a rollback, the rate in the Degraded condition); PSI and agreement: the "
+            "model-aware gates (largest PSI, lowest agreement measured; for a rollback, the "
+            "agreement in the Degraded condition); requests and failed: what the traffic driver "
+            "saw per version"
         )
+        if self.undo_s is not None:
+            self.view.say(
+                f"undo: {self.undo_s:.2f}s from `kubectl modelfleet undo` to the HTTPRoute "
+                "sending all traffic to v2's warm slot (one router write, no steps replayed)"
+            )
         if tally and self.traffic_s:
             self.view.say(
                 f"traffic driver: {tally.total():,} answers in {self.traffic_s:.0f}s "
@@ -283,7 +269,8 @@ def look_around(view: View, cluster: DemoCluster, keep: bool) -> None:
 def run(keep: bool) -> int:
     view = View()
     view.say(
-        "modelfleet demo: local control plane + Prometheus + the operator, then three rollouts"
+        "modelfleet demo: local control plane + Prometheus + the operator, then four rollouts "
+        "and an undo"
     )
     view.say("short steps for the demo: " + LIMITS.text())
     cluster = DemoCluster.up()
@@ -296,19 +283,22 @@ def run(keep: bool) -> int:
     try:
         prepare(cluster, view)
         story.chapter_v1()
-        story.driver = TrafficDriver(
+        story.driver = VariedRowsDriver(
             kube_snapshot(cluster.api_client(), NAMESPACE, NAME),
             rps=RPS,
             path=f"/v2/models/{NAME}/infer",
-            payload=json.loads((MODELS / "request.json").read_text()),
+            payloads=row_payloads(rows=ROWS_PER_REQUEST),
         )
         view.say(
-            f"traffic: {RPS:.0f} requests/s through the live HTTPRoute weights, every answer counted"
+            f"traffic: {RPS:.0f} requests/s of {ROWS_PER_REQUEST} varied rows each, through the "
+            "live HTTPRoute weights, every answer counted"
         )
         traffic_started = time.monotonic()
         with story.driver.running():
             story.chapter_v2()
             story.chapter_v3()
+            model_chapters.chapter_silent_bug(story)
+            model_chapters.chapter_undo(story)
             story.traffic_checks()
         story.traffic_s = time.monotonic() - traffic_started
         story.summary()
@@ -324,7 +314,10 @@ def run(keep: bool) -> int:
     if story.failures:
         view.say("the story did NOT happen as told: " + "; ".join(story.failures))
         return 1
-    view.say("the story happened as told: v1 Ready, v2 promoted, v3 rolled back by itself")
+    view.say(
+        "the story happened as told: v1 Ready, v2 promoted, v3 rolled back by itself, v4's silent "
+        "bug caught by the paired gate, v5 promoted and undone"
+    )
     return 0
 
 

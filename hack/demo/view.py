@@ -50,6 +50,7 @@ class Outcome:
     p99: str
     requests: int
     failed: int
+    gates: str = "–"  # PSI and agreement (the model-aware gates)
 
 
 class View:
@@ -99,8 +100,9 @@ class View:
 
     def summary(self, rows: Sequence[Outcome]) -> None:
         table = Table(title="What happened", title_justify="left")
-        for column in ("version", "outcome", "time per step", "error rate", "p99", "requests"):
-            table.add_column(column, no_wrap=column != "time per step")
+        columns = ("version", "outcome", "time per step", "error rate", "p99", "PSI · agreement")
+        for column in (*columns, "requests"):
+            table.add_column(column, no_wrap=column not in ("time per step", "PSI · agreement"))
         table.add_column("failed", justify="right")
         for row in rows:
             table.add_row(
@@ -109,6 +111,7 @@ class View:
                 row.steps,
                 row.error_rate,
                 row.p99,
+                row.gates,
                 f"{row.requests:,}",
                 f"{row.failed:,}",
             )

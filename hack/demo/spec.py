@@ -1,0 +1,59 @@
+"""What the demo deploys: the ModelDeployment's name, namespace, limits and manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.rollout import model_deployment
+
+from .cluster import DemoCluster
+from .view import Limits
+
+NAME = "fraud"
+NAMESPACE = "modelfleet-demo"
+RPS = 100.0
+ROWS_PER_REQUEST = 32  # varied rows: the drift gate compares distributions of real traffic
+FAULT_RATE = "0.05"
+LIMITS = Limits(
+    steps=(10, 25, 50, 100),
+    step_duration="15s",
+    interval="3s",
+    max_error_rate=0.01,
+    max_p99_ms=500,
+    min_requests=50,
+)
+# The gateway block makes the operator set HTTPRoute backendRef weights, which the driver follows
+# exactly (no Gateway controller is needed for that: the driver plays the proxy).
+TRAFFIC = {"gateway": {"parentRefs": [{"name": "demo-gateway"}]}}
+
+
+def manifest(
+    cluster: DemoCluster,
+    *,
+    model: str,
+    version: str,
+    gates: Mapping[str, Any] | None = None,
+    steps: Sequence[int] = LIMITS.steps,
+    **extra: Any,
+) -> dict[str, Any]:
+    return model_deployment(
+        NAME,
+        prometheus_url=cluster.prometheus_url,
+        model=model,
+        version=version,
+        steps=steps,
+        step_duration=LIMITS.step_duration,
+        interval=LIMITS.interval,
+        # Inconclusive measurements hold a step; on a busy machine the driver sends fewer
+        # requests, so the bad canary needs longer to be judged: never pause the story for that.
+        progress_deadline="5m",
+        analysis={
+            "maxErrorRate": LIMITS.max_error_rate,
+            "maxP99LatencyMs": LIMITS.max_p99_ms,
+            "minRequests": LIMITS.min_requests,
+            **(gates or {}),
+        },
+        traffic=TRAFFIC,
+        **extra,
+    )
