@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.operator.kube import (
+    backend_weights,
     items,
     model_deployment,
     must_get,
@@ -26,8 +27,8 @@ from tests.operator_fixtures import OperatorProcess
 PLUGIN = Path(sys.executable).parent / "kubectl-modelfleet"
 
 
-def plugin(cluster: Any, *args: str) -> str:
-    done = subprocess.run(
+def run_plugin(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [str(PLUGIN), *args],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
         capture_output=True,
@@ -35,6 +36,10 @@ def plugin(cluster: Any, *args: str) -> str:
         check=False,
         timeout=60,
     )
+
+
+def plugin(cluster: Any, *args: str) -> str:
+    done = run_plugin(cluster, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -112,7 +117,9 @@ def test_replica_ratio_split_and_every_command(
     )
     assert _selector(cluster, namespace)["modelfleet.io/slot"] == "green"
 
-    plugin(cluster, "undo", "fraud", "-n", namespace)
+    said = plugin(cluster, "undo", "fraud", "-n", namespace)
+    assert "v1 is still warm in slot blue until " in said, said  # said before acting
+    assert "one router write" in said
     current = status(cluster, "fraud", namespace)
     assert (current["activeSlot"], current["activeVersion"]) == ("blue", "v1")
     assert current["history"][0]["outcome"] == "Undone"
@@ -121,3 +128,52 @@ def test_replica_ratio_split_and_every_command(
     view = plugin(cluster, "status", "fraud", "-n", namespace)
     assert "Undone" in view
     assert "v1 (slot blue)" in view
+
+
+def test_a_spec_revert_inside_keep_previous_is_an_undo_and_outside_a_rollout(
+    cluster: Any,
+    namespace: str,
+    operator: OperatorProcess,
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+) -> None:
+    rollout = {"steps": [50, 100], "stepDuration": "5s", "keepPrevious": "10m"}
+    traffic = {"gateway": {"parentRefs": [{"name": "gw"}]}}
+    v1 = {"uri": example_model(), "version": "v1"}
+    apply_yaml(model_deployment("fraud", namespace, model=v1, rollout=rollout, traffic=traffic))
+    wait_ready(cluster, "fraud", namespace)
+    v2 = {"uri": example_model("model-v2.onnx"), "version": "v2"}
+    apply_yaml(model_deployment("fraud", namespace, model=v2, rollout=rollout, traffic=traffic))
+    wait_for(lambda: _weight(cluster, namespace) == 50, 60, "the canary at 50 %")
+    plugin(cluster, "promote", "--full", "fraud", "-n", namespace)
+    wait_for(
+        lambda: status(cluster, "fraud", namespace).get("previous"), 60, "v2 promoted, v1 warm"
+    )
+    route = must_get(cluster, "httproute", "fraud", namespace)
+    assert backend_weights(route) == [("fraud-green", 100)]
+
+    # the spec goes back to v1 (as `git revert` would): one flip, no steps replayed
+    apply_yaml(model_deployment("fraud", namespace, model=v1, rollout=rollout, traffic=traffic))
+    current = wait_for(
+        lambda: (s := status(cluster, "fraud", namespace)).get("activeVersion") == "v1" and s,
+        30,
+        "the revert undone to the warm slot",
+    )
+    assert current["activeSlot"] == "blue"
+    assert "canary" not in current
+    assert current["history"][0]["outcome"] == "Undone"
+    assert "spec reverted" in current["history"][0]["message"]
+    assert backend_weights(must_get(cluster, "httproute", "fraud", namespace)) == [
+        ("fraud-blue", 100)
+    ]
+    assert _selector(cluster, namespace)["modelfleet.io/slot"] == "blue"
+    events = items(cluster, "events", namespace)
+    assert any(event.get("reason") == "Undone" for event in events)
+
+    # nothing is warm any more: the plugin says a revert would be a normal rollout, and sends nothing
+    acknowledged = status(cluster, "fraud", namespace).get("acknowledgedCommand")
+    done = run_plugin(cluster, "undo", "fraud", "-n", namespace)
+    assert done.returncode == 1
+    assert "no previous slot is warm" in done.stderr, done.stderr
+    assert "normal rollout" in done.stderr
+    assert status(cluster, "fraud", namespace).get("acknowledgedCommand") == acknowledged
