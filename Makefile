@@ -10,7 +10,7 @@ export PYTHONSAFEPATH := 1
 
 .PHONY: help install lint fmt crds docs test test-unit test-integration test-e2e setup \
         cluster-build cluster-up cluster-down cluster-env operator serve examples \
-        bench bench-server bench-operator bench-rollout demo test-kind clean
+        bench bench-server bench-operator bench-rollout bench-model-aware demo test-kind clean
 
 help: ## List every target with a one-line description
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -94,6 +94,10 @@ bench-operator: $(STAMP) ## Benchmark apply-to-ready for 1/100/1000 ModelDeploym
 bench-rollout: $(STAMP) ## Benchmark rollback detection time and false rollbacks against anchor defaults
 	$(MAKE) --no-print-directory setup
 	$(PY) bench/rollout/run.py $(BENCH_ROLLOUT_ARGS)
+
+bench-model-aware: $(STAMP) ## Benchmark a silent-bug canary: time to rollback with the model-aware gates vs promoted without
+	$(MAKE) --no-print-directory setup
+	$(PY) bench/rollout/model_aware.py $(BENCH_MODEL_AWARE_ARGS)
 
 docs: $(STAMP) ## Regenerate docs/reference.md from the API models
 	$(PY) -m modelfleet.operator.reference > docs/reference.md
