@@ -54,7 +54,7 @@ SCRAPE = "2s"
 INTERVAL, STEP_DURATION, SHADOW = "5s", "20s", "20s"
 TRAFFIC = {"gateway": {"parentRefs": [{"name": "bench"}]}}
 GENERIC = {"maxErrorRate": 0.01, "maxP99LatencyMs": 5000, "minRequests": 50}
-GATES = model_aware_analysis(max_prediction_drift=0.2, min_drift_samples=1000, min_agreement=0.8)
+GATES = model_aware_analysis(max_prediction_drift=0.2, min_drift_samples=1000, min_agreement=0.9)
 MODES: dict[str, dict[str, Any]] = {
     "gated": {"analysis": {**GENERIC, **GATES}},
     "gated_shadow": {

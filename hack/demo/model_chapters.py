@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from .story import Story
 
 MAX_DRIFT = 0.2
-MIN_DRIFT_SAMPLES = 500
-MIN_AGREEMENT = 0.8
+MIN_DRIFT_SAMPLES = 1000
+MIN_AGREEMENT = 0.9
 KEEP_PREVIOUS = "5m"
 _AGREEMENT = re.compile(r"agreement ([0-9.]+) % < ")
 

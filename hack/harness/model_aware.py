@@ -27,7 +27,7 @@ from .rollout import read_status
 from .stack import MODELS
 
 FEATURES = 16  # examples/train_models.py's default
-ROWS_PER_REQUEST = 16
+ROWS_PER_REQUEST = 32
 REFERENCE = MODELS / "reference.csv"
 POD_ADDRESS_ANNOTATION = {
     # the operator replays rows to a pod's metrics port; here pods are local processes whose real
@@ -79,8 +79,8 @@ class VariedRowsDriver(TrafficDriver):
 def model_aware_analysis(
     *,
     max_prediction_drift: float | None = 0.2,
-    min_drift_samples: int = 300,
-    min_agreement: float | None = 0.8,
+    min_drift_samples: int = 1000,
+    min_agreement: float | None = 0.9,
     max_score_delta: float | None = None,
     reference_uri: str | None = None,
 ) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from harness.rollout import apply, healthy_at, model_deployment, wait_for
 from localcluster import LocalCluster
 
 NAME = "dash"
-GATES = model_aware_analysis(max_prediction_drift=0.2, min_agreement=0.8, max_score_delta=0.99)
+GATES = model_aware_analysis(max_prediction_drift=0.2, min_agreement=0.9, max_score_delta=0.8)
 
 
 def _wait_for_data(cluster: LocalCluster, query: str, timeout: float) -> list[dict[str, Any]]:
