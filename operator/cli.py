@@ -109,8 +109,7 @@ async def _say_what_undo_will_do(kube: Any, namespace: str, name: str) -> None:
     """Before acting: a flip to the warm previous slot, or why a revert would be a rollout."""
     from datetime import UTC, datetime
 
-    from modelfleet.operator.control import undo_outlook
-    from modelfleet.operator.reconcile import API_VERSION
+    from modelfleet.operator.control import API_VERSION, undo_outlook
 
     obj = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
     if obj is None:
@@ -132,9 +131,8 @@ async def _status(name: str, namespace: str | None, watch: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from modelfleet.operator.control import render_status
+    from modelfleet.operator.control import API_VERSION, render_status
     from modelfleet.operator.kube import KubeClient, current_namespace
-    from modelfleet.operator.reconcile import API_VERSION
 
     kube = KubeClient.from_environment()
     namespace = namespace or current_namespace()

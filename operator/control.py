@@ -12,17 +12,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
-
-from modelfleet.operator.api import KIND, ModelDeployment, parse_duration
-from modelfleet.operator.kube import KubeClient
-from modelfleet.operator.reconcile import API_VERSION
+from modelfleet.operator.api import GROUP, KIND, VERSION, ModelDeployment, parse_duration
 from modelfleet.operator.rollout import COMMAND_ANNOTATION, Command, parse_timestamp
+
+if TYPE_CHECKING:  # the command path stays light: rich loads only to draw
+    from rich.console import Group
+
+    from modelfleet.operator.kube import KubeClient
+
+API_VERSION = f"{GROUP}/{VERSION}"
 
 
 class ControlError(Exception):
@@ -107,6 +107,11 @@ def _percent(value: float | None) -> str:
 
 def render_status(obj: dict[str, Any]) -> Group:
     """A live view of one ModelDeployment: slots, steps, weight, last analysis, conditions."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     md = ModelDeployment.model_validate(obj)
     status, spec = md.status, md.spec
     name = md.metadata.get("name", "?")
