@@ -25,7 +25,7 @@ def _wait_in_flight(server: Any, count: int) -> None:
     while time.monotonic() < deadline:
         text = httpx.get(server.metrics_url, timeout=5).text
         line = next(
-            ln for ln in text.splitlines() if ln.startswith("modelfleet_inflight_requests{")
+            ln for ln in text.splitlines() if ln.startswith("modelfleet_requests_in_flight{")
         )
         if float(line.rsplit(" ", 1)[1]) >= count:
             return

@@ -58,7 +58,7 @@ def test_metrics_count_inference_requests_by_code(start_server: Any, example_mod
     assert info[0].labels["slot"] == "green"
     for name in (
         "modelfleet_batch_size",
-        "modelfleet_inflight_requests",
+        "modelfleet_requests_in_flight",
         "modelfleet_model_load_seconds",
     ):
         assert name in families

@@ -82,7 +82,8 @@ def test_metrics_are_served_as_before(admin: Any) -> None:
     assert "modelfleet_inflight_requests" not in families
     assert "process_resident_memory_bytes" in families
     filtered = metrics.get("/metrics", params={"name[]": "modelfleet_ready"}).text
-    assert "modelfleet_ready{" in filtered and "modelfleet_requests_total" not in filtered
+    assert "modelfleet_ready{" in filtered
+    assert "modelfleet_requests_total" not in filtered
 
 
 def test_replay_answers_like_the_inference_route(admin: Any) -> None:

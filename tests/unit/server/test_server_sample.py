@@ -53,7 +53,8 @@ def test_bounded_under_heavy_traffic() -> None:
         sample.observe(rows)
         assert len(sample._pending) < min(32, FLUSH_BATCHES) + 1
     ring = sample._ring
-    assert ring is not None and ring.shape == (32, 3)
+    assert ring is not None
+    assert ring.shape == (32, 3)
     big = LiveSample(10_000, 2)
     for rows in _batches([1] * 1000, width=2):
         big.observe(rows)
