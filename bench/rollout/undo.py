@@ -10,7 +10,10 @@ load, written to bench/results/undo.json:
   to the previous slot (100 %). The top-level runs/p50/max are these.
 - undo_operator_s: the operator's share of it: from the moment the command annotation is on the
   object (polled every 20 ms alongside the route) to the router write; the rest is the plugin's
-  own start-up (Python imports) and its read of the object before it acts.
+  own start-up (Python imports) and its read of the object before it acts. plugin_cpu_s is the
+  CPU time the plugin process used: on a loaded machine its wall time is a multiple of that.
+- spec_revert_undo_s: the GitOps way: `kubectl apply` of the previous spec inside the window
+  (no plugin) → the same router write.
 - normal_revert_s: the same revert with nothing kept warm (`keepPrevious: 0`): the spec goes back
   to the previous revision and runs as a normal rollout (10 → 25 → 50 → 100 %, 10 s steps analysed
   every 2 s, as the e2e tests use; the default 60 s steps take six times longer); the clock runs
@@ -26,6 +29,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -142,10 +146,11 @@ def _promote(cluster: LocalCluster, run: str, keep_previous: str) -> dict[str, A
     return dict(wait_for(cluster, NAMESPACE, NAME, healthy_at(run), 180, f"{run} promoted"))
 
 
-def one_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> tuple[float, float]:
+def one_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> dict[str, float]:
     promoted = _promote(cluster, run, "10m")
     previous = promoted["previous"]
     with RouteWatch(cluster, _all_on(f"{NAME}-{previous['slot']}")) as watch:
+        cpu_before = _children_cpu()
         started = time.time()
         done = subprocess.run(
             [str(BIN / "kubectl-modelfleet"), "undo", NAME, "-n", NAMESPACE],
@@ -157,12 +162,34 @@ def one_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> tup
         )
         if done.returncode != 0:
             raise RuntimeError(f"undo failed: {done.stderr}")
+        cpu = _children_cpu() - cpu_before
         written = watch.wait(30)
         seconds = written - started
         operator = written - (watch.command_at or started)
     wait_for(cluster, NAMESPACE, NAME, healthy_at(previous["version"]), 30, "undone")
-    log(f"undo {run}: command → router write {seconds:.2f} s (operator {operator:.2f} s)")
-    return seconds, operator
+    log(
+        f"undo {run}: command → router write {seconds:.2f} s "
+        f"(operator {operator:.2f} s, plugin CPU {cpu:.2f} s)"
+    )
+    return {"total": seconds, "operator": operator, "cpu": cpu}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_spec_revert_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> float:
+    """Promote `run`, then apply the previous spec again inside the window: an undo."""
+    promoted = _promote(cluster, run, "10m")
+    previous = promoted["previous"]
+    with RouteWatch(cluster, _all_on(f"{NAME}-{previous['slot']}")) as watch:
+        started = time.time()
+        apply(cluster, NAMESPACE, manifest(cluster, previous["version"], "10m", (100,)))
+        seconds = watch.wait(30) - started
+    wait_for(cluster, NAMESPACE, NAME, healthy_at(previous["version"]), 30, "undone")
+    log(f"spec revert {run} → {previous['version']} inside the window: {seconds:.2f} s")
+    return seconds
 
 
 def one_revert(cluster: LocalCluster, run: str, back_to: str, log: Callable[[str], None]) -> float:
@@ -198,6 +225,7 @@ def machine() -> dict[str, Any]:
 
 
 def measure(cluster: LocalCluster, runs: int, revert_runs: int, work: Path, log: Any) -> Any:
+    """Undo by command, undo by spec revert, then reverts as rollouts, all under steady load."""
     cluster.kubectl("create", "namespace", NAMESPACE)
     with OperatorProcess(cluster, [NAMESPACE], work / "operator.log"):
         apply(cluster, NAMESPACE, manifest(cluster, "base", "10m", (100,)))
@@ -210,10 +238,11 @@ def measure(cluster: LocalCluster, runs: int, revert_runs: int, work: Path, log:
         )
         with driver.running():
             undo = [one_undo(cluster, f"u{index}", log) for index in range(runs)]
+            spec_undo = [one_spec_revert_undo(cluster, f"s{index}", log) for index in range(runs)]
             revert = [one_revert(cluster, f"n{index}", "base", log) for index in range(revert_runs)]
             time.sleep(1.5)
         tally = driver.snapshot_tally()
-    return undo, revert, tally
+    return undo, spec_undo, revert, tally
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,16 +265,24 @@ def main(argv: list[str] | None = None) -> int:
         LocalCluster(ClusterConfig(scrape_interval="2s")) as cluster,
     ):
         install_crd(cluster)
-        timed, revert, tally = measure(cluster, args.runs, args.revert_runs, Path(work), log)
-    undo = [total for total, _ in timed]
+        timed, spec_undo, revert, tally = measure(
+            cluster, args.runs, args.revert_runs, Path(work), log
+        )
+    undo = [run["total"] for run in timed]
     result.update(summary(undo))
     result["undo_s"] = {
         **summary(undo),
         "what": "kubectl modelfleet undo launched → HTTPRoute backendRefs all on the previous slot",
     }
     result["undo_operator_s"] = {
-        **summary([operator for _, operator in timed]),
-        "what": "command annotation on the object → HTTPRoute written (the operator's part)",
+        **summary([run["operator"] for run in timed]),
+        "what": "command annotation on the object → HTTPRoute written (the operator's part; "
+        "polled every 20 ms, so ± one poll)",
+    }
+    result["plugin_cpu_s"] = summary([run["cpu"] for run in timed])
+    result["spec_revert_undo_s"] = {
+        **summary(spec_undo),
+        "what": "kubectl apply of the previous spec inside keepPrevious → HTTPRoute written",
     }
     result["normal_revert_s"] = {
         **summary(revert),
@@ -257,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     result["requests"] = tally.total()
     result["failed_requests"] = tally.failed()
     result["goal_s"] = 2.0
+    result["load_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {args.out.name}: undo p50 {result['p50']} s, max {result['max']} s")
