@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import httpx
 import kopf
+import orjson
 from prometheus_client import start_http_server
 
 from modelfleet.operator import api
 from modelfleet.operator.kube import KubeClient, KubeError
+from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.reconcile import (
@@ -36,6 +39,9 @@ RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 # (namespace, name) → the memo of that ModelDeployment's daemon, for wake-ups from child events
 _WAKERS: dict[tuple[str, str], kopf.Memo] = {}
 STORAGE_PREFIX = f"kopf.{api.GROUP}"
+# children are re-applied (drift corrected) after this many resync periods even when unchanged;
+# a slot Deployment's drift is seen by its watch and corrected at once
+REAPPLY_RESYNCS = 10
 logger = logging.getLogger("modelfleet.operator")
 
 
@@ -54,9 +60,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix=STORAGE_PREFIX
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=STORAGE_PREFIX, key="last-handled-configuration"
-        )
+        settings.persistence.diffbase_storage = diffbase
         settings.persistence.finalizer = f"{api.GROUP}/finalizer"
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
@@ -69,6 +73,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.peering.stealth = True
 
     operator_settings = settings
+    diffbase = MemoryDiffBaseStorage()
 
     @kopf.on.resume(*RESOURCE, registry=registry, backoff=5, id="reconcile")
     @kopf.on.create(*RESOURCE, registry=registry, backoff=5, id="reconcile")
@@ -91,6 +96,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
                 await _reconcile_quietly(body, memo)
         finally:
             _WAKERS.pop(key, None)
+            diffbase.forget(body)
 
     @kopf.on.event(
         "apps",
@@ -99,24 +105,87 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         registry=registry,
         labels={"app.kubernetes.io/managed-by": "modelfleet"},
     )
-    async def slot_changed(body: kopf.Body, **_: Any) -> None:
-        """A slot's pods became (un)ready: reconcile its ModelDeployment now, not at requeue."""
+    async def slot_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Keep the slot cache current; when a slot's pods became (un)ready or someone else
+        changed its spec, reconcile its ModelDeployment now, not at requeue."""
         labels, status = body.metadata.labels, body.get("status", {})
         key = (body.metadata.namespace or "", labels.get("modelfleet.io/deployment", ""))
+        drifted = _track_deployment(memo["ctx"], type, body)
         readiness = (
             body.metadata.name,
             status.get("readyReplicas"),
             status.get("updatedReplicas"),
             status.get("observedGeneration"),
         )
-        memo = _WAKERS.get(key)
-        if memo is None or memo.get(f"seen:{readiness[0]}") == readiness:
+        owner_memo = _WAKERS.get(key)
+        if owner_memo is None:
             return
-        memo[f"seen:{readiness[0]}"] = readiness
-        memo["kick"] = True
-        _wake(memo).set()
+        if not drifted and owner_memo.get(f"seen:{readiness[0]}") == readiness:
+            return
+        owner_memo[f"seen:{readiness[0]}"] = readiness
+        owner_memo["kick"] = True
+        _wake(owner_memo).set()
 
     return registry
+
+
+def _track_deployment(ctx: Context, event_type: str | None, body: kopf.Body) -> bool:
+    """Record a watched slot Deployment; True when its spec moved past what we last applied
+    (someone else's change: the applied cache must not hide it)."""
+    if ctx.deployments is None:
+        return False
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    cache_key = ("apps/v1", "Deployment", namespace, name)
+    if event_type == "DELETED":
+        ctx.deployments.forget(namespace, name)
+        if ctx.applied is not None:
+            ctx.applied.forget(cache_key)
+        return True
+    known = ctx.deployments.get(namespace, name)
+    ctx.deployments.update(body)
+    generation = body["metadata"].get("generation", 0)
+    drifted = known is not None and generation > known["metadata"].get("generation", 0)
+    if drifted and ctx.applied is not None:
+        ctx.applied.forget(cache_key)
+    return drifted
+
+
+class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
+    """kopf's last-handled essence of each object, kept in this process instead of an annotation.
+
+    The annotation cost one more PATCH (and one more watch event) per handled change. A restarted
+    operator, or one that takes over, has none: kopf then sees every object as new and runs the
+    same idempotent reconcile that `resume` would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._essences: dict[str, bytes] = {}
+
+    def build(
+        self,
+        *,
+        body: kopf.Body,
+        extra_fields: Iterable[str | tuple[str, ...] | list[str] | None] | None = None,
+    ) -> kopf.BodyEssence:
+        """kopf's essence, without first deep-copying the whole body (managedFields, status):
+        kopf builds it for every watch event of every Deployment the operator watches."""
+        if extra_fields:
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata", {})
+        trimmed = {key: value for key, value in body.items() if key not in ("metadata", "status")}
+        trimmed["metadata"] = {key: meta[key] for key in ("labels", "annotations") if key in meta}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, trimmed)))
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        stored = self._essences.get(body.metadata.uid or "")
+        return None if stored is None else cast(kopf.BodyEssence, orjson.loads(stored))
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        self._essences[body.metadata.uid or ""] = orjson.dumps(essence)
+
+    def forget(self, body: kopf.Body) -> None:
+        self._essences.pop(body.metadata.uid or "", None)
 
 
 async def _sleep(memo: kopf.Memo, delay: float) -> bool:
@@ -157,10 +226,11 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
     ctx: Context = memo["ctx"]
     async with memo["lock"]:
         try:
-            # the freshest object: kopf's body may predate the status the last reconcile wrote
-            fresh = await ctx.kube.get(
-                API_VERSION, api.KIND, body.metadata.namespace, body.metadata.name
-            )
+            fresh = _freshest(body, memo.get("written"))
+            if fresh is None:
+                fresh = await ctx.kube.get(
+                    API_VERSION, api.KIND, body.metadata.namespace, body.metadata.name
+                )
             if fresh is None:
                 return  # deleted meanwhile: the garbage collector removes the children
             outcome = await reconcile(fresh, ctx)
@@ -171,8 +241,28 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
             raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=delay) from error
         except httpx.TransportError as error:
             raise kopf.TemporaryError(f"Kubernetes API unreachable: {error}", delay=5) from error
+    if outcome.written is not None:
+        written = outcome.written
+        memo["written"] = {
+            "resourceVersion": resource_version(written),
+            "generation": written["metadata"].get("generation"),
+            "status": written.get("status") or {},
+        }
     memo["requeue_after"] = outcome.requeue_after
     _wake(memo).set()
+
+
+def _freshest(body: kopf.Body, written: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The object to reconcile without asking the API server: kopf's body, or, when our last
+    status write is newer than it (the watch lags), that body with the status we wrote. None when
+    the spec may have moved on in between: then the caller reads it."""
+    current = dict(body)
+    if written is None or resource_version(current) >= written["resourceVersion"]:
+        return current
+    if written["generation"] != current["metadata"].get("generation"):
+        return None
+    metadata = {**current["metadata"], "resourceVersion": str(written["resourceVersion"])}
+    return {**current, "metadata": metadata, "status": written["status"]}
 
 
 async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
@@ -195,7 +285,8 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 settings=settings,
                 analyzer=analyzer,
                 metrics=metrics,
-                applied=AppliedCache(max_age=settings.resync_seconds),
+                applied=AppliedCache(max_age=REAPPLY_RESYNCS * settings.resync_seconds),
+                deployments=LiveDeployments(),
             )
             await kopf.operator(
                 registry=build_registry(settings),

@@ -192,7 +192,8 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         raise
     shape = shape_of(spec, ctx.settings)
     revision = revision_of(shape)
-    found = await asyncio.gather(*(_slot_deployment(ctx, owner, slot) for slot in SLOTS))
+    first = old_status.observed_generation is None
+    found = await asyncio.gather(*(_slot_deployment(ctx, owner, slot, first) for slot in SLOTS))
     live: dict[str, dict[str, Any] | None] = dict(zip(SLOTS, found, strict=True))
     observations = await asyncio.gather(
         *(_observe(ctx.kube, owner, slot, live[slot], now) for slot in SLOTS)
@@ -240,11 +241,15 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     return Outcome(transition.requeue_after, written is not None, children, written)
 
 
-async def _slot_deployment(ctx: Context, owner: Owner, slot: Slot) -> dict[str, Any] | None:
-    """A slot's Deployment: as the watch or our last apply saw it, else from the API server."""
+async def _slot_deployment(
+    ctx: Context, owner: Owner, slot: Slot, first: bool
+) -> dict[str, Any] | None:
+    """A slot's Deployment: as the watch or our last apply saw it, else from the API server
+    (not asked on the first reconcile, when the ModelDeployment has no status of ours yet: a
+    slot it finds there gets the spec's shape, which is what a first reconcile applies anyway)."""
     name = owner.slot_name(slot)
     known = ctx.deployments.get(owner.namespace, name) if ctx.deployments is not None else None
-    if known is not None:
+    if known is not None or first:
         return known
     found = await ctx.kube.get("apps/v1", "Deployment", owner.namespace, name)
     if found is not None and ctx.deployments is not None:

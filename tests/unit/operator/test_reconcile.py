@@ -6,9 +6,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import kopf
 import pytest
 
 from modelfleet.operator.api import ModelDeploymentStatus
+from modelfleet.operator.handlers import MemoryDiffBaseStorage, _freshest
+from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.reconcile import (
     AppliedCache,
@@ -26,26 +29,32 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class FakeKube:
-    """Just enough of KubeClient: objects in a dict; Deployments become Ready when applied."""
+    """Just enough of KubeClient: objects in a dict; Deployments become Ready when applied
+    (unless `ready=False`), created at T0."""
 
-    def __init__(self) -> None:
+    def __init__(self, ready: bool = True) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str]] = []
+        self.reads: list[str] = []
         self.events: list[tuple[str, str, str]] = []
+        self.ready = ready
 
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Any:
+        self.reads.append(f"{kind}/{name}")
         return self.objects.get((kind, namespace or "", name))
 
     async def list(
         self, api_version: str, kind: str, namespace: Any = None, label_selector: Any = None
     ) -> list[Any]:
+        self.reads.append(f"{kind}s")
         return []
 
     async def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
         key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        stored = {**obj, "metadata": {**obj["metadata"], "generation": 1}}
+        meta = {**obj["metadata"], "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"}
+        stored = {**obj, "metadata": meta}
         if obj["kind"] == "Deployment":
-            replicas = obj["spec"].get("replicas", 1)
+            replicas = obj["spec"].get("replicas", 1) if self.ready else 0
             stored["status"] = {
                 "observedGeneration": 1,
                 "readyReplicas": replicas,
@@ -103,12 +112,13 @@ def _md(**spec: Any) -> dict[str, Any]:
     }
 
 
-def _context(kube: FakeKube) -> Context:
+def _context(kube: FakeKube, deployments: LiveDeployments | None = None) -> Context:
     return Context(
         kube=kube,  # type: ignore[arg-type]
         settings=OperatorSettings(server_image="example.org/server:1"),
         analyzer=PassingAnalyzer(),
         applied=AppliedCache(max_age=60),
+        deployments=deployments,
     )
 
 
@@ -247,3 +257,136 @@ def test_set_condition_keeps_the_transition_time_when_status_is_unchanged() -> N
 )
 def test_pod_problem_reads_the_reason(pod_status: dict[str, Any], problem: str | None) -> None:
     assert pod_problem([{"status": pod_status}]) == problem
+
+
+def test_slot_deployments_are_read_from_the_live_cache_not_the_api_server() -> None:
+    kube = FakeKube()
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md()
+    ctx = _context(kube, LiveDeployments())
+    for second in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    assert kube.reads == []  # the first reconcile has nothing to read; later ones know the slots
+    uncached = FakeKube()
+    uncached.objects[("ModelDeployment", "ml", "fraud")] = _md()
+    for second in range(2):
+        _run(uncached, _context(uncached), T0 + timedelta(seconds=second))
+    assert uncached.reads == ["Deployment/fraud-blue", "Deployment/fraud-green"]
+
+
+def test_what_must_be_absent_is_deleted_only_when_the_spec_changed() -> None:
+    kube = FakeKube()
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
+        traffic={"gateway": {"parentRefs": [{"name": "gw"}]}}
+    )
+    ctx = _context(kube, LiveDeployments())
+    for second in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    assert [name for op, name in kube.writes if op == "delete"] == []
+    body = kube.objects[("ModelDeployment", "ml", "fraud")]
+    body["spec"]["traffic"] = {}
+    body["metadata"]["generation"] = 2
+    kube.writes.clear()
+    _run(kube, ctx, T0 + timedelta(seconds=3))
+    assert ("delete", "HTTPRoute/fraud") in kube.writes
+    kube.writes.clear()
+    _run(kube, ctx, T0 + timedelta(seconds=4))
+    assert kube.writes == []
+
+
+def test_pods_are_asked_why_only_after_a_slot_has_been_starting_for_a_while() -> None:
+    kube = FakeKube(ready=False)
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md()
+    ctx = _context(kube, LiveDeployments())
+    _run(kube, ctx, T0)
+    _run(kube, ctx, T0 + timedelta(seconds=1))
+    assert kube.reads == []
+    _run(kube, ctx, T0 + timedelta(seconds=30))
+    assert kube.reads == ["Pods"]
+
+
+def _deployment(resource_version: str, generation: int, ready: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "fraud-blue",
+            "namespace": "ml",
+            "resourceVersion": resource_version,
+            "generation": generation,
+            "labels": {"modelfleet.io/revision": "abc", "other": "x"},
+            "annotations": {"modelfleet.io/pod-shape": "{}", "big": "x" * 1000},
+            "managedFields": [{"manager": "modelfleet"}],
+        },
+        "spec": {"replicas": 1, "template": {"spec": {"containers": []}}},
+        "status": {"observedGeneration": generation, "readyReplicas": ready},
+    }
+
+
+def test_the_live_cache_keeps_the_newest_slim_copy() -> None:
+    cache = LiveDeployments()
+    cache.update(_deployment("20", 2, 1))
+    cache.update(_deployment("10", 1, 0))  # an older event arriving late changes nothing
+    kept = cache.get("ml", "fraud-blue")
+    assert kept is not None
+    assert (kept["metadata"]["generation"], kept["status"]["readyReplicas"]) == (2, 1)
+    assert kept["metadata"]["labels"] == {"modelfleet.io/revision": "abc"}
+    assert kept["metadata"]["annotations"] == {"modelfleet.io/pod-shape": "{}"}
+    assert "managedFields" not in kept["metadata"]
+    assert "template" not in kept["spec"]
+    cache.forget("ml", "fraud-blue")
+    assert cache.get("ml", "fraud-blue") is None
+
+
+def test_the_applied_cache_keeps_digests_and_forgets_an_owner() -> None:
+    cache = AppliedCache(max_age=60)
+    cache.remember(("apps/v1", "Deployment", "ml", "fraud-blue"), b"content")
+    cache.remember(("v1", "Service", "ml", "fraud"), b"service")
+    cache.remember(("v1", "Service", "ml", "other"), b"service")
+    assert cache.fresh(("apps/v1", "Deployment", "ml", "fraud-blue"), b"content")
+    assert not cache.fresh(("apps/v1", "Deployment", "ml", "fraud-blue"), b"changed")
+    cache.forget_owner("ml", "fraud")
+    assert not cache.fresh(("apps/v1", "Deployment", "ml", "fraud-blue"), b"content")
+    assert not cache.fresh(("v1", "Service", "ml", "fraud"), b"service")
+    assert cache.fresh(("v1", "Service", "ml", "other"), b"service")
+
+
+def _kopf_body(resource_version: str, generation: int, status: dict[str, Any]) -> kopf.Body:
+    body = {**_md(), "status": status}
+    body["metadata"] = {**body["metadata"], "resourceVersion": resource_version}
+    body["metadata"]["generation"] = generation
+    return kopf.Body(body)  # type: ignore[arg-type]
+
+
+def test_the_freshest_object_is_the_newer_of_the_event_and_our_own_status_write() -> None:
+    written = {"resourceVersion": 20, "generation": 1, "status": {"phase": "Healthy"}}
+    lagging = _freshest(_kopf_body("15", 1, {"phase": "Progressing"}), written)
+    assert lagging is not None
+    assert (lagging["status"], lagging["metadata"]["resourceVersion"]) == (
+        {"phase": "Healthy"},
+        "20",
+    )
+    newer = _freshest(_kopf_body("25", 1, {"phase": "Progressing"}), written)
+    assert newer is not None
+    assert newer["status"] == {"phase": "Progressing"}
+    assert _freshest(_kopf_body("15", 2, {}), written) is None  # the spec moved: read it
+
+
+def test_the_in_memory_diff_base_is_kopfs_essence() -> None:
+    raw = {
+        **_md(),
+        "status": {"phase": "Healthy"},
+    }
+    raw["metadata"] = {
+        **raw["metadata"],
+        "labels": {"team": "a"},
+        "annotations": {"modelfleet.io/command": "promote:1", "kopf.modelfleet.io/x": "{}"},
+        "managedFields": [{"manager": "kubectl"}],
+    }
+    body = kopf.Body(raw)  # type: ignore[arg-type]
+    reference = kopf.AnnotationsDiffBaseStorage(prefix="kopf.modelfleet.io")
+    storage = MemoryDiffBaseStorage()
+    essence = storage.build(body=body)
+    assert essence == reference.build(body=body)
+    assert storage.fetch(body=body) is None
+    storage.store(body=body, patch=kopf.Patch(), essence=essence)
+    assert storage.fetch(body=body) == essence
+    storage.forget(body)
+    assert storage.fetch(body=body) is None
