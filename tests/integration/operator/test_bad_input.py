@@ -69,6 +69,19 @@ def _apply(cluster: Any, manifest: dict[str, Any]) -> tuple[int, str]:
             },
             "spec.rollout.shadow.percent",
         ),
+        (
+            "paired-gate-without-rows",
+            {"model": GOOD_MODEL, "rollout": {"analysis": {"minAgreement": 0.9}}},
+            "spec.rollout.analysis.replay",
+        ),
+        (
+            "paired-gate-live-sample-off",
+            {
+                "model": GOOD_MODEL,
+                "rollout": {"analysis": {"maxScoreDelta": 0.2, "replay": {"liveSample": False}}},
+            },
+            "spec.rollout.analysis.replay",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
 )
@@ -104,4 +117,18 @@ def test_a_good_spec_is_accepted_with_defaults(
     cluster: Any, operator_crds: None, namespace: str
 ) -> None:
     code, stderr = _apply(cluster, model_deployment("fraud", namespace, model=GOOD_MODEL))
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize(
+    "replay",
+    [{"referenceUri": "s3://models/fraud/reference.csv"}, {"liveSample": True}],
+    ids=["reference", "live-sample"],
+)
+def test_a_paired_gate_with_rows_is_accepted(
+    cluster: Any, operator_crds: None, namespace: str, replay: dict[str, Any]
+) -> None:
+    analysis = {"minAgreement": 0.9, "maxScoreDelta": 0.3, "replay": replay}
+    spec = {"model": GOOD_MODEL, "rollout": {"analysis": analysis}}
+    code, stderr = _apply(cluster, model_deployment("paired", namespace, **spec))
     assert code == 0, stderr
