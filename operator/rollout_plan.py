@@ -1,0 +1,176 @@
+"""What the rollout state machine reads and returns, and what the reconcile asks around it.
+
+`RolloutInput` (spec, status, both slots as observed, the router's sizing, a manual command) goes
+into `rollout.next_action`, a `Transition` (next status, events, when to look again) comes out.
+Around that call the reconcile asks `analysis_due` (take a measurement first?) and `plan_replicas`
+(pods per slot for the new status). The shadow step's rules (`in_shadow`, `dwell_of`) live here
+because both sides read them. Pure code: no I/O, the clock is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from modelfleet.operator.api import (
+    SLOTS,
+    CanaryStatus,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    Slot,
+    parse_duration,
+)
+
+COMMAND_ANNOTATION = "modelfleet.io/command"
+VERBS = ("promote", "abort", "retry", "pause", "resume", "undo")
+
+
+@dataclass(frozen=True)
+class SlotObservation:
+    """One slot's Deployment as the cluster shows it (absent = revision None)."""
+
+    revision: str | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    problem: str | None = None  # why pods are not Ready, from their containerStatuses
+
+    def ready_for(self, revision: str, count: int) -> bool:
+        return (
+            self.revision == revision
+            and self.ready_replicas >= count
+            and self.updated_replicas >= count
+        )
+
+
+@dataclass(frozen=True)
+class Command:
+    """A manual-control request from the `modelfleet.io/command` annotation: "<verb>[ --full]:<id>"."""
+
+    verb: str
+    id: str
+    full: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None) -> Command | None:
+        if not text or ":" not in text:
+            return None
+        head, _, command_id = text.rpartition(":")
+        words = head.split()
+        if not words or words[0] not in VERBS or not command_id:
+            return None
+        return cls(verb=words[0], id=command_id, full="--full" in words[1:])
+
+    def render(self) -> str:
+        return f"{self.verb}{' --full' if self.full else ''}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RolloutInput:
+    """Everything `next_action` reads besides the measurement and the clock."""
+
+    spec: ModelDeploymentSpec
+    revision: str  # the spec's revision (hash of the pod shape)
+    version: str  # the spec's model version
+    status: ModelDeploymentStatus
+    slots: dict[str, SlotObservation]
+    active_replicas: int  # pods the active slot should have (spec, or the autoscaler's count)
+    canary_sizer: Callable[[int, int], int]  # the router's (active pods, weight) → canary pods
+    command: Command | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    status: ModelDeploymentStatus
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+
+
+def other_slot(slot: Slot) -> Slot:
+    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+
+
+def timestamp(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def in_shadow(spec: ModelDeploymentSpec, canary: CanaryStatus) -> bool:
+    """Whether the canary is in (or waiting for) its shadow step: weight 0, live traffic mirrored."""
+    return (
+        spec.rollout.shadow is not None
+        and not canary.shadow_done
+        and not canary.skip_analysis
+        and canary.step_index == 0
+        and canary.weight == 0
+    )
+
+
+def dwell_of(spec: ModelDeploymentSpec, canary: CanaryStatus) -> float:
+    """Seconds the current step (the shadow step, or a live weight) is analysed."""
+    shadow = spec.rollout.shadow
+    if shadow is not None and in_shadow(spec, canary):
+        return parse_duration(shadow.duration)
+    return parse_duration(spec.rollout.step_duration)
+
+
+def where(canary: CanaryStatus) -> str:
+    """Where the canary stands, for messages: "in shadow" or "at 25%"."""
+    return "in shadow" if canary.weight == 0 and canary.mirror > 0 else f"at {canary.weight}%"
+
+
+def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
+    """Whether the reconcile should take a measurement before calling `next_action`."""
+    canary = status.canary
+    if canary is None or status.phase == "Paused" or canary.skip_analysis:
+        return False
+    if in_shadow(spec, canary):
+        if canary.mirror == 0:
+            return False  # mirroring has not begun: nothing reaches the canary yet
+    elif canary.weight == 0 or canary.weight != spec.rollout.steps[canary.step_index]:
+        return False
+    if canary.step_started_at is None:
+        return False
+    last = canary.analysis.measured_at
+    if last is None or parse_timestamp(last) < parse_timestamp(canary.step_started_at):
+        return True
+    elapsed = (now - parse_timestamp(last)).total_seconds()
+    dwell_end = parse_timestamp(canary.step_started_at) + timedelta(seconds=dwell_of(spec, canary))
+    return elapsed >= parse_duration(spec.rollout.analysis.interval) or (
+        parse_timestamp(last) < dwell_end <= now
+    )
+
+
+def plan_replicas(inp: RolloutInput, status: ModelDeploymentStatus) -> dict[str, int | None]:
+    """Pods per slot for this status; None = the active slot's size is the autoscaler's."""
+    plan: dict[str, int | None] = dict.fromkeys(SLOTS, 0)
+    if status.active_slot is None:
+        return plan
+    if status.draining is not None:  # keeps whatever it has until `until`
+        plan[status.draining.slot] = inp.slots[status.draining.slot].replicas
+    if status.previous is not None:
+        plan[status.previous.slot] = inp.active_replicas
+    if status.canary is not None:
+        plan[status.canary.slot] = inp.canary_sizer(inp.active_replicas, _share(inp, status.canary))
+    plan[status.active_slot] = None if inp.spec.autoscaling is not None else inp.active_replicas
+    return plan
+
+
+def _share(inp: RolloutInput, canary: CanaryStatus) -> int:
+    """The traffic share the canary's pods are sized for: the mirrored one in shadow."""
+    shadow = inp.spec.rollout.shadow
+    if shadow is not None and in_shadow(inp.spec, canary):
+        return shadow.percent
+    return inp.spec.rollout.steps[canary.step_index]
