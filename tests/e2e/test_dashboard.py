@@ -27,9 +27,12 @@ GATES = model_aware_analysis(max_prediction_drift=0.2, min_agreement=0.9, max_sc
 
 
 def _wait_for_data(cluster: LocalCluster, query: str, timeout: float) -> list[dict[str, Any]]:
+    """The panel's query over the last 15 minutes, as Grafana plots it: the operator's drift and
+    agreement gauges exist only while a canary is analysed (they are dropped when the rollout
+    ends), so an instant query after the promotion would miss them."""
     deadline = time.monotonic() + timeout
     while True:
-        result = cluster.prometheus.query(query)
+        result = cluster.prometheus.query(f"last_over_time(({query})[15m:2s])")
         if result or time.monotonic() > deadline:
             return result
         time.sleep(1)

@@ -6,8 +6,9 @@ live traffic with varied rows, and the two model-aware gates.
 - The drift gate: the PSI of the canary's prediction histogram against the stable slot's, counted
   by Prometheus since the step began.
 
-Each scenario starts from a Healthy v1 (examples/models/model.txt) in a fresh namespace with its own
-operator; steps are short (10 s, analysed every 2 s; Prometheus scrapes every 2 s).
+Each scenario starts from a Healthy v1 in a fresh namespace with its own operator; steps are short
+(10 s, analysed every 2 s; Prometheus scrapes every 2 s). The models are the ONNX twins of the
+example LightGBM models (the same predictions; no conversion at each pod start on a busy machine).
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ def scenario(cluster: LocalCluster, namespace: str, start_operator: Any) -> Iter
     """A Healthy v1 under steady load of varied rows, every analysis recorded from here on."""
     assert REFERENCE.is_file(), f"{REFERENCE.name} is missing: run `make examples`"
     start_operator(namespace, env=POD_ADDRESS_ANNOTATION)
-    apply(cluster, namespace, model_deployment(NAME, prometheus_url=cluster.prometheus_url))
+    apply(
+        cluster,
+        namespace,
+        model_deployment(NAME, prometheus_url=cluster.prometheus_url, model="model.onnx"),
+    )
     wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
     driver = VariedRowsDriver(
         kube_snapshot(cluster.api_client(), namespace, NAME),
@@ -114,7 +119,7 @@ def test_silent_bug_is_caught_by_the_paired_gate_where_the_drift_gate_is_blind(
     # 1. Every gate on: the permuted model answers 200, fast, with a familiar distribution, and is
     #    rolled back at the first live step because it disagrees with v1 on most replayed rows.
     every_gate = model_aware_analysis(max_prediction_drift=MAX_DRIFT, min_agreement=MIN_AGREEMENT)
-    scenario.apply(model="model-permuted.txt", version="bug", analysis=every_gate)
+    scenario.apply(model="model-permuted.onnx", version="bug", analysis=every_gate)
     status = scenario.wait(_ended("bug"), 120, "the silent bug's rollout ended")
 
     assert status["history"][0]["outcome"] == "RolledBack", status["history"][0]
@@ -124,20 +129,19 @@ def test_silent_bug_is_caught_by_the_paired_gate_where_the_drift_gate_is_blind(
     assert found, message
     assert float(found.group(1)) < 60.0  # measured: ~35 % of rows agree
     assert int(found.group(2).replace(",", "")) >= 100
-    bug = scenario.analyses.of("bug")
-    assert max(a.weight for a in bug) <= 10, [(a.weight, a.phase) for a in bug]
-    assert bug[-1].analysis.get("agreement") is not None
-    assert bug[-1].analysis["agreement"] < MIN_AGREEMENT
+    # at most the first step's weight ever (the failing look rolls back in the same status write)
+    assert max(scenario.statuses.weights()) == 10, scenario.statuses.weights()
 
     # 2. The same model behind the drift gate alone (plus errors and latency): it walks through
     #    and is promoted, every measured PSI under the threshold. This is the blind spot.
     drift_only = model_aware_analysis(max_prediction_drift=MAX_DRIFT, min_agreement=None)
     scenario.apply(
-        model="model-permuted.txt", version="bug-again", analysis=drift_only, steps=(50, 100)
+        model="model-permuted.onnx", version="bug-again", analysis=drift_only, steps=(50, 100)
     )
     status = scenario.wait(_ended("bug-again"), 150, "the drift-only rollout ended")
     assert status["history"][0]["outcome"] == "Promoted", _degraded_message(status)
-    judged = [a for a in scenario.analyses.of("bug-again") if a.phase == "Pass"]
+    # drift is judged at every step but the last (at 100 % the stable slot answers nobody)
+    judged = [a for a in scenario.analyses.of("bug-again") if a.phase == "Pass" and a.weight < 100]
     assert judged, [a.analysis for a in scenario.analyses.of("bug-again")]
     drifts = [a.analysis.get("predictionDrift") for a in judged]
     assert all(d is not None and d < MAX_DRIFT for d in drifts), drifts
@@ -146,7 +150,7 @@ def test_silent_bug_is_caught_by_the_paired_gate_where_the_drift_gate_is_blind(
 
 def test_shifted_outputs_are_rolled_back_by_the_drift_gate(scenario: Scenario) -> None:
     drift_only = model_aware_analysis(max_prediction_drift=MAX_DRIFT, min_agreement=None)
-    scenario.apply(model="model-relabelled.txt", version="relabelled", analysis=drift_only)
+    scenario.apply(model="model-relabelled.onnx", version="relabelled", analysis=drift_only)
     status = scenario.wait(_ended("relabelled"), 120, "the relabelled model's rollout ended")
 
     assert status["history"][0]["outcome"] == "RolledBack", status["history"][0]
@@ -158,9 +162,6 @@ def test_shifted_outputs_are_rolled_back_by_the_drift_gate(scenario: Scenario) -
     assert found.group(2).startswith("probabilities")
     assert int(found.group(3).replace(",", "")) >= 1000  # minDriftSamples
     assert int(found.group(4)) in (10, 25)  # on live traffic, early
-    last = scenario.analyses.of("relabelled")[-1].analysis
-    assert last.get("predictionDrift") is not None
-    assert last["predictionDrift"] > MAX_DRIFT
     assert scenario.tally().failed() == 0, scenario.tally().counts
 
 
@@ -169,7 +170,7 @@ def test_honest_retrains_pass_every_gate_over_repeated_rollouts(scenario: Scenar
         max_prediction_drift=MAX_DRIFT, min_agreement=MIN_AGREEMENT, max_score_delta=MAX_SCORE_DELTA
     )
     # v1 → v2 → v1's model again → v2's again: each canary is an honest retrain of the stable model
-    runs = [("v2", "model-v2.txt"), ("v3", "model.txt"), ("v4", "model-v2.txt")]
+    runs = [("v2", "model-v2.onnx"), ("v3", "model.onnx"), ("v4", "model-v2.onnx")]
     for version, model in runs:
         scenario.apply(model=model, version=version, analysis=every_gate, steps=(25, 100))
         status = scenario.wait(_ended(version), 150, f"{version} finished")
@@ -177,9 +178,11 @@ def test_honest_retrains_pass_every_gate_over_repeated_rollouts(scenario: Scenar
         assert entry["outcome"] == "Promoted", (version, entry)
         measured = scenario.analyses.of(version)
         assert not [a for a in measured if a.phase == "Fail"], [a.analysis for a in measured]
-        passed = [a.analysis for a in measured if a.phase == "Pass"]
+        # a Pass below 100 % judged both model-aware gates, with their numbers (at 100 % the
+        # stable slot answers no traffic: no drift to compare)
+        passed = [a.analysis for a in measured if a.phase == "Pass" and a.weight < 100]
         assert passed, [a.analysis for a in measured]
-        for analysis in passed:  # a Pass judged both model-aware gates, with their numbers
+        for analysis in passed:
             assert analysis["predictionDrift"] < MAX_DRIFT, analysis
             assert analysis["agreement"] >= MIN_AGREEMENT, analysis
             assert analysis["replayedRows"] >= 100, analysis
