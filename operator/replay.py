@@ -234,35 +234,21 @@ def judge_paired(comparison: Comparison, spec: AnalysisSpec) -> list[PairedResul
     """One result per configured check: agreement ≥ minAgreement, max delta ≤ maxScoreDelta."""
     rows = f"over {comparison.rows:,} replayed rows"
     results: list[PairedResult] = []
-    if spec.min_agreement is not None:
-        limit = _share(spec.min_agreement)
-        if comparison.agreement is None:
-            message = (
-                "agreement needs predicted classes: the model is a regressor (use maxScoreDelta)"
-            )
-            results.append(PairedResult("agreement", "Inconclusive", message, comparison))
-        else:
-            seen = percent(comparison.agreement)
-            if comparison.agreement < spec.min_agreement:
-                results.append(
-                    PairedResult(
-                        "agreement", "Fail", f"agreement {seen} < {limit} {rows}", comparison
-                    )
-                )
-            else:
-                results.append(
-                    PairedResult(
-                        "agreement", "Pass", f"agreement {seen} ≥ {limit} {rows}", comparison
-                    )
-                )
+    phase: MeasurementPhase
+    if spec.min_agreement is not None and comparison.agreement is None:
+        message = "agreement needs predicted classes: the model is a regressor (use maxScoreDelta)"
+        results.append(PairedResult("agreement", "Inconclusive", message, comparison))
+    elif spec.min_agreement is not None and comparison.agreement is not None:
+        below = comparison.agreement < spec.min_agreement
+        phase, sign = ("Fail", "<") if below else ("Pass", "≥")
+        seen = f"agreement {percent(comparison.agreement)} {sign} {_share(spec.min_agreement)}"
+        results.append(PairedResult("agreement", phase, f"{seen} {rows}", comparison))
     if spec.max_score_delta is not None:
+        above = comparison.delta_max > spec.max_score_delta
+        phase, sign = ("Fail", ">") if above else ("Pass", "≤")
         seen = f"score delta max {comparison.delta_max:.3f} (mean {comparison.delta_mean:.3f})"
-        limit_text = f"{spec.max_score_delta:g}"
-        phase: MeasurementPhase = "Fail" if comparison.delta_max > spec.max_score_delta else "Pass"
-        sign = ">" if phase == "Fail" else "≤"
-        results.append(
-            PairedResult("score delta", phase, f"{seen} {sign} {limit_text} {rows}", comparison)
-        )
+        message = f"{seen} {sign} {spec.max_score_delta:g} {rows}"
+        results.append(PairedResult("score delta", phase, message, comparison))
     return results
 
 
