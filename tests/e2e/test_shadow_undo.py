@@ -1,8 +1,8 @@
 """Shadow step and instant undo end to end: the operator, a real Prometheus, process-backed pods.
 
-Both scenarios route through a Gateway API HTTPRoute (the replica-ratio split cannot mirror) and
-send steady load with the traffic driver, which copies the mirrored share of requests to the
-canary's pods the way a proxy would and counts those answers apart from the user's.
+The scenarios route through a Gateway API HTTPRoute or an NGINX Ingress (the replica-ratio split
+cannot mirror) and send steady load with the traffic driver, which copies the mirrored share of
+requests to the canary's pods the way a proxy would and counts those answers apart from the user's.
 
 - A canary answering 10 % of requests with 500 is caught in its shadow step: rolled back before
   any live weight, the users saw no failure, and the mirrored copies did reach the canary.
@@ -41,14 +41,19 @@ from localcluster import LocalCluster
 NAME = "fraud"
 RPS = 60.0
 PAYLOAD = json.loads((MODELS / "request.json").read_text())
-TRAFFIC = {"gateway": {"parentRefs": [{"name": "e2e"}]}}
+ROUTERS = {
+    "gateway": {"gateway": {"parentRefs": [{"name": "e2e"}]}},
+    "ingress": {"ingress": {"host": "fraud.e2e.example"}},
+}
 
 
-def manifest(cluster: LocalCluster, **changes: Any) -> dict[str, Any]:
-    """The harness manifest on an HTTPRoute, with optional `shadow` and `keep_previous`."""
+def manifest(cluster: LocalCluster, router: str = "gateway", **changes: Any) -> dict[str, Any]:
+    """The harness manifest on a router, with optional `shadow` and `keep_previous`."""
     shadow = changes.pop("shadow", None)
     keep_previous = changes.pop("keep_previous", "0")
-    body = model_deployment(NAME, prometheus_url=cluster.prometheus_url, traffic=TRAFFIC, **changes)
+    body = model_deployment(
+        NAME, prometheus_url=cluster.prometheus_url, traffic=ROUTERS[router], **changes
+    )
     body["spec"]["rollout"]["keepPrevious"] = keep_previous
     if shadow is not None:
         body["spec"]["rollout"]["shadow"] = shadow
@@ -59,18 +64,21 @@ def manifest(cluster: LocalCluster, **changes: Any) -> dict[str, Any]:
 class Live:
     cluster: LocalCluster
     namespace: str
+    router: str
     recorder: StatusRecorder
     driver: TrafficDriver
 
     def apply(self, **changes: Any) -> None:
-        apply(self.cluster, self.namespace, manifest(self.cluster, **changes))
+        apply(self.cluster, self.namespace, manifest(self.cluster, self.router, **changes))
 
     def wait(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
         return dict(wait_for(self.cluster, self.namespace, NAME, predicate, timeout, what))
 
 
-def _live(cluster: LocalCluster, namespace: str, **first: Any) -> Iterator[Live]:
-    apply(cluster, namespace, manifest(cluster, **first))
+def _live(
+    cluster: LocalCluster, namespace: str, router: str = "gateway", **first: Any
+) -> Iterator[Live]:
+    apply(cluster, namespace, manifest(cluster, router, **first))
     wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
     driver = TrafficDriver(
         kube_snapshot(cluster.api_client(), namespace, NAME),
@@ -79,16 +87,18 @@ def _live(cluster: LocalCluster, namespace: str, **first: Any) -> Iterator[Live]
         payload=PAYLOAD,
     )
     with StatusRecorder(cluster, namespace, NAME) as recorder, driver.running():
-        yield Live(cluster, namespace, recorder, driver)
+        yield Live(cluster, namespace, router, recorder, driver)
 
 
 SHADOW = {"duration": "30s", "percent": 100}
 
 
-@pytest.fixture
-def shadowed(cluster: LocalCluster, namespace: str, operator: Any) -> Iterator[Live]:
-    """A Healthy v1 on an HTTPRoute whose rollouts begin with a 30 s shadow step."""
-    yield from _live(cluster, namespace, shadow=SHADOW)
+@pytest.fixture(params=sorted(ROUTERS))
+def shadowed(
+    cluster: LocalCluster, namespace: str, operator: Any, request: pytest.FixtureRequest
+) -> Iterator[Live]:
+    """A Healthy v1 on each router whose rollouts begin with a 30 s shadow step mirroring all."""
+    yield from _live(cluster, namespace, request.param, shadow=SHADOW)
 
 
 @pytest.fixture
