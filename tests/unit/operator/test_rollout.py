@@ -665,3 +665,52 @@ def test_undo_needs_ready_pods_in_the_previous_slot() -> None:
     command(w, "undo:1")
     assert w.status.active_revision == "r2"
     assert w.reasons()[-1] == reasons.COMMAND_IGNORED
+
+
+def test_a_revert_in_shadow_cancels_the_canary_and_its_mirror() -> None:
+    w = shadow_world()
+    w.run(15)
+    assert w.status.canary is not None
+    assert w.status.canary.mirror == 50
+    w.revision, w.version = "r1", "v1"
+    w.step()
+    assert w.status.canary is None
+    assert w.status.phase == "Healthy"
+    assert w.status.history[0].outcome == "Cancelled"
+    assert w.weights == [0]
+
+
+def test_looks_come_quickly_while_the_evidence_builds_then_every_interval() -> None:
+    # interval 10 s: a quarter of it (2.5 s) until a look passes, then the interval again
+    w = new_revision(world(analysis={"interval": "10s"}).deployed())
+    w.analyzer = lambda now: measurement("Inconclusive", now)
+    w.step()  # the canary slot starts
+    w.step()  # pods Ready: weight 10 %
+    assert w.status.canary is not None and w.status.canary.weight == 10
+    transition = w.step()
+    assert transition.requeue_after == 2.5
+    w.now += timedelta(seconds=2.5)
+    assert analysis_due(w.spec, w.status, w.now)
+    looks = w.looks
+    w.step()
+    assert w.looks == looks + 1  # an Inconclusive look is followed by another 2.5 s later
+    w.analyzer = lambda now: measurement("Pass", now)
+    w.now += timedelta(seconds=2.5)
+    transition = w.step()
+    assert w.status.canary.analysis.phase == "Pass"
+    assert transition.requeue_after == 10
+    w.now += timedelta(seconds=5)
+    assert not analysis_due(w.spec, w.status, w.now)  # a passing canary: the interval again
+    w.now += timedelta(seconds=5)
+    assert analysis_due(w.spec, w.status, w.now)
+
+
+def test_metrics_unavailable_is_not_hammered() -> None:
+    w = new_revision(world(analysis={"interval": "10s"}).deployed())
+    w.analyzer = lambda now: measurement("Error", now)
+    w.step()
+    w.step()
+    w.step()
+    assert w.status.canary is not None and w.status.canary.analysis.phase == "Error"
+    w.now += timedelta(seconds=5)
+    assert not analysis_due(w.spec, w.status, w.now)
