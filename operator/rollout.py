@@ -34,6 +34,7 @@ from modelfleet.operator.rollout_plan import (
     analysis_due,
     dwell_of,
     in_shadow,
+    look_gap,
     other_slot,
     parse_timestamp,
     plan_replicas,
@@ -52,6 +53,7 @@ __all__ = [  # the machine's whole interface, re-exported for the reconcile and 
     "analysis_due",
     "dwell_of",
     "in_shadow",
+    "look_gap",
     "next_action",
     "other_slot",
     "parse_timestamp",
@@ -298,7 +300,7 @@ class _Machine:
             self._next_step(canary)
             return
         self._check_deadline(canary, dwell)
-        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+        self._wake_in(look_gap(self.inp.spec, canary))
 
     def _canary_pods_ready(self, canary: CanaryStatus, share: int) -> bool:
         """Whether the canary has the Ready pods for `share` %; past progressDeadline, pause."""
@@ -328,7 +330,7 @@ class _Machine:
         canary.analysis = AnalysisStatus()
         self.status.message = f"canary {canary.version} at {target}%"
         self._event("Normal", reasons.STEP_STARTED, f"canary {canary.version} weight {target}%")
-        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+        self._wake_in(look_gap(self.inp.spec, canary))
 
     # --- the shadow step ----------------------------------------------------------------------
 
@@ -347,7 +349,7 @@ class _Machine:
             self._raise_weight(canary, self.inp.spec.rollout.steps[0])
             return
         self._check_deadline(canary, dwell)
-        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+        self._wake_in(look_gap(self.inp.spec, canary))
 
     def _start_mirror(self, canary: CanaryStatus, percent: int) -> None:
         if not self._canary_pods_ready(canary, percent):
@@ -360,7 +362,7 @@ class _Machine:
             "its answers reach no user"
         )
         self._event("Normal", reasons.SHADOW_STARTED, self.status.message)
-        self._wake_in(self._seconds(self.inp.spec.rollout.analysis.interval))
+        self._wake_in(look_gap(self.inp.spec, canary))
 
     def _end_shadow(self, canary: CanaryStatus, message: str) -> None:
         """Mirroring stops (the router drops the mirror in the same write that sets a weight)."""

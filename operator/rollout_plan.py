@@ -25,6 +25,7 @@ from modelfleet.operator.api import (
 
 COMMAND_ANNOTATION = "modelfleet.io/command"
 VERBS = ("promote", "abort", "retry", "pause", "resume", "undo")
+QUICK_LOOK_MIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,23 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: 
         return True
     elapsed = (now - parse_timestamp(last)).total_seconds()
     dwell_end = parse_timestamp(canary.step_started_at) + timedelta(seconds=dwell_of(spec, canary))
-    return elapsed >= parse_duration(spec.rollout.analysis.interval) or (
-        parse_timestamp(last) < dwell_end <= now
-    )
+    return elapsed >= look_gap(spec, canary) or (parse_timestamp(last) < dwell_end <= now)
+
+
+def look_gap(spec: ModelDeploymentSpec, canary: CanaryStatus) -> float:
+    """Seconds from one look at the canary to the next.
+
+    `interval` while the canary passes, and while Prometheus cannot be read (no hammering it);
+    a quarter of it (at least QUICK_LOOK_MIN_S) while the evidence is still building: the first
+    look after a weight is set and every Inconclusive one. A failing canary is then caught a
+    scrape after its data suffices, not up to an interval later (at 20 canary req/s, 5 % errors
+    need ~170 requests to clear the 1 % bound). More looks do not weaken the error-rate rule:
+    its z is corrected for ~100 looks a step.
+    """
+    interval = parse_duration(spec.rollout.analysis.interval)
+    if canary.analysis.phase in ("Pass", "Error"):
+        return interval
+    return min(interval, max(QUICK_LOOK_MIN_S, interval / 4))
 
 
 def plan_replicas(inp: RolloutInput, status: ModelDeploymentStatus) -> dict[str, int | None]:
