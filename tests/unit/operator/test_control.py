@@ -57,3 +57,23 @@ def test_a_rollout_in_progress_is_not_undone() -> None:
     outlook = undo_outlook(md({"canary": canary}), NOW)
     assert not outlook.instant
     assert "a rollout of v3 is in progress" in outlook.message
+
+
+def test_status_view_shows_the_shadow_step_and_the_warm_slot() -> None:
+    from rich.console import Console
+
+    from modelfleet.operator.control import render_status
+
+    canary = {
+        "slot": "blue",
+        "revision": "r3",
+        "version": "v3",
+        "mirror": 100,
+        "shadowStartedAt": "2026-01-01T12:00:00Z",
+    }
+    console = Console(width=200, record=True)
+    console.print(render_status(md({"canary": canary})))
+    console.print(render_status(md({"previous": PREVIOUS})))
+    text = console.export_text()
+    assert "100 % of live traffic mirrored since 2026-01-01T12:00:00Z" in text
+    assert "v1 warm in slot blue until 2026-01-01T12:07:30Z" in text
