@@ -1,12 +1,13 @@
-"""The live-sample ring on its own: newest rows kept in order, bounded memory whatever the
-traffic, batches folded in bulk, readers never blocking the writer."""
+"""The live sample on its own: newest rows kept in order, bounded memory whatever the
+traffic, and a reader on another thread always seeing a consistent window."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
-from modelfleet.server.predictions import FLUSH_BATCHES
 from modelfleet.server.sample import LiveSample
 
 
@@ -45,20 +46,27 @@ def test_empty_and_limits() -> None:
         LiveSample(0, 3)
 
 
-def test_bounded_under_heavy_traffic() -> None:
-    """Without any reader, pending rows are folded at about `capacity` rows or
-    FLUSH_BATCHES batches: memory never grows with the traffic."""
+def _referenced_rows(sample: LiveSample) -> int:
+    return sum(rows.shape[0] for rows, _ in sample._batches)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 100])
+def test_bounded_under_heavy_traffic(batch: int) -> None:
+    """However many rows go by, at most `capacity` plus one batch stay referenced."""
     sample = LiveSample(32, 3)
-    for rows in _batches([1] * 5000):
+    for rows in _batches([batch] * 2000):
         sample.observe(rows)
-        assert len(sample._pending) < min(32, FLUSH_BATCHES) + 1
-    ring = sample._ring
-    assert ring is not None
-    assert ring.shape == (32, 3)
-    big = LiveSample(10_000, 2)
-    for rows in _batches([1] * 1000, width=2):
-        big.observe(rows)
-        assert len(big._pending) <= FLUSH_BATCHES
+        assert _referenced_rows(sample) < 32 + batch
+        assert _referenced_rows(sample) >= min(32, batch)
+
+
+def test_a_batch_larger_than_the_capacity_is_not_kept_whole() -> None:
+    sample = LiveSample(4, 3)
+    huge = _batches([1000])[0]
+    sample.observe(huge)
+    assert _referenced_rows(sample) == 4
+    assert all(rows.base is not huge for rows, _ in sample._batches)
+    np.testing.assert_array_equal(sample.recent(), huge[-4:])
 
 
 def test_other_widths_are_skipped_and_a_dynamic_width_is_learnt() -> None:
@@ -70,19 +78,35 @@ def test_other_widths_are_skipped_and_a_dynamic_width_is_learnt() -> None:
     np.testing.assert_array_equal(sample.recent(), [[1.0] * 5, [1.0] * 5, [2.0] * 5])
 
 
-def test_a_reader_holding_the_ring_never_blocks_the_writer() -> None:
-    sample = LiveSample(2, 1)
-    with sample._lock:  # a reader in the middle of a copy
-        for value in range(10):
-            sample.observe(np.array([[float(value)]]))  # folds are skipped, not waited for
-    np.testing.assert_array_equal(sample.recent(), [[8.0], [9.0]])
+def test_a_reader_on_another_thread_sees_consecutive_rows() -> None:
+    """The event loop appends and pops while the metrics port reads: every read is a
+    window of consecutive rows, the newest ones at the time of the read."""
+    sample = LiveSample(50, 1)
+    done = threading.Event()
+    failures: list[str] = []
+
+    def read() -> None:
+        while not done.is_set():
+            values = sample.recent()[:, 0]
+            if len(values) and not np.array_equal(np.diff(values), np.ones(len(values) - 1)):
+                failures.append(f"not consecutive: {values}")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for start in range(0, 30_000, 3):
+        sample.observe(np.arange(start, start + 3, dtype=np.float64).reshape(3, 1))
+    done.set()
+    reader.join()
+    assert failures == []
+    np.testing.assert_array_equal(sample.recent()[:, 0], np.arange(29_950, 30_000))
 
 
-def test_keeps_float_copies_not_the_callers_arrays() -> None:
+def test_reads_are_float64_copies() -> None:
+    """The rows as the model got them (float32 here), read as float64 copies that a reader
+    may change without touching the sample."""
     sample = LiveSample(3, 2)
-    rows = np.array([[1, 2], [3, 4]], dtype=np.float32)
-    sample.observe(rows)
+    sample.observe(np.array([[1, 2], [3, 4]], dtype=np.float32))
     kept = sample.recent()
-    rows[:] = 0
+    kept[:] = 0
     assert kept.dtype == np.float64
     np.testing.assert_array_equal(sample.recent(), [[1, 2], [3, 4]])
