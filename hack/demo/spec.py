@@ -20,7 +20,9 @@ LIMITS = Limits(
     step_duration="15s",
     interval="3s",
     max_error_rate=0.01,
-    max_p99_ms=500,
+    # generous: a loaded 2-core machine is not a latency test (a new pod's first seconds there
+    # can show a 600 ms p99 for a healthy model); the story's bad canaries fail on other checks
+    max_p99_ms=2000,
     min_requests=50,
 )
 # The gateway block makes the operator set HTTPRoute backendRef weights, which the driver follows

@@ -43,6 +43,7 @@ def test_make_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     state_dir = tmp_path / "cluster"
     done = _run_demo(state_dir)
     output = done.stdout + done.stderr
+    print(output)  # the whole story with `pytest -s` (or -rP)
     tail = output[-6000:]
 
     assert done.returncode == 0, tail
@@ -56,8 +57,31 @@ def test_make_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     )
     assert rollback, tail
     assert float(rollback.group(1)) > 1.0
-    assert re.search(r"ok +v2 still serves all traffic \(active v2\)", output), tail
+    assert re.search(r"ok +v2 still serves all traffic \(active v2\)\n", output), tail
     assert re.search(r"ok +no failed request outside the faulty canary: 0 of [0-9,]+", output), tail
+    # the silent bug: the generic and drift gates pass it, the paired gate rolls it back
+    passed = re.search(
+        r"ok +RESULT v4 passes the generic gates and the drift gate at (\d+) %: Pass: error rate "
+        r"[0-9.]+ %.*, PSI ([0-9.]+) on `[^`]+`",
+        output,
+    )
+    assert passed, tail
+    assert float(passed.group(2)) <= 0.2
+    caught = re.search(
+        r"ok +RESULT v4 RolledBack: agreement ([0-9.]+) % < 90 % over [0-9,]+ replayed rows at "
+        r"(10|25)%",
+        output,
+    )
+    assert caught, tail
+    assert float(caught.group(1)) < 60.0
+    assert re.search(r"ok +v2 still serves all traffic \(active v2\); v4 never had more", output)
+    # a good retrain promoted through every gate, then undone in one router write
+    assert re.search(r"ok +RESULT v5 Promoted after 50 → 100 %: Pass: .*agreement", output), tail
+    undone = re.search(
+        r"ok +RESULT undo: all traffic on v2 again ([0-9.]+)s after the command", output
+    )
+    assert undone, tail
+    assert "previous slot" in output.lower() or "warm" in output, tail
     assert "FAIL " not in output, tail
     # live progress: every step's weight and analyses were shown while they happened
     for weight in (10, 25, 50, 100):
@@ -65,7 +89,13 @@ def test_make_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     assert "v2: analysis Pass: error rate" in output, tail
     # the summary and how to look around
     summary = output[output.index("What happened") :]
-    for row in (r"v1 +│ Ready", r"v2 +│ Promoted", r"v3 +│ RolledBack"):
+    for row in (
+        r"v1 +│ Ready",
+        r"v2 +│ Promoted",
+        r"v3 +│ RolledBack",
+        r"v4 +│ RolledBack",
+        r"v5 +│ Undone",
+    ):
         assert re.search(row, summary), summary
     assert "kubectl modelfleet status fraud -n modelfleet-demo" in output
     assert "the story happened as told" in output
