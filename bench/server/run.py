@@ -376,14 +376,31 @@ def _cpu_per_unit(
     return (server.cpu_s() - cpu_before) / units * 1e6, result
 
 
-def prediction_overhead(args: argparse.Namespace, wrk: str, model_dir: Path) -> dict[str, Any]:
-    """Our server with and without prediction metrics (MODELFLEET_PREDICTION_METRICS), both
-    started at once and measured in alternation (off, on, off, on, …) so that the load of a
-    shared machine falls on both alike; the result is the median CPU per request (one row,
-    16 connections) and per row (256-row batches, 4 connections) of each."""
+OVERHEADS = {
+    # key in server.json: (flag, env var, value off, value on, what, docs heading)
+    "prediction_metrics_overhead": (
+        "--prediction-overhead", "MODELFLEET_PREDICTION_METRICS", "false", "true",
+        "prediction metrics", "Cost of the prediction metrics",
+    ),
+    "live_sample_overhead": (
+        "--live-sample-overhead", "MODELFLEET_LIVE_SAMPLE_ROWS", "0", "1024",
+        "live sample (1024 rows)", "Cost of the live sample",
+    ),
+}  # fmt: skip
+REPLAY_CALLS = 40
+
+
+def overhead(args: argparse.Namespace, wrk: str, model_dir: Path, key: str) -> dict[str, Any]:
+    """Our server with a feature off and on (OVERHEADS[key]), both started at once and
+    measured in alternation (off, on, off, on, …) so that the load of a shared machine falls
+    on both alike; the result is the median CPU per request (one row, 16 connections) and
+    per row (256-row batches, 4 connections) of each. For the live sample, also the time of
+    a 512-row replay on the metrics port of the idle server."""
     import statistics
 
+    flag, env_name, off_value, on_value = OVERHEADS[key][:4]
     results: dict[str, dict[str, list[float]]] = {}
+    replay: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         servers: dict[str, Server] = {}
         try:
@@ -391,8 +408,8 @@ def prediction_overhead(args: argparse.Namespace, wrk: str, model_dir: Path) -> 
                 work = Path(tmp) / variant
                 work.mkdir()
                 server = modelfleet_server(model_dir, Path(tmp))
-                server.name = f"modelfleet-metrics-{variant}"
-                server.env["MODELFLEET_PREDICTION_METRICS"] = "true" if variant == "on" else "false"
+                server.name = f"modelfleet-{key}-{variant}"
+                server.env[env_name] = on_value if variant == "on" else off_value
                 server.start(work)
                 servers[variant] = server
                 # one after the other: the second reuses the first's cached ONNX conversion
@@ -416,17 +433,19 @@ def prediction_overhead(args: argparse.Namespace, wrk: str, model_dir: Path) -> 
                     log(
                         f"round {round_index} {variant}: {cpu:.1f} µs/request, {cpu_row:.2f} µs/row"
                     )
+            if key == "live_sample_overhead":
+                replay = _replay_ms(servers["on"], model_dir)
         finally:
             for server in servers.values():
                 server.stop()
 
-    def median(variant: str, key: str) -> float:
-        return round(statistics.median(results[variant][key]), 2)
+    def median(variant: str, name: str) -> float:
+        return round(statistics.median(results[variant][name]), 2)
 
     off_request, on_request = median("off", "request"), median("on", "request")
     off_row, on_row = median("off", "row"), median("on", "row")
     return {
-        "command": "python bench/server/run.py --prediction-overhead",
+        "command": f"python bench/server/run.py {flag}",
         "rounds": args.rounds,
         "seconds_per_run": args.seconds,
         "cpu_us_per_request": {"off": off_request, "on": on_request},
@@ -434,41 +453,78 @@ def prediction_overhead(args: argparse.Namespace, wrk: str, model_dir: Path) -> 
         "rps_16_connections": {"off": median("off", "rps"), "on": median("on", "rps")},
         "overhead_per_request": round(on_request / off_request - 1, 4),
         "overhead_per_row_256": round(on_row / off_row - 1, 4),
+        **({"replay_512_rows": replay} if replay else {}),
         "samples": {
             v: {k: [round(x, 2) for x in xs] for k, xs in r.items()} for v, r in results.items()
         },
     }
 
 
-def write_overhead(args: argparse.Namespace, overhead: dict[str, Any]) -> None:
+def _replay_ms(server: Server, model_dir: Path) -> dict[str, float]:
+    """Wall time and server CPU of a 512-row `POST /modelfleet/v1/replay` (the paired gate's
+    default), on an otherwise idle server: what one analysis costs a pod."""
+    import statistics
+
+    rows = json.loads((model_dir / "request-batch.json").read_text())["inputs"][0]
+    width = rows["shape"][1]
+    data = rows["data"] * 2  # 256 rows twice: 512
+    body = {"rows": [data[i : i + width] for i in range(0, len(data), width)]}
+    url = f"http://127.0.0.1:{server.env['MODELFLEET_METRICS_PORT']}/modelfleet/v1/replay"
+    times = []
+    with httpx.Client(timeout=30) as client:
+        client.post(url, json=body).raise_for_status()  # warm-up
+        cpu_before = server.cpu_s()
+        for _ in range(REPLAY_CALLS):
+            started = time.perf_counter()
+            client.post(url, json=body).raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+        cpu_ms = (server.cpu_s() - cpu_before) / REPLAY_CALLS * 1000
+    return {
+        "calls": REPLAY_CALLS,
+        "p50_ms": round(statistics.median(times), 2),
+        "max_ms": round(max(times), 2),
+        "server_cpu_ms": round(cpu_ms, 2),
+    }
+
+
+def write_overhead(args: argparse.Namespace, key: str, measured: dict[str, Any]) -> None:
     """Add the result to server.json (other keys untouched) and to docs/benchmarks.md."""
+    what, heading = OVERHEADS[key][4:]
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
-    report["prediction_metrics_overhead"] = {
+    report[key] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average": round(os.getloadavg()[0], 2),
-        **overhead,
+        **measured,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    request, row = overhead["cpu_us_per_request"], overhead["cpu_us_per_row_256"]
-    table = "\n".join(
-        [
-            "| prediction metrics | CPU µs per request (1 row, 16 conns) | CPU µs per row (256-row batches) | req/s |",
-            "|---|---:|---:|---:|",
-            f"| off | {request['off']} | {row['off']} | {overhead['rps_16_connections']['off']} |",
-            f"| on | {request['on']} | {row['on']} | {overhead['rps_16_connections']['on']} |",
-            f"| overhead | {overhead['overhead_per_request']:+.1%} | {overhead['overhead_per_row_256']:+.1%} | |",
-            "",
-            f"Medians of {overhead['rounds']} alternating rounds of {overhead['seconds_per_run']} s "
-            f"each (`{overhead['command']}`, {report['prediction_metrics_overhead']['date']}).",
-        ]
-    )
-    begin, end = "<!-- bench-prediction-metrics:begin -->", "<!-- bench-prediction-metrics:end -->"
+    request, row = measured["cpu_us_per_request"], measured["cpu_us_per_row_256"]
+    rps = measured["rps_16_connections"]
+    lines = [
+        f"| {what} | CPU µs per request (1 row, 16 conns) | CPU µs per row (256-row batches) | req/s |",
+        "|---|---:|---:|---:|",
+        f"| off | {request['off']} | {row['off']} | {rps['off']} |",
+        f"| on | {request['on']} | {row['on']} | {rps['on']} |",
+        f"| overhead | {measured['overhead_per_request']:+.1%} | {measured['overhead_per_row_256']:+.1%} | |",
+        "",
+        f"Medians of {measured['rounds']} alternating rounds of {measured['seconds_per_run']} s "
+        f"each (`{measured['command']}`, {report[key]['date']}).",
+    ]  # fmt: skip
+    if "replay_512_rows" in measured:
+        replay = measured["replay_512_rows"]
+        lines.append(
+            f"A 512-row replay on the metrics port of the idle server: "
+            f"{replay['server_cpu_ms']} ms of server CPU; {replay['p50_ms']} ms of wall time "
+            f"(median of {replay['calls']}, max {replay['max_ms']} ms, client included, at "
+            f"load average {report[key]['load_average']} on {os.cpu_count()} cores)."
+        )
+    marker = "prediction-metrics" if key == "prediction_metrics_overhead" else "live-sample"
+    begin, end = f"<!-- bench-{marker}:begin -->", f"<!-- bench-{marker}:end -->"
     text = args.docs.read_text() if args.docs.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{table}\n{end}"
+    block = f"{begin}\n" + "\n".join(lines) + f"\n{end}"
     if begin in text and end in text:
         text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
-        text = text.rstrip() + f"\n\n### Cost of the prediction metrics\n\n{block}\n"
+        text = text.rstrip() + f"\n\n### {heading}\n\n{block}\n"
     args.docs.write_text(text)
 
 
@@ -483,14 +539,24 @@ def main() -> int:
         action="store_true",
         help="only our server, prediction metrics off vs on, in alternating rounds",
     )
+    parser.add_argument(
+        "--live-sample-overhead",
+        action="store_true",
+        help="only our server, live sample off vs 1024 rows, in alternating rounds, "
+        "and the time of a 512-row replay",
+    )
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     wrk = ensure_wrk()
     model_dir = ensure_model()
-    if args.prediction_overhead:
-        write_overhead(args, prediction_overhead(args, wrk, model_dir))
-        log(f"wrote prediction_metrics_overhead to {args.out} and {args.docs}")
-        return 0
+    for key, wanted in (
+        ("prediction_metrics_overhead", args.prediction_overhead),
+        ("live_sample_overhead", args.live_sample_overhead),
+    ):
+        if wanted:
+            write_overhead(args, key, overhead(args, wrk, model_dir, key))
+            log(f"wrote {key} to {args.out} and {args.docs}")
+            return 0
     load_start = os.getloadavg()[0]
     runs: list[dict[str, Any]] = []
     batch: dict[str, float] = {}
