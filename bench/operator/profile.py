@@ -45,12 +45,25 @@ def dump(*_):
     stats = pstats.Stats(profile)
     total = sum(row[2] for row in stats.stats.values())
     rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[: int(sys.argv[2])]
+    def where(func):
+        path, line, name = func
+        return f"{path.split('site-packages/')[-1].split('lib/python3')[-1]}:{line}({name})"
+
+    def callers(row):
+        ranked = sorted(row[4].items(), key=lambda item: -item[1][2])[:3]
+        return [f"{where(func)} {round(own[2], 3)}s" for func, own in ranked]
+
+    cumulative = sorted(stats.stats.items(), key=lambda item: -item[1][3])[: int(sys.argv[2])]
     report = {
         "cpu_s": round(total, 2),
         "by_function": [
-            {"function": f"{path.split('site-packages/')[-1]}:{line}({name})",
-             "own_s": round(row[2], 3), "calls": row[1]}
-            for (path, line, name), row in rows
+            {"function": where(func), "own_s": round(row[2], 3), "calls": row[1],
+             "callers": callers(row)}
+            for func, row in rows
+        ],
+        "by_cumulative": [
+            {"function": where(func), "cumulative_s": round(row[3], 3), "calls": row[1]}
+            for func, row in cumulative
         ],
     }
     with open(sys.argv[1], "w") as out:

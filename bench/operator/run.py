@@ -249,9 +249,23 @@ async def _run_size(
     ready = await _wait(poll, namespaces, created, deadline_s)
     await asyncio.sleep(2)  # the last status writes and events land
     rows = _per_object(before, await counter.snapshot(), size)
-    result = {**_summary(size, started, created, ready), "load_average_1m_at_start": load_at_start}
+    result = {
+        **_summary(size, started, created, ready),
+        "load_average_1m_at_start": load_at_start,
+        "operator_events_by_reason": await _operator_events(kube, namespaces),
+    }
     print(json.dumps(result), flush=True)
     return result, rows
+
+
+async def _operator_events(kube: KubeClient, namespaces: list[str]) -> dict[str, int]:
+    """The Events the operator posted on these ModelDeployments, counted by reason."""
+    reasons: Counter[str] = Counter()
+    for namespace in namespaces:
+        for event in await kube.list("v1", "Event", namespace):
+            if event.get("source", {}).get("component") == "modelfleet-operator":
+                reasons[event.get("reason", "?")] += event.get("count", 1)
+    return dict(reasons.most_common())
 
 
 def _template(children: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -356,7 +356,7 @@ def _kopf_body(resource_version: str, generation: int, status: dict[str, Any]) -
 
 
 def test_the_freshest_object_is_the_newer_of_the_event_and_our_own_status_write() -> None:
-    written = {"resourceVersion": 20, "generation": 1, "status": {"phase": "Healthy"}}
+    written = {"resourceVersion": 20, "generation": 1, "status": b'{"phase": "Healthy"}'}
     lagging = _freshest(_kopf_body("15", 1, {"phase": "Progressing"}), written)
     assert lagging is not None
     assert (lagging["status"], lagging["metadata"]["resourceVersion"]) == (
