@@ -17,6 +17,7 @@ import re
 import subprocess
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.model_aware import model_aware_analysis
@@ -124,22 +125,33 @@ def chapter_undo(story: Story) -> None:
             f"v5 was not promoted with a warm previous slot ({status.get('previous')})"
         )
         return
-    seconds, said = undo(story, NAME, NAMESPACE, f"{NAME}-{previous_slot}")
-    story.undo_s = seconds
+    timing, said = undo(story, NAME, NAMESPACE, f"{NAME}-{previous_slot}")
+    story.undo_s = timing.command_s
     story.view.say(f"kubectl modelfleet undo {NAME}: {said}")
     status = story.follow(watch, lambda s: s.get("activeVersion") == "v2", timeout=60)
     story.check(
-        seconds is not None and status.get("activeVersion") == "v2",
-        f"RESULT undo: all traffic on v2 again {seconds or 0:.2f}s after the command "
-        "(command to HTTPRoute write, measured by polling the route)",
+        timing.command_s is not None and status.get("activeVersion") == "v2",
+        f"RESULT undo: all traffic on v2 again {timing.command_s or 0:.2f}s after the command "
+        f"(the operator's router write {timing.operator_text()} after the command landed; the "
+        "rest is the kubectl plugin starting up)",
     )
 
 
-def undo(
-    story: Story, name: str, namespace: str, previous_service: str
-) -> tuple[float | None, str]:
-    """Run the kubectl plugin; seconds from its start until the HTTPRoute sends 100 % to the
-    previous slot's Service, and what the plugin printed."""
+@dataclass
+class UndoTiming:
+    command_s: float | None = None  # plugin started → HTTPRoute flipped
+    landed_s: float | None = None  # plugin started → its command annotation on the object
+
+    def operator_text(self) -> str:
+        if self.command_s is None or self.landed_s is None:
+            return "–"
+        return f"{max(0.0, self.command_s - self.landed_s):.2f}s"
+
+
+def undo(story: Story, name: str, namespace: str, previous_service: str) -> tuple[UndoTiming, str]:
+    """Run the kubectl plugin; seconds from its start until its command lands on the object and
+    until the HTTPRoute sends 100 % to the previous slot's Service (polled every 50 ms), and
+    what the plugin printed."""
     env = {
         **os.environ,
         "KUBECONFIG": str(story.cluster.kubeconfig),
@@ -153,15 +165,30 @@ def undo(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    flipped: float | None = None
+    timing = UndoTiming()
     deadline = started + 60
-    while flipped is None and time.monotonic() < deadline:
+    while timing.command_s is None and time.monotonic() < deadline:
+        if timing.landed_s is None and _command(story, name, namespace).startswith("undo"):
+            timing.landed_s = time.monotonic() - started
         if _all_to(_route(story, name, namespace), previous_service):
-            flipped = time.monotonic() - started
+            timing.command_s = time.monotonic() - started
+            timing.landed_s = timing.landed_s or timing.command_s
         else:
             time.sleep(0.05)
     output, _ = process.communicate(timeout=60)
-    return flipped, " ".join(output.split())
+    return timing, " ".join(output.split())
+
+
+def _command(story: Story, name: str, namespace: str) -> str:
+    """The ModelDeployment's pending command annotation (`modelfleet.io/command`), or ''."""
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(story.api())
+    body = api.get_namespaced_custom_object(
+        "modelfleet.io", "v1alpha1", namespace, "modeldeployments", name, _request_timeout=5
+    )
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get("modelfleet.io/command", ""))
 
 
 def _route(story: Story, name: str, namespace: str) -> Mapping[str, Any]:

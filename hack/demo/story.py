@@ -213,7 +213,8 @@ class Story:
         if self.undo_s is not None:
             self.view.say(
                 f"undo: {self.undo_s:.2f}s from `kubectl modelfleet undo` to the HTTPRoute "
-                "sending all traffic to v2's warm slot (one router write, no steps replayed)"
+                "sending all traffic to v2's warm slot (one router write, no steps replayed; "
+                "most of it is the plugin's Python start-up on this busy machine)"
             )
         if tally and self.traffic_s:
             self.view.say(
