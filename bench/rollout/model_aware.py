@@ -8,7 +8,7 @@ process-backed server pods, the traffic driver sending varied rows through the l
 weights (and its mirror in the shadow mode). Each run in a fresh namespace with its own operator.
 
 Modes (each `--runs` times):
-- `gated`: error, p99, drift (PSI ≤ 0.2) and paired (agreement ≥ 80 % on examples/models/
+- `gated`: error, p99, drift (PSI ≤ 0.2) and paired (agreement ≥ 90 % on examples/models/
   reference.csv) gates; live steps 10 → 25 → 50 → 100 %.
 - `gated_shadow`: the same, after a shadow step mirroring 100 % of live traffic to the canary.
 - `without_model_gates`: error and p99 gates only, as a generic progressive-delivery tool has them.
