@@ -143,9 +143,11 @@ class UndoTiming:
     landed_s: float | None = None  # plugin started → its command annotation on the object
 
     def operator_text(self) -> str:
-        if self.command_s is None or self.landed_s is None:
+        if self.command_s is None:
             return "–"
-        return f"{max(0.0, self.command_s - self.landed_s):.2f}s"
+        if self.landed_s is None:  # landed and acted on between two looks (50 ms + two reads)
+            return "within one poll"
+        return f"{self.command_s - self.landed_s:.2f}s"
 
 
 def undo(story: Story, name: str, namespace: str, previous_service: str) -> tuple[UndoTiming, str]:
@@ -172,7 +174,6 @@ def undo(story: Story, name: str, namespace: str, previous_service: str) -> tupl
             timing.landed_s = time.monotonic() - started
         if _all_to(_route(story, name, namespace), previous_service):
             timing.command_s = time.monotonic() - started
-            timing.landed_s = timing.landed_s or timing.command_s
         else:
             time.sleep(0.05)
     output, _ = process.communicate(timeout=60)
