@@ -129,8 +129,9 @@ def test_silent_bug_is_caught_by_the_paired_gate_where_the_drift_gate_is_blind(
     assert found, message
     assert float(found.group(1)) < 60.0  # measured: 37.7 % of the reference rows agree
     assert int(found.group(2).replace(",", "")) >= 100
-    # at most the first step's weight ever (the failing look rolls back in the same status write)
-    assert max(scenario.statuses.weights()) == 10, scenario.statuses.weights()
+    # never more than the first step's weight (the message says "at 10%"; the failing look rolls
+    # back in the same status write, so the recorder may not even have seen the 10 %)
+    assert max(scenario.statuses.weights(), default=0) <= 10, scenario.statuses.weights()
 
     # 2. The same model behind the drift gate alone (plus errors and latency): it walks through
     #    and is promoted, every measured PSI under the threshold. This is the blind spot.
