@@ -11,6 +11,8 @@ Progress and diff-base live in annotations under `kopf.modelfleet.io/`, so statu
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import random
 from collections.abc import Iterable
@@ -42,6 +44,9 @@ STORAGE_PREFIX = f"kopf.{api.GROUP}"
 # children are re-applied (drift corrected) after this many resync periods even when unchanged;
 # a slot Deployment's drift is seen by its watch and corrected at once
 REAPPLY_RESYNCS = 10
+# glibc keeps memory freed after a burst of reconciles (response bodies, kopf's copies) unless
+# asked to give it back; without this the RSS stayed at the burst's peak
+TRIM_MEMORY_SECONDS = 30.0
 logger = logging.getLogger("modelfleet.operator")
 
 
@@ -280,6 +285,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
         if settings.health_port
         else None
     )
+    trimmer = asyncio.create_task(_return_freed_memory(TRIM_MEMORY_SECONDS))
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
@@ -303,7 +309,19 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 stop_flag=stop,
             )
     finally:
+        trimmer.cancel()
         await kube.close()
+
+
+async def _return_freed_memory(interval: float) -> None:
+    """Every `interval`, hand the memory the C allocator holds free back to the OS (glibc only)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to do
+    while True:
+        await asyncio.sleep(interval)
+        trim(0)
 
 
 def run(settings: OperatorSettings) -> None:

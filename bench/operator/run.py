@@ -391,7 +391,8 @@ async def _bench(
                         ceilings[str(ceiling_size)],
                         ceiling_requests[str(ceiling_size)],
                     ) = await _ceiling(kube, cluster, counter, template, ceiling_size, deadline_s)
-        await asyncio.sleep(5)  # settle: the resync keeps running over everything managed
+        # settle for longer than the operator's memory-trim period: the RSS of a steady state
+        await asyncio.sleep(40)
         rss, cpu_after = _proc_stats(operator.pid)
         reconciles = _reconcile_stats(int(env["MODELFLEET_OPERATOR_METRICS_PORT"]))
         events_per_object = max(
