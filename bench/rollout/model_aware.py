@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             "scrape_interval": SCRAPE,
             "rps": RPS,
             "rows_per_request": ROWS_PER_REQUEST,
-            "gates": GATES,
+            # the reference rows' file:// URI is an absolute path of this machine: name the file
+            "gates": {**GATES, "replay": {"referenceUri": "examples/models/reference.csv"}},
             "generic": GENERIC,
             "router": "gateway (HTTPRoute weights and RequestMirror)",
         },
