@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -109,10 +108,13 @@ class RouteWatch:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            looked = time.time()
             if self.command_at is None and self._command_annotation() != self._command:
-                self.command_at = time.time()
+                self.command_at = looked
             if self._done(self._backends()):
                 self.at = time.time()
+                if self.command_at is None:  # command and write both landed in this one poll
+                    self.command_at = looked
                 return
             self._stop.wait(0.02)
 
@@ -150,19 +152,10 @@ def one_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> dic
     promoted = _promote(cluster, run, "10m")
     previous = promoted["previous"]
     with RouteWatch(cluster, _all_on(f"{NAME}-{previous['slot']}")) as watch:
-        cpu_before = _children_cpu()
         started = time.time()
-        done = subprocess.run(
-            [str(BIN / "kubectl-modelfleet"), "undo", NAME, "-n", NAMESPACE],
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"undo failed: {done.stderr}")
-        cpu = _children_cpu() - cpu_before
+        code, output, cpu = _run_plugin(cluster, "undo", NAME, "-n", NAMESPACE)
+        if code != 0:
+            raise RuntimeError(f"undo failed: {output}")
         written = watch.wait(30)
         seconds = written - started
         operator = written - (watch.command_at or started)
@@ -174,9 +167,20 @@ def one_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> dic
     return {"total": seconds, "operator": operator, "cpu": cpu}
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _run_plugin(cluster: LocalCluster, *args: str) -> tuple[int, str, float]:
+    """Run kubectl-modelfleet; (exit code, its output, the CPU seconds that process used)."""
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            [str(BIN / "kubectl-modelfleet"), *args],
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _, wait_status, usage = os.wait4(process.pid, 0)  # this child's own rusage
+        process.returncode = os.waitstatus_to_exitcode(wait_status)
+        output.seek(0)
+        return process.returncode, output.read(), usage.ru_utime + usage.ru_stime
 
 
 def one_spec_revert_undo(cluster: LocalCluster, run: str, log: Callable[[str], None]) -> float:
