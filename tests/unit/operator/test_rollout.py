@@ -686,7 +686,8 @@ def test_looks_come_quickly_while_the_evidence_builds_then_every_interval() -> N
     w.analyzer = lambda now: measurement("Inconclusive", now)
     w.step()  # the canary slot starts
     w.step()  # pods Ready: weight 10 %
-    assert w.status.canary is not None and w.status.canary.weight == 10
+    assert w.status.canary is not None
+    assert w.status.canary.weight == 10
     transition = w.step()
     assert transition.requeue_after == 2.5
     w.now += timedelta(seconds=2.5)
@@ -711,6 +712,7 @@ def test_metrics_unavailable_is_not_hammered() -> None:
     w.step()
     w.step()
     w.step()
-    assert w.status.canary is not None and w.status.canary.analysis.phase == "Error"
+    assert w.status.canary is not None
+    assert w.status.canary.analysis.phase == "Error"
     w.now += timedelta(seconds=5)
     assert not analysis_due(w.spec, w.status, w.now)
