@@ -40,8 +40,3 @@ _register_parts()
 def main() -> None:
     """Entry point of the `modelfleet` console script."""
     app()
-
-
-def kubectl_main() -> None:
-    """Entry point of `kubectl-modelfleet`: the same commands, named as kubectl shows them."""
-    app(prog_name="kubectl modelfleet")

@@ -40,6 +40,11 @@ def register(app: typer.Typer) -> None:
             overrides["peering"] = None
         run(OperatorSettings(**overrides))  # type: ignore[arg-type]
 
+    register_plugin(app)
+
+
+def register_plugin(app: typer.Typer) -> None:
+    """Add the rollout-control commands (all that `kubectl modelfleet` has)."""
     for verb, doc in _VERBS.items():
         _register_verb(app, verb, doc)
 

@@ -37,9 +37,10 @@ def test_kubectl_plugin_names_itself_as_kubectl_shows_it() -> None:
     assert "kubectl modelfleet" in completed.stdout
 
 
-def test_loading_the_cli_imports_no_heavy_dependency() -> None:
+@pytest.mark.parametrize("module", ["modelfleet.cli", "modelfleet.kubectl"])
+def test_loading_the_cli_imports_no_heavy_dependency(module: str) -> None:
     code = (
-        "import sys, modelfleet.cli\n"
+        f"import sys, {module}\n"
         "heavy = {'kopf', 'kubernetes', 'lightgbm', 'onnxruntime', 'numpy'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )
@@ -47,3 +48,18 @@ def test_loading_the_cli_imports_no_heavy_dependency() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip() == "[]"
+
+
+def test_kubectl_plugin_has_the_control_commands_and_not_the_server() -> None:
+    from modelfleet.kubectl import app as plugin
+
+    result = CliRunner().invoke(plugin, ["--help"])
+    assert result.exit_code == 0
+    for verb in ("promote", "abort", "retry", "pause", "resume", "undo", "status"):
+        assert verb in result.output
+    assert "serve" not in result.output
+    code = "import sys, modelfleet.kubectl\nprint('modelfleet.server.settings' in sys.modules)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == "False"
