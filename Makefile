@@ -88,7 +88,7 @@ crds: $(STAMP) ## Regenerate crds/ from the pydantic API models
 operator: $(STAMP) ## Run the operator against the cluster in KUBECONFIG
 	$(VENV)/bin/modelfleet operator
 
-bench-operator: $(STAMP) ## Benchmark apply-to-ready for 1/100/1000 ModelDeployments
+bench-operator: $(STAMP) ## Benchmark apply-to-ready for 1/100/1000 ModelDeployments next to a no-operator ceiling
 	$(PY) bench/operator/run.py --sizes 1,100,1000
 
 bench-rollout: $(STAMP) ## Benchmark rollback detection time and false rollbacks against anchor defaults
