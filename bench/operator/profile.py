@@ -32,7 +32,7 @@ sys.path[:0] = [
 from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
 from run import API, KIND, REPO, _manifest, _nodes, _proc_stats  # noqa: E402
 
-from modelfleet.operator.kube import KubeClient  # noqa: E402
+from modelfleet.operator.kube import KubeClient, load_credentials  # noqa: E402
 
 CPU_CHILD = """
 import cProfile, io, json, pstats, signal, sys, time
@@ -132,7 +132,8 @@ async def _profile(cluster: LocalCluster, mode: str, count: int, top: int) -> di
         [sys.executable, "-c", script, str(report_path), str(top)],
         env=env,
     )
-    kube = KubeClient.from_environment(str(cluster.kubeconfig))
+    # a loaded shared machine has made single API calls take over 30 s: wait, do not fail
+    kube = KubeClient(load_credentials(str(cluster.kubeconfig)), timeout=180)
     try:
         namespace = "memory"
         cluster.kubectl("create", "namespace", namespace)

@@ -366,7 +366,8 @@ async def _bench(
         stderr=subprocess.STDOUT,
     )
     print(f"operator pid {operator.pid}, log {log.name}", flush=True)
-    kube = KubeClient.from_environment(str(cluster.kubeconfig))
+    # a loaded shared machine has made single API calls take over 30 s: wait, do not fail
+    kube = KubeClient(load_credentials(str(cluster.kubeconfig)), timeout=180)
     counter = ApiCounter(cluster.kubeconfig)
     try:
         await asyncio.sleep(3)
