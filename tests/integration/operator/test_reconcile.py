@@ -165,6 +165,25 @@ def test_children_are_garbage_collected_on_delete(
         wait_for(lambda kind=kind: not items(cluster, kind, namespace), 60, f"no {kind} left")
 
 
+def test_a_slot_deployment_changed_by_someone_else_is_put_back_at_once(
+    cluster: Any,
+    namespace: str,
+    operator: OperatorProcess,
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+) -> None:
+    apply_yaml(model_deployment("fraud", namespace, model={"uri": example_model()}, replicas=1))
+    wait_ready(cluster, "fraud", namespace)
+    cluster.kubectl("scale", "deployment/fraud-blue", "--replicas=0", "-n", namespace)
+    # within a few seconds, not after the applied-children cache expires (10 resyncs: 50 s here)
+    wait_for(
+        lambda: must_get(cluster, "deployment", "fraud-blue", namespace)["spec"]["replicas"] == 1,
+        20,
+        "the operator to put the slot's replicas back",
+    )
+    wait_ready(cluster, "fraud", namespace)
+
+
 def _versions(cluster: Any, namespace: str) -> dict[str, str]:
     found = {}
     for kind in ("md", "deployments", "services", "pdb", "httproute", "podmonitor"):
