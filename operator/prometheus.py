@@ -108,16 +108,16 @@ def count_requests(
     baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
 ) -> RequestCounts:
     """Requests and 5xx answers since `since`, summed over every series (pod × code)."""
-    requests = errors = 0.0
-    most_scrapes = 0
-    for labels, samples in windows.items():
-        after = [value for stamp, value in samples if stamp > since]
-        most_scrapes = max(most_scrapes, len(after))
-        gained = counter_increase(baselines.get(labels), after)
-        requests += gained
-        if dict(labels).get("code", "").startswith("5"):
-            errors += gained
-    return RequestCounts(requests=requests, errors=errors, most_scrapes=most_scrapes)
+    gains = series_increase(baselines, windows, since)
+    errors = sum(
+        gain for labels, gain in gains.items() if dict(labels).get("code", "").startswith("5")
+    )
+    most_scrapes = max(
+        (sum(stamp > since for stamp, _ in samples) for samples in windows.values()), default=0
+    )
+    return RequestCounts(
+        requests=sum(gains.values()), errors=float(errors), most_scrapes=most_scrapes
+    )
 
 
 def p99_query(namespace: str, name: str, slot: str, revision: str, window_s: int) -> str:

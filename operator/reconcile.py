@@ -101,9 +101,11 @@ class AppliedCache:
     def forget_owner(self, namespace: str, name: str) -> None:
         """Drop every entry of this ModelDeployment's children (it was deleted)."""
         prefix = f"{name}-"
-        for key in [k for k in self._entries if k[2] == namespace and k[3].startswith(prefix)]:
-            del self._entries[key]
-        for key in [k for k in self._entries if k[2] == namespace and k[3] == name]:
+        for key in [
+            k
+            for k in self._entries
+            if k[2] == namespace and (k[3] == name or k[3].startswith(prefix))
+        ]:
             del self._entries[key]
 
 

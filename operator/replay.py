@@ -93,15 +93,20 @@ def parse_rows(text: str, source: str) -> list[Row]:
             rows = json.loads(stripped)["rows"]
         except (ValueError, KeyError, TypeError) as error:
             raise ReplayError(f'{source}: not JSON of the form {{"rows": [...]}}') from error
-        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-            raise ReplayError(f'{source}: "rows" must be a list of lists of numbers')
-        return [[_number(value, source, n) for value in row] for n, row in enumerate(rows, 1)]
+        return listed_rows(rows, source)
     reader = csv.reader(io.StringIO(text))
     return [
         [_number(value, source, n) for value in line]
         for n, line in enumerate(reader, 1)
         if line and any(value.strip() for value in line)
     ]
+
+
+def listed_rows(rows: Any, source: str) -> list[Row]:
+    """Rows given as a JSON list of lists of numbers (null or "nan" = missing)."""
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise ReplayError(f'{source}: "rows" must be a list of lists of numbers')
+    return [[_number(value, source, n) for value in row] for n, row in enumerate(rows, 1)]
 
 
 def _number(value: Any, source: str, line: int) -> float | None:
@@ -177,10 +182,9 @@ class ReplayClient:
             body = await self._call("GET", address, SAMPLE_PATH, params={"limit": limit})
         except _NotFoundError:
             return None
-        rows = body.get("rows")
-        if not isinstance(rows, list):
+        if "rows" not in body:
             raise ReplayError(f'{address}: live sample without "rows"')
-        return parse_rows(json.dumps({"rows": rows}), f"live sample of {address}")[:limit]
+        return listed_rows(body["rows"], f"live sample of {address}")[:limit]
 
     async def _call(self, method: str, address: str, path: str, **kwargs: Any) -> dict[str, Any]:
         url = f"http://{address}{path}"
