@@ -1,0 +1,88 @@
+"""Static Go binaries for the real tier's images, each from a wrapper module of ours.
+
+The wrapper modules live in hack/realnode/images-gomod/<name>/ (not under hack/gomod/, whose
+files key the control plane's build: a change here must not rebuild the control plane).
+A binary is cached under `images/go/<name>-<key>/`, the key covering the Go version and the
+module's files, and built only when missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster.paths import go_version
+
+from .images_run import content_key, images_dir, need_tool, run_step, say
+
+GOMOD_DIR = Path(__file__).resolve().parent / "images-gomod"
+
+
+@dataclass(frozen=True)
+class GoBinary:
+    """One command built with CGO_ENABLED=0 from the wrapper module `name`."""
+
+    name: str
+    package: str
+    ldflags: str = "-s -w"
+    cold_hint: str = "seconds"
+
+    @property
+    def module_dir(self) -> Path:
+        return GOMOD_DIR / self.name
+
+    def key(self) -> str:
+        files = [p for p in self.module_dir.iterdir() if p.suffix in {".mod", ".sum", ".go"}]
+        return content_key(go_version(), self.package, self.ldflags, files=files)
+
+    def path(self) -> Path:
+        return images_dir() / "go" / f"{self.name}-{self.key()}" / self.name
+
+
+def ensure_binary(binary: GoBinary, logs: Path) -> Path:
+    """The binary's cached path, built first if missing (the caller holds the images lock)."""
+    target = binary.path()
+    if target.is_file():
+        say(f"cached: {binary.name} binary ({target.parent.name})")
+        return target
+    need_tool("go", "install Go 1.26 or newer")
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    run_step(
+        f"download modules for {binary.name}",
+        ["go", "mod", "download"],
+        logs / f"go-download-{binary.name}.log",
+        cwd=binary.module_dir,
+        env=env,
+    )
+    say(f"building {binary.name} with {go_version()} (cold: {binary.cold_hint})")
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{binary.name}-", dir=target.parent.parent))
+    try:
+        cmd = ["go", "build", "-trimpath", "-v", "-ldflags", binary.ldflags]
+        cmd += ["-o", str(staging / binary.name), binary.package]
+        run_step(
+            f"build {binary.name}",
+            cmd,
+            logs / f"go-build-{binary.name}.log",
+            cwd=binary.module_dir,
+            env=env,
+        )
+        for stale in target.parent.parent.glob(f"{binary.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # an older key's build
+        staging.rename(target.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+PAUSE = GoBinary("pause", ".")
+TRAEFIK_VERSION = "v3.6.12"
+TRAEFIK = GoBinary(
+    "traefik",
+    "github.com/traefik/traefik/v3/cmd/traefik",
+    ldflags=f"-s -w -X github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",
+    cold_hint="about 6 minutes on 2 cores",
+)
