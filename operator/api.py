@@ -159,7 +159,12 @@ class IngressTLS(CamelModel):
 class IngressTraffic(CamelModel):
     host: str = Field(description="Host name the Ingress answers for.")
     path: str = Field(default="/", description="Path prefix routed to the model.")
-    class_name: str = Field(default="nginx", description="IngressClass; must be NGINX-compatible.")
+    class_name: str | None = Field(
+        default=None,
+        description="IngressClass of both Ingresses; unset: the cluster's default IngressClass. "
+        "Its controller must honour the NGINX canary annotations (docs/reference.md, Traffic "
+        "routers).",
+    )
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra annotations on both Ingresses."
     )
@@ -191,11 +196,15 @@ class TrafficSpec(CamelModel):
             ]
         }
     )
-    ingress: IngressTraffic | None = Field(
-        default=None, description="NGINX Ingress with canary-weight annotations."
-    )
     gateway: GatewayTraffic | None = Field(
-        default=None, description="Gateway API HTTPRoute with weighted backendRefs."
+        default=None,
+        description="Gateway API HTTPRoute with weighted backendRefs (and a mirror filter for "
+        "shadow): any conformant implementation splits the weight. The router to choose.",
+    )
+    ingress: IngressTraffic | None = Field(
+        default=None,
+        description="Two Ingresses, the second with NGINX's canary-weight annotation (and "
+        "mirror-target on the first for shadow): only for a controller that honours them.",
     )
 
 

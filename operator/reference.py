@@ -28,6 +28,28 @@ models in `operator/api.py` by `make docs`; do not edit by hand. Durations are G
 `5m`, `1h30m`, `500ms`). Rules that span fields (CEL) are listed after the tables.
 """
 
+_ROUTERS = """## Traffic routers
+
+`spec.traffic` picks the router that carries the canary's weight (and, in a shadow step, the
+mirror). Prefer `gateway`: the operator writes one HTTPRoute whose `backendRefs` weights are the
+split, which every conformant Gateway API implementation honours (`examples/gateway-api.yaml`).
+
+`ingress` writes two Ingresses, `<name>` to the active slot and `<name>-canary` with
+`nginx.ingress.kubernetes.io/canary-weight` (and, for shadow, `mirror-target` on `<name>`). Those
+are NGINX annotations: the split exists only where the controller honours them, elsewhere the
+canary gets no traffic whatever its weight. The ingress-nginx controller that defined them is
+retired (no release since March 2026, repository archived). `ingress.className` has no default:
+unset, the cluster's default IngressClass applies; name the class of a controller that honours the
+annotations (`examples/ingress-nginx.yaml`).
+
+| controller (measured on this project) | main Ingress | `canary-weight` | `mirror-target` |
+|---|---|---|---|
+| ingress-nginx controller | served | honoured | honoured |
+| Traefik v3.6, Kubernetes Ingress NGINX provider | served | ignored: the canary gets no traffic | ignored: nothing is mirrored |
+
+With neither block, the split is the ratio of Ready pods behind the Service `<name>`: coarse, and
+no shadow step."""
+
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation such as `X | None` or `list[X]`, if any."""
@@ -113,6 +135,7 @@ def render_reference() -> str:
         *_rows(ModelDeploymentSpec, "spec"),
         "\n### Validation rules (CEL, enforced by the API server)\n",
         *_validations(ModelDeploymentSpec, "spec"),
+        "\n" + _ROUTERS,
         "\n## status\n",
         table_head,
         *_rows(ModelDeploymentStatus, "status"),

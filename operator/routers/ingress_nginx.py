@@ -73,7 +73,6 @@ def _ingress(
     owner: Owner, name: str, ingress: IngressTraffic, slot: Slot, annotations: dict[str, str]
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "ingressClassName": ingress.class_name,
         "rules": [
             {
                 "host": ingress.host,
@@ -94,6 +93,8 @@ def _ingress(
             }
         ],
     }
+    if ingress.class_name is not None:  # unset: the cluster's default IngressClass
+        spec["ingressClassName"] = ingress.class_name
     if ingress.tls is not None:
         spec["tls"] = [{"hosts": [ingress.host], "secretName": ingress.tls.secret_name}]
     return {

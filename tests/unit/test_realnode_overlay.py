@@ -1,0 +1,56 @@
+"""The real tier installs the operator as a user does: `kubectl apply -k manifests/`, through an
+overlay (hack/realnode/overlay) that swaps only the image names and the Prometheus address."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL = Path(sys.executable).parent / "kubectl"
+PLACEHOLDER_PROMETHEUS = "http://real-tier-prometheus.invalid:9090"
+
+
+def _render(folder: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    done = subprocess.run(
+        [str(KUBECTL), "kustomize", str(REPO / folder)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    objects = [d for d in yaml.safe_load_all(done.stdout) if d]
+    return {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects
+    }
+
+
+def _operator_container(objects: dict[tuple[str, str, str], dict[str, Any]]) -> dict[str, Any]:
+    deployment = objects["Deployment", "modelfleet-system", "modelfleet-operator"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def test_the_top_level_kustomization_installs_the_operator() -> None:
+    user = _render("manifests")
+    assert user == _render("manifests/operator")
+    assert ("ServiceAccount", "modelfleet-system", "modelfleet-operator") in user
+    assert ("CustomResourceDefinition", "", "modeldeployments.modelfleet.io") in user
+
+
+def test_the_overlay_changes_only_images_and_the_operators_env() -> None:
+    user, real = _render("manifests"), _render("hack/realnode/overlay")
+    assert real.keys() == user.keys()
+    user_container, real_container = _operator_container(user), _operator_container(real)
+    assert real_container["image"] == "localhost/modelfleet-operator:dev"
+    env = {e["name"]: e["value"] for e in real_container["env"]}
+    assert env["MODELFLEET_OPERATOR_SERVER_IMAGE"] == "localhost/modelfleet-server:dev"
+    assert env["MODELFLEET_OPERATOR_PROMETHEUS_URL"] == PLACEHOLDER_PROMETHEUS
+    # with those three values put back, the overlay renders exactly what a user installs
+    user_env = {e["name"]: e["value"] for e in user_container["env"]}
+    real_container["image"] = user_container["image"]
+    for item in real_container["env"]:
+        item["value"] = user_env[item["name"]]
+    assert real == user
