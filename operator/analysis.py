@@ -12,6 +12,9 @@ No I/O and no clock: `modelfleet.operator.prometheus` reads the numbers, these f
 - Extra checks: user PromQL with {{namespace}} {{name}} {{slot}} {{revision}}, one number each.
 - Prediction drift (`modelfleet.operator.drift`) and the paired replay gate
   (`modelfleet.operator.replay`) return `CheckResult`s too, with their values in `measured()`.
+- Request share: the canary's share of both slots' requests in the same window against the share
+  its router should give it (`judge_request_share`). A router can accept an object and ignore it;
+  a canary getting far less than its weight is never a Pass.
 - `combine`: any Fail → Fail; else any Error → Error; else any Inconclusive → Inconclusive; else Pass.
 """
 
@@ -57,6 +60,14 @@ class ErrorRateResult(CheckResult):
     rate: float | None = None
     lower: float | None = None
     upper: float | None = None
+
+
+@dataclass(frozen=True)
+class RequestShareResult(CheckResult):
+    share: float | None = None
+
+    def measured(self) -> dict[str, Any]:
+        return {"request_share": self.share}
 
 
 def look_corrected_z(looks: int, alpha: float = 0.05) -> float:
@@ -222,6 +233,42 @@ def judge_metric(check: MetricCheck, value: float | None) -> CheckResult:
     return CheckResult(check.name, "Pass", f"{check.name} = {value:g}")
 
 
+# A canary whose share is surely below this fraction of its expected share is not getting traffic.
+SHARE_SHORTFALL = 0.5
+
+
+def judge_request_share(
+    canary_requests: float,
+    stable_requests: float,
+    weight: int,
+    expected_share: float,
+    min_requests: int,
+    z: float = DEFAULT_Z,
+) -> RequestShareResult:
+    """Is the traffic reaching the canary? Both counts are since the step's weight was set.
+
+    Held (Inconclusive) only when the upper bound of the share's Wilson interval, with the same
+    look-corrected z as the error rate, is below half the expected share, over at least
+    `min_requests` requests of both slots: noise and scrape lag never hold a canary, while a router
+    that ignores the weight is caught (0 of 250 requests at weight 10 %). Otherwise a Pass with no
+    words: the share alone never makes a canary pass, the other checks decide.
+    """
+    canary_requests, stable_requests = max(canary_requests, 0.0), max(stable_requests, 0.0)
+    total = canary_requests + stable_requests
+    if total <= 0:
+        return RequestShareResult("request share", "Pass", "")
+    share = canary_requests / total
+    _, upper = wilson_interval(canary_requests, total, z)
+    if total < min_requests or upper >= expected_share * SHARE_SHORTFALL:
+        return RequestShareResult("request share", "Pass", "", share=share)
+    message = (
+        f"traffic is not reaching the canary: {percent(share)} of requests at weight {weight} %"
+    )
+    if abs(expected_share * 100 - weight) >= 0.5:
+        message += f" ({percent(expected_share)} expected from the Ready pods)"
+    return RequestShareResult("request share", "Inconclusive", message, share=share)
+
+
 def render_query(template: str, **values: str) -> str:
     """Fill {{namespace}} {{name}} {{slot}} {{revision}}; an unknown placeholder is a ValueError."""
 
@@ -253,7 +300,7 @@ def combine(
             phase = candidate
             break
     deciding = by_phase.get(phase, [])
-    message = "; ".join(r.message for r in deciding) or "no checks configured"
+    message = "; ".join(r.message for r in deciding if r.message) or "no checks configured"
     error_rate = next((r for r in results if isinstance(r, ErrorRateResult)), None)
     values: dict[str, Any] = {}
     for result in results:

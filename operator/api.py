@@ -460,6 +460,11 @@ class AnalysisStatus(CamelModel):
     p99_ms: float | None = Field(default=None, description="Canary p99 latency, ms.")
     stable_p99_ms: float | None = Field(default=None, description="Stable p99 latency, ms.")
     requests: int | None = Field(default=None, description="Canary requests counted.")
+    request_share: float | None = Field(
+        default=None,
+        description="Canary's share of both slots' requests since the step (0-1), to compare "
+        "with the weight: a router that ignores the weight shows here.",
+    )
     prediction_drift: float | None = Field(
         default=None, description="Largest PSI of canary vs stable predictions over outputs."
     )

@@ -26,6 +26,8 @@ class AnalysisTarget:
     stable_revision: str | None
     weight: int
     since: datetime  # when this step's weight was set: counts start here
+    # the share of requests the router should give the canary (0-1); None: not checked (shadow)
+    expected_share: float | None = None
     # host:port of the metrics port of one Ready pod per slot (the paired gate replays rows there)
     canary_address: str | None = None
     stable_address: str | None = None
@@ -39,6 +41,7 @@ class Measurement:
     message: str
     measured_at: datetime
     requests: int | None = None
+    request_share: float | None = None
     error_rate: float | None = None
     error_rate_lower: float | None = None
     error_rate_upper: float | None = None
@@ -57,6 +60,7 @@ class Measurement:
             message=self.message,
             measured_at=self.measured_at.isoformat().replace("+00:00", "Z"),
             requests=self.requests,
+            request_share=self.request_share,
             error_rate=self.error_rate,
             error_rate_lower=self.error_rate_lower,
             error_rate_upper=self.error_rate_upper,

@@ -32,11 +32,13 @@ import httpx
 from modelfleet.operator.analysis import (
     DEFAULT_Z,
     CheckResult,
+    RequestShareResult,
     combine,
     judge_error_rate,
     judge_metric,
     judge_p99,
     judge_regression,
+    judge_request_share,
     render_query,
 )
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
@@ -71,6 +73,7 @@ class RequestCounts:
     requests: float
     errors: float
     most_scrapes: int  # most samples any one series has in the window
+    series: int = 0  # series (pod × code) seen in the window
 
 
 def selector(namespace: str, name: str, slot: str, revision: str) -> str:
@@ -116,7 +119,10 @@ def count_requests(
         (sum(stamp > since for stamp, _ in samples) for samples in windows.values()), default=0
     )
     return RequestCounts(
-        requests=sum(gains.values()), errors=float(errors), most_scrapes=most_scrapes
+        requests=sum(gains.values()),
+        errors=float(errors),
+        most_scrapes=most_scrapes,
+        series=len(windows),
     )
 
 
@@ -189,26 +195,31 @@ class PrometheusAnalyzer:
             target.stable_slot or "",
             target.stable_revision or "",
         )
+        share = target.expected_share is not None and target.stable_slot is not None
         since, at = target.since.timestamp(), now.timestamp()
-        matchers = selector(*canary)
-        baselines, windows, p99_s, stable_p99_s, predictions = await asyncio.gather(
-            self._vector(url, f"{REQUESTS_METRIC}{matchers}", since),
-            self._matrix(url, f"{REQUESTS_METRIC}{matchers}[{window_s}s]", at),
+        counts, stable_counts, p99_s, stable_p99_s, predictions = await asyncio.gather(
+            self._requests(url, selector(*canary), since, at, window_s),
+            self._requests(url, selector(*stable), since, at, window_s) if share else _none(),
             self._number(url, p99_query(*canary, window_s), at),
             self._number(url, p99_query(*stable, window_s), at) if compare else _none(),
             self._predictions(url, canary, stable, since, at, window_s) if drift else _none(),
         )
-        counts = count_requests(baselines, windows, since)
+        shortfall = self._share(spec, target, counts, stable_counts)
+        if shortfall is not None and shortfall.phase != "Pass":
+            # the stable slot's count says where the requests went: that explains an empty canary
+            return _Read([shortfall], counts.requests)
         if counts.most_scrapes < 2:
             reason = (
                 "no canary requests counted since the step began"
-                if not windows
+                if counts.series == 0
                 else "fewer than two scrapes since the step began"
             )
             return _Read([CheckResult("window", "Inconclusive", reason)])
         p99_ms = None if p99_s is None else p99_s * 1000
         stable_p99_ms = None if stable_p99_s is None else stable_p99_s * 1000
         results = self._judge(spec, target, counts, p99_ms, stable_p99_ms)
+        if shortfall is not None:
+            results.append(shortfall)
         if predictions is not None and spec.max_prediction_drift is not None:
             drift_result = judge_drift(
                 *predictions, spec.max_prediction_drift, spec.min_drift_samples, target.weight
@@ -217,6 +228,35 @@ class PrometheusAnalyzer:
                 results.append(drift_result)
         results += await self._extra_checks(url, target, spec.metrics, at)
         return _Read(results, counts.requests, p99_ms, stable_p99_ms)
+
+    async def _requests(
+        self, url: str, matchers: str, since: float, at: float, window_s: int
+    ) -> RequestCounts:
+        """One slot's requests and 5xx answers since `since`, counted exactly."""
+        series = f"{REQUESTS_METRIC}{matchers}"
+        baselines, windows = await asyncio.gather(
+            self._vector(url, series, since), self._matrix(url, f"{series}[{window_s}s]", at)
+        )
+        return count_requests(baselines, windows, since)
+
+    def _share(
+        self,
+        spec: AnalysisSpec,
+        target: AnalysisTarget,
+        counts: RequestCounts,
+        stable: RequestCounts | None,
+    ) -> RequestShareResult | None:
+        """The canary's share against its router's, once the stable slot has two scrapes."""
+        if stable is None or target.expected_share is None or stable.most_scrapes < 2:
+            return None
+        return judge_request_share(
+            counts.requests,
+            stable.requests,
+            target.weight,
+            target.expected_share,
+            spec.min_requests,
+            self._z,
+        )
 
     async def _predictions(
         self,

@@ -55,7 +55,7 @@ from modelfleet.operator.rollout import (
     parse_timestamp,
     plan_replicas,
 )
-from modelfleet.operator.routers import router_for
+from modelfleet.operator.routers import Router, router_for
 from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.shape import revision_of, shape_of
 from modelfleet.operator.status import invalid_spec_status, summarize
@@ -212,7 +212,8 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         canary_sizer=router.canary_replicas,
         command=Command.parse(meta.get("annotations", {}).get(COMMAND_ANNOTATION)),
     )
-    measurement = await _measure(ctx, owner, spec, old_status, now)
+    expected_share = _expected_share(router, old_status, observed)
+    measurement = await _measure(ctx, owner, spec, old_status, now, expected_share)
     transition = next_action(inp, measurement, now)
     new_status = transition.status
     plan = plan_replicas(inp, new_status)
@@ -344,6 +345,7 @@ async def _measure(
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
     now: datetime,
+    expected_share: float | None,
 ) -> Measurement | None:
     canary = status.canary
     if canary is None or not analysis_due(spec, status, now):
@@ -358,6 +360,7 @@ async def _measure(
         stable_revision=status.active_revision,
         weight=canary.weight,
         since=parse_timestamp(canary.step_started_at),
+        expected_share=expected_share,
     )
     analysis = spec.rollout.analysis
     if paired_gate_enabled(analysis) and status.active_slot is not None:
@@ -365,6 +368,18 @@ async def _measure(
     if analysis.prometheus_url is None:
         analysis = analysis.model_copy(update={"prometheus_url": ctx.settings.prometheus_url})
     return await ctx.analyzer.measure(target, analysis, now)
+
+
+def _expected_share(
+    router: Router, status: ModelDeploymentStatus, observed: dict[str, SlotObservation]
+) -> float | None:
+    """The canary's share of live requests by its router; None in shadow (weight 0: it gets
+    copies only, so its share of live requests is not checked)."""
+    canary = status.canary
+    if canary is None or canary.weight == 0:
+        return None
+    active = observed[status.active_slot].ready_replicas if status.active_slot else 0
+    return router.expected_share(canary.weight, observed[canary.slot].ready_replicas, active)
 
 
 async def _with_pod_addresses(

@@ -1,8 +1,9 @@
 """Traffic routers: one small protocol, one module per router, picked by the spec's traffic block.
 
 Setting a weight means writing it into status and applying the router's desired objects for
-(active slot, canary slot, canary weight); `verify_weight` reads the live objects back and says
-which weight they carry (None where the router cannot tell).
+(active slot, canary slot, canary weight). Whether the data plane honours them is not read back from
+the objects (a proxy can accept an object and ignore it): `expected_share` says which share of the
+requests the canary should get, and the analysis compares it with the share Prometheus counted.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class Router(Protocol):
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         """Canary pods needed to carry `weight` % next to `active_replicas` stable pods."""
 
-    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
-        """The canary weight the live objects carry; None when it cannot be told."""
+    def expected_share(self, weight: int, canary_ready: int, active_ready: int) -> float:
+        """The share of live requests (0-1) the canary should get at `weight`, given Ready pods."""
 
 
 def proportional_replicas(active_replicas: int, weight: int) -> int:

@@ -55,15 +55,8 @@ class GatewayRouter:
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         return proportional_replicas(active_replicas, weight)
 
-    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
-        for obj in live:
-            if obj.get("kind") != "HTTPRoute" or obj["metadata"]["name"] != owner.name:
-                continue
-            refs = obj["spec"]["rules"][0].get("backendRefs", [])
-            if len(refs) < 2:
-                return 0
-            return int(refs[1].get("weight", 1))
-        return None
+    def expected_share(self, weight: int, canary_ready: int, active_ready: int) -> float:
+        return weight / 100
 
 
 def _canary_weight(routing: Routing) -> int:

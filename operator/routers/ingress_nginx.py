@@ -51,12 +51,8 @@ class IngressNginxRouter:
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         return proportional_replicas(active_replicas, weight)
 
-    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
-        for obj in live:
-            if obj.get("metadata", {}).get("name") == f"{owner.name}-canary":
-                value = obj["metadata"].get("annotations", {}).get(CANARY_WEIGHT)
-                return int(value) if value is not None and value.isdigit() else None
-        return None
+    def expected_share(self, weight: int, canary_ready: int, active_ready: int) -> float:
+        return weight / 100
 
 
 def mirror_target(owner: Owner, slot: Slot) -> str:

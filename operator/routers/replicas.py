@@ -31,5 +31,10 @@ class ReplicaRatioRouter:
             return max(1, active_replicas)
         return max(1, math.ceil(active_replicas * weight / (100 - weight)))
 
-    def verify_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
-        return None  # the real share depends on which pods are Ready: unknown here
+    def expected_share(self, weight: int, canary_ready: int, active_ready: int) -> float:
+        """Each Ready pod the Service selects gets an equal share, so the pods' share, not the
+        weight (3 active pods and 1 canary pod at 10 % → 25 %); at 100 % only the canary's."""
+        if weight <= 0 or weight >= 100:
+            return min(max(weight, 0), 100) / 100
+        pods = canary_ready + active_ready
+        return canary_ready / pods if pods > 0 else weight / 100

@@ -1,4 +1,5 @@
-"""The canary analysis rules: Wilson interval, error-rate rule, p99, regression, extra checks."""
+"""The canary analysis rules: Wilson interval, error-rate rule, p99, regression, request share,
+extra checks."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from modelfleet.operator.analysis import (
     judge_metric,
     judge_p99,
     judge_regression,
+    judge_request_share,
     look_corrected_z,
     poisson_lower_bound,
     render_query,
@@ -229,6 +231,65 @@ def test_regression_rule(
 ) -> None:
     result = judge_regression(canary, stable, 1.5, requests=500, min_requests=100, weight=weight)
     assert (result.phase if result else None) == phase
+
+
+# --- request share -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "weight", "expected", "phase"),
+    [
+        (0, 250, 10, 0.10, "Inconclusive"),  # the router ignores the weight
+        (0, 150, 10, 0.10, "Pass"),  # zero of 150 could still be a 10 % share by chance
+        (0, 60, 10, 0.10, "Pass"),  # fewer than minRequests
+        (20, 980, 10, 0.10, "Inconclusive"),  # 2 % where 10 % was asked
+        (30, 970, 10, 0.10, "Pass"),  # 3 %: not surely below half the weight
+        (90, 910, 10, 0.10, "Pass"),
+        (80, 920, 10, 0.25, "Inconclusive"),  # replica ratio: 1 pod in 4 should take 25 %
+        (0, 500, 100, 1.0, "Inconclusive"),  # 100 % on paper, none in fact
+        (500, 0, 100, 1.0, "Pass"),
+        (0, 0, 10, 0.10, "Pass"),  # nothing to judge: the other checks say so
+    ],
+)
+def test_request_share_rule(
+    canary: int, stable: int, weight: int, expected: float, phase: str
+) -> None:
+    result = judge_request_share(canary, stable, weight, expected, min_requests=100)
+    assert result.phase == phase, result.message
+    if canary + stable:
+        assert result.measured() == {"request_share": pytest.approx(canary / (canary + stable))}
+
+
+def test_request_share_message_names_share_and_weight() -> None:
+    held = judge_request_share(0, 400, 10, 0.10, min_requests=100)
+    assert held.message == "traffic is not reaching the canary: 0.0 % of requests at weight 10 %"
+    by_pods = judge_request_share(80, 920, 10, 0.25, min_requests=100)
+    assert by_pods.message == (
+        "traffic is not reaching the canary: 8.0 % of requests at weight 10 % "
+        "(25.0 % expected from the Ready pods)"
+    )
+
+
+@given(
+    total=st.integers(min_value=1, max_value=100_000),
+    weight=st.integers(min_value=1, max_value=100),
+    data=st.data(),
+)
+def test_request_share_never_holds_a_canary_at_half_its_weight_or_more(
+    total: int, weight: int, data: st.DataObject
+) -> None:
+    canary = data.draw(st.integers(min_value=math.ceil(total * weight / 200), max_value=total))
+    result = judge_request_share(canary, total - canary, weight, weight / 100, min_requests=100)
+    assert result.phase == "Pass"
+
+
+def test_a_passing_share_adds_no_words_to_the_verdict() -> None:
+    share = judge_request_share(95, 905, 10, 0.10, min_requests=100)
+    passing = CheckResult("error rate", "Pass", "error rate 0.0 % ≤ 1.0 %")
+    measurement = combine([passing, share], NOW, requests=95)
+    assert measurement.message == "error rate 0.0 % ≤ 1.0 %"
+    assert measurement.request_share == pytest.approx(0.095)
+    assert measurement.to_status().request_share == pytest.approx(0.095)
 
 
 @pytest.mark.parametrize(

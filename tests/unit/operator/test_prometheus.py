@@ -7,6 +7,7 @@ same analyzer against a real Prometheus scraping real servers is in tests/e2e/te
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -419,3 +420,57 @@ def test_a_paired_fail_decides_even_when_prometheus_is_down(answer: Answer | Exc
     assert measurement.agreement == 0.431
     assert measurement.replayed_rows == 512
     assert measurement.to_status().score_delta_max == 0.9
+
+
+# --- the canary's share of the requests ---------------------------------------------------------
+
+SHARED = dataclasses.replace(TARGET, weight=10, expected_share=0.10)
+
+
+def two_slots(canary_ok: int, stable_ok: int) -> Answer:
+    """Both slots' counters, each answered for its own slot's selector."""
+    series = {"__name__": "modelfleet_requests_total", "pod": "a", "code": "200"}
+
+    def answer(query: str, at: float) -> dict[str, Any]:
+        if query.startswith("histogram_quantile"):
+            return _vector(({}, 0.012))
+        count = canary_ok if 'slot="green"' in query else stable_ok
+        if query.endswith("s]"):
+            return _matrix() if count == 0 else _matrix((series, [(T0 + 10, 0), (T0 + 20, count)]))
+        return _vector()
+
+    return answer
+
+
+def test_a_canary_the_router_starves_is_held_with_the_share_it_got() -> None:
+    measurement, queries = _measure(two_slots(canary_ok=0, stable_ok=600), target=SHARED)
+    assert measurement.phase == "Inconclusive"
+    assert measurement.message == (
+        "traffic is not reaching the canary: 0.0 % of requests at weight 10 %"
+    )
+    assert measurement.request_share == 0.0
+    assert any('slot="blue",revision="r1"' in query for query in queries)
+
+
+@pytest.mark.parametrize(
+    ("canary_ok", "stable_ok", "phase"),
+    [(200, 1800, "Pass"), (20, 1980, "Inconclusive"), (0, 100, "Inconclusive")],
+    ids=["on-weight", "starved", "too-few-to-tell"],
+)
+def test_the_share_is_counted_over_both_slots(canary_ok: int, stable_ok: int, phase: str) -> None:
+    measurement, _ = _measure(two_slots(canary_ok, stable_ok), target=SHARED)
+    assert measurement.phase == phase, measurement.message
+    if canary_ok:
+        assert measurement.request_share == pytest.approx(canary_ok / (canary_ok + stable_ok))
+    if phase == "Pass":
+        assert "not reaching" not in measurement.message
+    if stable_ok == 100:  # zero of 100 could still be a 10 % share: the empty canary says so
+        assert measurement.message == "no canary requests counted since the step began"
+
+
+def test_in_shadow_the_share_is_not_checked_nor_the_stable_slot_queried() -> None:
+    shadow = dataclasses.replace(TARGET, weight=0, expected_share=None)
+    measurement, queries = _measure(two_slots(canary_ok=2000, stable_ok=20000), target=shadow)
+    assert measurement.phase == "Pass", measurement.message
+    assert measurement.request_share is None
+    assert not any('slot="blue"' in query for query in queries)
