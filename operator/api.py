@@ -502,7 +502,12 @@ class CanaryStatus(CamelModel):
         default=False,
         description="The shadow step is over (passed, or skipped by `promote`): live steps follow.",
     )
-    step_index: int = Field(default=0, ge=0, description="Index into rollout.steps.")
+    step_index: int = Field(default=0, ge=0, description="Index into `steps`.")
+    steps: list[int] | None = Field(
+        default=None,
+        description="The step weights stepIndex counts in: rollout.steps as the rollout began or "
+        "as an edit re-anchored it (with the current weight when it falls between two steps).",
+    )
     step_started_at: str | None = Field(
         default=None, description="When this step's weight was set."
     )

@@ -30,6 +30,7 @@ from modelfleet.operator.rollout_plan import (
     Event,
     RolloutInput,
     SlotObservation,
+    StepPosition,
     Transition,
     analysis_due,
     dwell_of,
@@ -38,6 +39,7 @@ from modelfleet.operator.rollout_plan import (
     other_slot,
     parse_timestamp,
     plan_replicas,
+    step_position,
     timestamp,
     where,
 )
@@ -49,6 +51,7 @@ __all__ = [  # the machine's whole interface, re-exported for the reconcile and 
     "Event",
     "RolloutInput",
     "SlotObservation",
+    "StepPosition",
     "Transition",
     "analysis_due",
     "dwell_of",
@@ -58,6 +61,7 @@ __all__ = [  # the machine's whole interface, re-exported for the reconcile and 
     "other_slot",
     "parse_timestamp",
     "plan_replicas",
+    "step_position",
     "timestamp",
     "where",
 ]
@@ -194,6 +198,7 @@ class _Machine:
             version=self.inp.version,
             weight=0,
             step_index=0,
+            steps=list(self.inp.spec.rollout.steps),
             started_at=timestamp(self.now),
             progressed_at=timestamp(self.now),
             skip_analysis=self.inp.spec.rollout.steps == [100]
@@ -285,8 +290,7 @@ class _Machine:
             return
         if canary.mirror > 0:  # the spec dropped its shadow block while mirroring
             self._end_shadow(canary, f"{canary.version}: shadow step removed from the spec")
-        steps = self.inp.spec.rollout.steps
-        target = steps[canary.step_index]
+        target = self._anchor(canary).weight
         if canary.weight < target:
             self._raise_weight(canary, target)
             return
@@ -301,6 +305,12 @@ class _Machine:
             return
         self._check_deadline(canary, dwell)
         self._wake_in(look_gap(self.inp.spec, canary))
+
+    def _anchor(self, canary: CanaryStatus) -> StepPosition:
+        """The canary's step, written back re-anchored (see `step_position`: rollout.steps edited)."""
+        position = step_position(self.inp.spec, canary)
+        canary.steps, canary.step_index = list(position.steps), position.index
+        return position
 
     def _canary_pods_ready(self, canary: CanaryStatus, share: int) -> bool:
         """Whether the canary has the Ready pods for `share` %; past progressDeadline, pause."""
@@ -346,7 +356,7 @@ class _Machine:
         dwell = self._seconds(shadow.duration)
         if self._step_passed(canary, dwell):
             self._end_shadow(canary, f"{canary.version} passed the shadow step")
-            self._raise_weight(canary, self.inp.spec.rollout.steps[0])
+            self._raise_weight(canary, self._anchor(canary).weight)
             return
         self._check_deadline(canary, dwell)
         self._wake_in(look_gap(self.inp.spec, canary))
@@ -401,8 +411,7 @@ class _Machine:
         return parse_timestamp(analysis.measured_at) >= dwell_end
 
     def _next_step(self, canary: CanaryStatus) -> None:
-        steps = self.inp.spec.rollout.steps
-        if canary.step_index >= len(steps) - 1:
+        if self._anchor(canary).last:
             self._promote()
             return
         self._event("Normal", reasons.STEP_PASSED, f"{canary.version} passed {canary.weight}%")
@@ -459,19 +468,19 @@ class _Machine:
         canary = self.status.canary
         if canary is None:
             return None
-        last = len(self.inp.spec.rollout.steps) - 1
+        position = self._anchor(canary)
         self.status.phase = "Progressing"
         canary.progressed_at = timestamp(self.now)
         if in_shadow(self.inp.spec, canary) and not command.full:
             canary.mirror, canary.shadow_done = 0, True
-            return f"skipping the shadow step to {self.inp.spec.rollout.steps[0]}%"
+            return f"skipping the shadow step to {position.weight}%"
         canary.mirror, canary.shadow_done = 0, True
-        if command.full or canary.step_index == last:
-            canary.step_index = last
+        if command.full or position.last:
+            canary.step_index = len(position.steps) - 1
             canary.skip_analysis = True
             return "promoting to 100% without analysis"
         canary.step_index += 1
-        return f"skipping to {self.inp.spec.rollout.steps[canary.step_index]}%"
+        return f"skipping to {position.steps[canary.step_index]}%"
 
     def _command_abort(self, command: Command) -> str | None:
         if self.status.canary is None:

@@ -3,8 +3,9 @@
 `RolloutInput` (spec, status, both slots as observed, the router's sizing, a manual command) goes
 into `rollout.next_action`, a `Transition` (next status, events, when to look again) comes out.
 Around that call the reconcile asks `analysis_due` (take a measurement first?) and `plan_replicas`
-(pods per slot for the new status). The shadow step's rules (`in_shadow`, `dwell_of`) live here
-because both sides read them. Pure code: no I/O, the clock is passed in.
+(pods per slot for the new status). The shadow step's rules (`in_shadow`, `dwell_of`) and where the
+canary stands in the steps (`step_position`) live here because both sides read them. Pure code: no
+I/O, the clock is passed in.
 """
 
 from __future__ import annotations
@@ -108,6 +109,48 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+@dataclass(frozen=True)
+class StepPosition:
+    """Where the canary stands: `index` into `steps`, the weights the status's stepIndex counts in."""
+
+    steps: tuple[int, ...]
+    index: int
+
+    @property
+    def weight(self) -> int:
+        """The weight of this step (the canary's current weight when an edit left it between)."""
+        return self.steps[self.index]
+
+    @property
+    def last(self) -> bool:
+        return self.index == len(self.steps) - 1
+
+
+def step_position(spec: ModelDeploymentSpec, canary: CanaryStatus) -> StepPosition:
+    """The canary's step in the spec's `rollout.steps`, re-anchored when they were edited mid-rollout.
+
+    The status's stepIndex counts in `canary.steps`, the list it was written against. After an edit
+    the canary never gains weight from the edit alone: a weight still being analysed stays a step
+    of its own (its position in the new list, or inserted into it when the list lacks it) until its
+    analysis passes; a weight that already passed (the next step was waiting for pods) waits for
+    the first new step above it. `promote --full` stays at the last step, 100 %.
+    """
+    steps = tuple(spec.rollout.steps)
+    if canary.skip_analysis:
+        return StepPosition(steps, len(steps) - 1)
+    known = tuple(canary.steps) if canary.steps else steps  # not recorded: the spec's
+    index, weight = canary.step_index, canary.weight
+    if known == steps and index < len(steps):
+        return StepPosition(steps, index)
+    if weight == 0:  # no live weight yet: the first step (or the shadow step) is next
+        return StepPosition(steps, 0)
+    if index < len(known) and weight < known[index]:  # this weight passed; the next was pending
+        above = (i for i, step in enumerate(steps) if step > weight)
+        return StepPosition(steps, next(above, len(steps) - 1))
+    held = steps if weight in steps else tuple(sorted({*steps, weight}))
+    return StepPosition(held, held.index(weight))
+
+
 def in_shadow(spec: ModelDeploymentSpec, canary: CanaryStatus) -> bool:
     """Whether the canary is in (or waiting for) its shadow step: weight 0, live traffic mirrored."""
     return (
@@ -140,7 +183,7 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: 
     if in_shadow(spec, canary):
         if canary.mirror == 0:
             return False  # mirroring has not begun: nothing reaches the canary yet
-    elif canary.weight == 0 or canary.weight != spec.rollout.steps[canary.step_index]:
+    elif canary.weight == 0 or canary.weight != step_position(spec, canary).weight:
         return False
     if canary.step_started_at is None:
         return False
@@ -188,4 +231,4 @@ def _share(inp: RolloutInput, canary: CanaryStatus) -> int:
     shadow = inp.spec.rollout.shadow
     if shadow is not None and in_shadow(inp.spec, canary):
         return shadow.percent
-    return inp.spec.rollout.steps[canary.step_index]
+    return step_position(inp.spec, canary).weight
