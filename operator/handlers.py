@@ -102,9 +102,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
                 if not await _sleep(memo, memo.get("requeue_after") or settings.resync_seconds):
                     continue  # a change handler just reconciled: sleep on its requeue
                 await _reconcile_quietly(body, memo)
-        finally:
+        finally:  # the object was deleted (or this replica stopped acting): nothing of it kept
             _WAKERS.pop(key, None)
             diffbase.forget(body)
+            applied: AppliedCache | None = memo["ctx"].applied
+            if applied is not None:
+                applied.forget_owner(body.metadata.uid or "")
 
     @kopf.on.event(
         "apps",

@@ -72,12 +72,13 @@ class AppliedCache:
 
     An entry older than `max_age` is applied again, so drift made by someone else is corrected
     within that time (a slot Deployment's drift sooner: the watch on it forgets its entry). Only
-    a digest of each child is kept, not the child.
+    a digest of each child is kept, not the child, with the uid of the ModelDeployment it was
+    applied for, so that a deleted owner's entries go with it (`forget_owner`).
     """
 
     def __init__(self, max_age: float) -> None:
         self.max_age = max_age
-        self._entries: dict[tuple[str, ...], tuple[bytes, float]] = {}
+        self._entries: dict[tuple[str, ...], tuple[bytes, float, str]] = {}
 
     @staticmethod
     def key(obj: Mapping[str, Any]) -> tuple[str, ...]:
@@ -92,20 +93,16 @@ class AppliedCache:
             and time.monotonic() - entry[1] < self.max_age
         )
 
-    def remember(self, key: tuple[str, ...], content: bytes) -> None:
-        self._entries[key] = (_digest(content), time.monotonic())
+    def remember(self, key: tuple[str, ...], content: bytes, owner_uid: str) -> None:
+        self._entries[key] = (_digest(content), time.monotonic(), owner_uid)
 
     def forget(self, key: tuple[str, ...]) -> None:
         self._entries.pop(key, None)
 
-    def forget_owner(self, namespace: str, name: str) -> None:
-        """Drop every entry of this ModelDeployment's children (it was deleted)."""
-        prefix = f"{name}-"
-        for key in [
-            k
-            for k in self._entries
-            if k[2] == namespace and (k[3] == name or k[3].startswith(prefix))
-        ]:
+    def forget_owner(self, owner_uid: str) -> None:
+        """Drop the entries of one ModelDeployment's children, by its uid (not by a name prefix:
+        `fraud-v2-blue` is no child of `fraud`), once this process stops reconciling it."""
+        for key in [key for key, entry in self._entries.items() if entry[2] == owner_uid]:
             del self._entries[key]
 
 
@@ -227,7 +224,7 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         # nothing that decides which children exist changed since the last reconcile wrote its
         # status (never reconciled: nothing of ours can exist yet): what must be absent already is
         desired.absent.clear()
-    await _apply(ctx, desired, traffic_first=_traffic_moves_away(old_status, new_status))
+    await _apply(ctx, owner, desired, traffic_first=_traffic_moves_away(old_status, new_status))
     summary = summarize(spec, new_status, observed, plan, _url(owner, spec), generation, now)
     if desired.warnings:
         summary.message = "; ".join([summary.message or "", *desired.warnings]).lstrip("; ")
@@ -407,7 +404,7 @@ async def _capabilities(ctx: Context) -> Capabilities:
     )
 
 
-async def _apply(ctx: Context, desired: DesiredState, traffic_first: bool) -> None:
+async def _apply(ctx: Context, owner: Owner, desired: DesiredState, traffic_first: bool) -> None:
     """Apply in an order that never sends traffic to pods that are not there yet; the objects
     within one group are independent and go out concurrently."""
     groups = (
@@ -416,30 +413,29 @@ async def _apply(ctx: Context, desired: DesiredState, traffic_first: bool) -> No
         else [desired.workloads, desired.traffic]
     )
     for group in groups:
-        await asyncio.gather(*(_apply_one(ctx, obj) for obj in group))
-    namespace = desired.workloads[0]["metadata"]["namespace"]
-    await asyncio.gather(*(_delete_one(ctx, namespace, *absent) for absent in desired.absent))
+        await asyncio.gather(*(_apply_one(ctx, owner, obj) for obj in group))
+    await asyncio.gather(*(_delete_one(ctx, owner, *absent) for absent in desired.absent))
 
 
-async def _apply_one(ctx: Context, obj: dict[str, Any]) -> None:
+async def _apply_one(ctx: Context, owner: Owner, obj: dict[str, Any]) -> None:
     cache = ctx.applied
     key, content = AppliedCache.key(obj), orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     if cache is not None and cache.fresh(key, content):
         return
     result = await ctx.kube.apply(obj)
     if cache is not None:
-        cache.remember(key, content)
+        cache.remember(key, content, owner.uid)
     if ctx.deployments is not None and obj["kind"] == "Deployment":
         ctx.deployments.update(result)
 
 
-async def _delete_one(ctx: Context, namespace: str, api_version: str, kind: str, name: str) -> None:
-    cache, key = ctx.applied, (api_version, kind, namespace, name)
+async def _delete_one(ctx: Context, owner: Owner, api_version: str, kind: str, name: str) -> None:
+    cache, key = ctx.applied, (api_version, kind, owner.namespace, name)
     if cache is not None and cache.fresh(key, b"absent"):
         return
-    await ctx.kube.delete(api_version, kind, namespace, name)
+    await ctx.kube.delete(api_version, kind, owner.namespace, name)
     if cache is not None:
-        cache.remember(key, b"absent")
+        cache.remember(key, b"absent", owner.uid)
 
 
 def _traffic_moves_away(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> bool:

@@ -10,7 +10,7 @@ import kopf
 import pytest
 
 from modelfleet.operator.api import ModelDeploymentStatus
-from modelfleet.operator.handlers import MemoryDiffBaseStorage, _freshest
+from modelfleet.operator.handlers import MemoryDiffBaseStorage, _freshest, build_registry
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.reconcile import (
@@ -335,17 +335,52 @@ def test_the_live_cache_keeps_the_newest_slim_copy() -> None:
     assert cache.get("ml", "fraud-blue") is None
 
 
-def test_the_applied_cache_keeps_digests_and_forgets_an_owner() -> None:
+def test_the_applied_cache_keeps_digests_and_forgets_an_owner_by_uid_not_by_name() -> None:
     cache = AppliedCache(max_age=60)
-    cache.remember(("apps/v1", "Deployment", "ml", "fraud-blue"), b"content")
-    cache.remember(("v1", "Service", "ml", "fraud"), b"service")
-    cache.remember(("v1", "Service", "ml", "other"), b"service")
-    assert cache.fresh(("apps/v1", "Deployment", "ml", "fraud-blue"), b"content")
-    assert not cache.fresh(("apps/v1", "Deployment", "ml", "fraud-blue"), b"changed")
-    cache.forget_owner("ml", "fraud")
-    assert not cache.fresh(("apps/v1", "Deployment", "ml", "fraud-blue"), b"content")
-    assert not cache.fresh(("v1", "Service", "ml", "fraud"), b"service")
-    assert cache.fresh(("v1", "Service", "ml", "other"), b"service")
+    fraud = [("apps/v1", "Deployment", "ml", "fraud-blue"), ("v1", "Service", "ml", "fraud")]
+    fraud_v2 = [
+        ("apps/v1", "Deployment", "ml", "fraud-v2-blue"),
+        ("v1", "Service", "ml", "fraud-v2"),
+    ]
+    for key in fraud:
+        cache.remember(key, b"content", "uid-fraud")
+    for key in fraud_v2:
+        cache.remember(key, b"content", "uid-fraud-v2")
+    assert cache.fresh(fraud[0], b"content")
+    assert not cache.fresh(fraud[0], b"changed")
+    cache.forget_owner("uid-fraud")
+    assert not any(cache.fresh(key, b"content") for key in fraud)
+    assert all(cache.fresh(key, b"content") for key in fraud_v2)  # `fraud-` prefix, other owner
+
+
+def _named(name: str, uid: str) -> dict[str, Any]:
+    body = _md()
+    body["metadata"] = {**body["metadata"], "name": name, "uid": uid}
+    return body
+
+
+def test_a_deleted_owner_s_applied_entries_go_with_its_daemon_and_no_one_else_s() -> None:
+    kube = FakeKube()
+    ctx = _context(kube)
+    for name, uid in (("fraud", "u-1"), ("fraud-v2", "u-2")):
+        kube.objects[("ModelDeployment", "ml", name)] = _named(name, uid)
+
+    def reconcile_writes(name: str, at: datetime) -> list[tuple[str, str]]:
+        before = len(kube.writes)
+        asyncio.run(reconcile(kube.objects[("ModelDeployment", "ml", name)], ctx, at))
+        return [write for write in kube.writes[before:] if write[0] == "apply"]
+
+    for name in ("fraud", "fraud-v2"):
+        reconcile_writes(name, T0)
+        reconcile_writes(name, T0 + timedelta(seconds=1))
+        assert reconcile_writes(name, T0 + timedelta(seconds=2)) == []  # all cached
+    registry = build_registry(OperatorSettings(server_image="example.org/server:1"))
+    daemon = next(h for h in registry._spawning.get_all_handlers() if h.id == "requeue")
+    # `fraud` deleted: kopf stops its daemon (already stopped here: it only runs its cleanup)
+    body = kopf.Body(kube.objects[("ModelDeployment", "ml", "fraud")])  # type: ignore[arg-type]
+    asyncio.run(daemon.fn(stopped=True, body=body, memo=kopf.Memo(ctx=ctx)))  # type: ignore[arg-type]
+    assert reconcile_writes("fraud-v2", T0 + timedelta(seconds=3)) == []
+    assert reconcile_writes("fraud", T0 + timedelta(seconds=3)) != []  # its entries were dropped
 
 
 def _kopf_body(resource_version: str, generation: int, status: dict[str, Any]) -> kopf.Body:
