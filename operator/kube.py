@@ -48,6 +48,8 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitors",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    ("gateway.networking.k8s.io/v1", "Gateway"): "gateways",
+    ("gateway.networking.k8s.io/v1", "GatewayClass"): "gatewayclasses",
     ("modelfleet.io/v1alpha1", "ModelDeployment"): "modeldeployments",
 }
 

@@ -37,6 +37,8 @@ def test_cluster_role_has_no_wildcards() -> None:
         ("apps", "deployments", "patch"),
         ("", "services", "delete"),
         ("gateway.networking.k8s.io", "httproutes", "patch"),
+        ("gateway.networking.k8s.io", "gateways", "get"),  # which class serves the route
+        ("gateway.networking.k8s.io", "gatewayclasses", "get"),  # what that class can serve
         ("keda.sh", "scaledobjects", "delete"),
         ("", "events", "create"),
         ("kopf.dev", "clusterkopfpeerings", "patch"),
