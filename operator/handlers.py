@@ -14,7 +14,6 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
-import random
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -27,6 +26,7 @@ from modelfleet.operator import api
 from modelfleet.operator.kube import KubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.peering import Presence, own_identity, serve_health, start_priority
 from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.reconcile import (
     API_VERSION,
@@ -285,13 +285,23 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
     metrics = OperatorMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, settings.bind_host, registry=metrics.registry)
-    priority = settings.peering_priority or random.randint(1, 2**30)
-    liveness = (
-        f"http://{settings.bind_host}:{settings.health_port}/healthz"
+    presence = Presence(
+        kube,
+        metrics,
+        peering=settings.peering,
+        identity=own_identity(),
+        priority=settings.peering_priority or start_priority(),
+        lifetime=settings.peering_lifetime_seconds,
+    )
+    health = (
+        await serve_health(presence, settings.bind_host, settings.health_port)
         if settings.health_port
         else None
     )
-    trimmer = asyncio.create_task(_return_freed_memory(TRIM_MEMORY_SECONDS))
+    background = [
+        asyncio.create_task(_return_freed_memory(TRIM_MEMORY_SECONDS)),
+        asyncio.create_task(presence.run()),
+    ]
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
@@ -310,12 +320,16 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 namespaces=settings.namespaces,
                 standalone=settings.peering is None,
                 peering_name=settings.peering,
-                priority=priority,
-                liveness_endpoint=liveness,
+                priority=presence.priority,
+                # kopf's Identity is a NewType of str that kopf does not export
+                identity=cast(Any, presence.identity),
                 stop_flag=stop,
             )
     finally:
-        trimmer.cancel()
+        for task in background:
+            task.cancel()
+        if health is not None:
+            health.close()
         await kube.close()
 
 

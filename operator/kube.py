@@ -51,6 +51,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateways",
     ("gateway.networking.k8s.io/v1", "GatewayClass"): "gatewayclasses",
     ("modelfleet.io/v1alpha1", "ModelDeployment"): "modeldeployments",
+    ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
 }
 
 

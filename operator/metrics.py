@@ -63,6 +63,17 @@ class OperatorMetrics:
             labels,
             registry=self.registry,
         )
+        self.acting = Gauge(
+            "modelfleet_operator_acting",
+            "1 while this replica acts (standalone, or the live peer with the highest priority).",
+            registry=self.registry,
+        )
+        self.peering_state = Gauge(
+            "modelfleet_operator_peering_state",
+            "1 for this replica's peering state (acting, standby, waiting), 0 for the others.",
+            ("state",),
+            registry=self.registry,
+        )
         revisioned = ("namespace", "name", "revision")
         self.prediction_drift = Gauge(
             "modelfleet_operator_prediction_drift",

@@ -45,14 +45,19 @@ class OperatorSettings(BaseSettings):
         default=8090, ge=0, le=65535, description="Operator metrics; 0 = off."
     )
     health_port: int = Field(
-        default=8091, ge=0, le=65535, description="Liveness endpoint; 0 = off."
+        default=8091,
+        ge=0,
+        le=65535,
+        description="/healthz (liveness) and /readyz (readiness: acting, not standing by); 0 = off.",
     )
     peering: str | None = Field(
         default="modelfleet",
         description="ClusterKopfPeering name shared by the replicas; only one acts at a time.",
     )
     peering_priority: int = Field(
-        default=0, description="Peering priority; 0 picks a random one so replicas differ."
+        default=0,
+        description="Peering priority; 0 = the start time in ms, so a newer replica (a rolling "
+        "update's) takes over from an older one.",
     )
     peering_lifetime_seconds: int = Field(
         default=30, ge=5, description="How long a silent replica counts as alive (failover time)."

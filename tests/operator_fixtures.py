@@ -4,6 +4,7 @@
 - `start_operator`: a factory `start_operator(namespace, env=..., kubeconfig=..., peering=...)` that
   runs `modelfleet operator` with the cluster's kubeconfig (or another one, e.g. a ServiceAccount's)
   and waits for its liveness endpoint; every process it started is stopped by pid afterwards.
+  `.probe("/readyz")` answers its readiness (acting) and `.probe("/healthz")` its liveness.
 - `operator`: one standalone operator watching the test's `namespace`.
 - `apply_yaml(text)`: `kubectl apply -f -` of a manifest (dicts are dumped to JSON).
 - `example_model(name)`: the file:// URI of a trained example model (examples/models/).
@@ -53,6 +54,11 @@ class OperatorProcess:
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def probe(self, path: str) -> tuple[int, dict[str, Any]]:
+        """GET /healthz or /readyz: the status code and the replica's peering state."""
+        response = httpx.get(f"http://127.0.0.1:{self.health_port}{path}", timeout=5)
+        return response.status_code, response.json()
 
     def kill(self) -> None:
         """Die hard (SIGKILL), as a crashed or evicted replica would."""

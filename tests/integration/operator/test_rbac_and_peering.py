@@ -3,13 +3,16 @@
 RBAC: the ServiceAccount, ClusterRole and binding of the kustomize base are applied, a token comes
 from a TokenRequest, and the operator runs with only that token: any permission missing from the
 ClusterRole shows up as a 403 and fails the test.
-Peering: two replicas share a ClusterKopfPeering; only the higher priority acts, and the other
-takes over when it is killed.
+Peering: two replicas share a ClusterKopfPeering; only the higher priority acts (ready, gauge 1),
+the other stands by (live, not ready, gauge 0, says so in its log) and takes over when it is
+killed. Without its peering object the operator creates it and acts; two replicas that kopf pauses
+both (same priority) fail their liveness.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +113,50 @@ def _acted(operator: OperatorProcess) -> bool:
     return "Handler 'reconcile' succeeded" in operator.logs()
 
 
+def _acting_gauge(operator: OperatorProcess) -> float | None:
+    found = re.search(r"^modelfleet_operator_acting (\S+)$", operator.metrics(), re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def _state(operator: OperatorProcess, path: str = "/readyz") -> tuple[int, str]:
+    code, report = operator.probe(path)
+    return code, report["state"]
+
+
+def test_without_its_peering_object_the_operator_creates_it_and_acts(
+    cluster: Any,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """crds/ applied, the operator started at once, no ClusterKopfPeering: it must not wait for
+    ever (it did: logged "Initial authentication has finished", then nothing, /healthz 200)."""
+    peering = f"missing-{uuid.uuid4().hex[:6]}"
+    assert get(cluster, "clusterkopfpeering", peering, "default") is None
+    # with exactly its ClusterRole: creating the peering object is within it
+    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
+    operator = start_operator(namespace, kubeconfig=kubeconfig, peering=peering)
+    try:
+        apply_yaml(
+            model_deployment(
+                "fraud", namespace, model={"uri": example_model(), "version": "v1"}, replicas=1
+            )
+        )
+        wait_ready(cluster, "fraud", namespace)
+        created = must_get(cluster, "clusterkopfpeering", peering, "default")
+        assert len(created.get("status") or {}) == 1, created  # this replica's keep-alive
+        assert _state(operator) == (200, "acting")
+        assert _state(operator, "/healthz") == (200, "acting")
+        assert _acting_gauge(operator) == 1
+        logs = operator.logs()
+        assert f"peering '{peering}' did not exist: created it" in logs, logs[-3000:]
+        assert f"acting on peering '{peering}'" in logs, logs[-3000:]
+    finally:
+        cluster.kubectl("delete", "clusterkopfpeering", peering, "--wait=false", check=False)
+
+
 def test_only_one_peered_replica_acts_and_the_other_takes_over(
     cluster: Any,
     namespace: str,
@@ -141,6 +188,14 @@ def test_only_one_peered_replica_acts_and_the_other_takes_over(
     wait_ready(cluster, "fraud", namespace)
     assert _acted(leader)
     assert not _acted(standby), standby.logs()[-2000:]
+    # each says where it stands: readiness, liveness, the gauge and a log line
+    wait_for(lambda: _state(standby) == (503, "standby"), 30, "the standby's /readyz")
+    assert _state(standby, "/healthz") == (200, "standby")
+    assert standby.probe("/readyz")[1]["leader"] == leader.probe("/readyz")[1]["identity"]
+    assert _state(leader) == (200, "acting")
+    assert (_acting_gauge(leader), _acting_gauge(standby)) == (1, 0)
+    assert f"standing by on peering '{peering}'" in standby.logs(), standby.logs()[-2000:]
+    assert f"acting on peering '{peering}'" in leader.logs(), leader.logs()[-2000:]
 
     leader.kill()
     spec["replicas"] = 2
@@ -151,3 +206,25 @@ def test_only_one_peered_replica_acts_and_the_other_takes_over(
         "the standby to take over and scale the slot",
     )
     wait_for(lambda: _acted(standby), 30, "the standby's reconcile in its log")
+    assert _state(standby) == (200, "acting")
+    assert _acting_gauge(standby) == 1
+
+
+def test_replicas_that_kopf_pauses_both_fail_their_liveness(
+    cluster: Any, namespace: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """Same priority: kopf freezes both, so neither acts nor stands by for a live peer; their
+    liveness must say so (after two peering lifetimes) instead of answering 200 for ever."""
+    peering = f"tie-{uuid.uuid4().hex[:6]}"
+    same = {"MODELFLEET_OPERATOR_PEERING_PRIORITY": "100"}
+    replicas = [start_operator(namespace, peering=peering, env=same) for _ in range(2)]
+    try:
+        for replica in replicas:
+            wait_for(lambda r=replica: _state(r, "/healthz")[0] == 503, 60, "liveness to fail")
+            _, report = replica.probe("/healthz")
+            assert report["state"] == "waiting"
+            assert "same priority" in report["reason"]
+            assert _state(replica) == (503, "waiting")
+            assert "neither acting nor standing by" in replica.logs()
+    finally:
+        cluster.kubectl("delete", "clusterkopfpeering", peering, "--wait=false", check=False)

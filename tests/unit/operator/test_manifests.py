@@ -42,6 +42,7 @@ def test_cluster_role_has_no_wildcards() -> None:
         ("keda.sh", "scaledobjects", "delete"),
         ("", "events", "create"),
         ("kopf.dev", "clusterkopfpeerings", "patch"),
+        ("kopf.dev", "clusterkopfpeerings", "create"),  # its peering object, when missing
     ],
 )
 def test_cluster_role_grants_what_the_operator_does(group: str, resource: str, verb: str) -> None:
@@ -64,7 +65,7 @@ def test_deployment_runs_two_hardened_replicas_with_probes() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert "readinessProbe" in container
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # only the acting replica
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
