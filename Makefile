@@ -79,6 +79,11 @@ cluster-down: $(STAMP) ## Stop everything cluster-up started
 cluster-env: $(STAMP) ## Print the exports (KUBECONFIG, PROMETHEUS_URL) for the running local cluster
 	@PYTHONPATH=hack $(PY) -m localcluster env
 
+.PHONY: images
+images: $(STAMP) ## Build the real tier's images (pause, Traefik, server, operator) with buildah: IMAGES='ref …'
+	bash hack/setup-real.sh
+	@PYTHONPATH=hack $(PY) -m realnode.images $(IMAGES)
+
 # --- operator (operator core and progressive delivery issues) ---
 crds: $(STAMP) ## Regenerate crds/ from the pydantic API models
 	$(VENV)/bin/modelfleet crd > crds/modeldeployments.modelfleet.io.yaml
