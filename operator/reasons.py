@@ -18,6 +18,7 @@ STEP_STARTED = "StepStarted"
 STEP_PASSED = "StepPassed"
 SHADOW_STARTED = "ShadowStarted"  # live traffic mirrored to the canary, weight 0
 SHADOW_ENDED = "ShadowEnded"
+SHADOW_REFUSED = "ShadowRefused"  # the Gateway's class does not support the mirror: not started
 ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
 ROLLOUT_COMPLETE = "RolloutComplete"

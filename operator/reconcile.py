@@ -40,6 +40,7 @@ from modelfleet.operator.desired import (
     DesiredState,
     desired_state,
 )
+from modelfleet.operator.gateway_features import GatewayFeatures
 from modelfleet.operator.kube import KubeClient
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
@@ -51,6 +52,7 @@ from modelfleet.operator.rollout import (
     RolloutInput,
     SlotObservation,
     analysis_due,
+    in_shadow,
     next_action,
     parse_timestamp,
     plan_replicas,
@@ -118,6 +120,7 @@ class Context:
     metrics: OperatorMetrics | None = None
     applied: AppliedCache | None = None
     deployments: LiveDeployments | None = None  # what the watch and our applies last saw
+    gateway_features: GatewayFeatures = dataclasses.field(default_factory=GatewayFeatures)
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         active_replicas=_active_replicas(spec, old_status, observed),
         canary_sizer=router.canary_replicas,
         command=Command.parse(meta.get("annotations", {}).get(COMMAND_ANNOTATION)),
+        shadow_refusal=await _shadow_refusal(ctx, owner, spec, old_status, revision, generation),
     )
     expected_share = _expected_share(router, old_status, observed)
     measurement = await _measure(ctx, owner, spec, old_status, now, expected_share)
@@ -225,7 +229,9 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         # status (never reconciled: nothing of ours can exist yet): what must be absent already is
         desired.absent.clear()
     await _apply(ctx, owner, desired, traffic_first=_traffic_moves_away(old_status, new_status))
-    summary = summarize(spec, new_status, observed, plan, _url(owner, spec), generation, now)
+    summary = summarize(
+        spec, new_status, observed, plan, _url(owner, spec), generation, now, inp.shadow_refusal
+    )
     if desired.warnings:
         summary.message = "; ".join([summary.message or "", *desired.warnings]).lstrip("; ")
     written = await _write_status(ctx, body, summary)
@@ -377,6 +383,32 @@ def _expected_share(
         return None
     active = observed[status.active_slot].ready_replicas if status.active_slot else 0
     return router.expected_share(canary.weight, observed[canary.slot].ready_replicas, active)
+
+
+async def _shadow_refusal(
+    ctx: Context,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    revision: str,
+    generation: int | None,
+) -> str | None:
+    """Why the Gateway cannot serve the shadow step's mirror; asked only while one is pending (a
+    new revision about to start, or a canary before or in its shadow step)."""
+    shadow, gateway, canary = spec.rollout.shadow, spec.traffic.gateway, status.canary
+    if shadow is None or gateway is None or status.active_slot is None:
+        return None
+    if revision == status.active_revision:
+        return None
+    if canary is not None and canary.revision == revision and not in_shadow(spec, canary):
+        return None
+    return await ctx.gateway_features.mirror_refusal(
+        ctx.kube,
+        owner.namespace,
+        gateway,
+        shadow.percent,
+        fresh=generation != status.observed_generation,
+    )
 
 
 async def _with_pod_addresses(

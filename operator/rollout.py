@@ -67,6 +67,7 @@ __all__ = [  # the machine's whole interface, re-exported for the reconcile and 
 ]
 
 POD_WAIT_REQUEUE = 5.0
+SHADOW_REFUSAL_RECHECK = 60.0  # the GatewayClass's features are read again about this often
 HISTORY_LIMIT = 10
 
 
@@ -186,6 +187,9 @@ class _Machine:
             status.message = f"{status.active_version} serving from slot {status.active_slot}"
 
     def _start(self) -> None:
+        if self.inp.shadow_refusal is not None:
+            self._refuse_shadow(self.inp.shadow_refusal)
+            return
         status = self.status
         assert status.active_slot is not None
         slot = other_slot(status.active_slot)
@@ -348,6 +352,9 @@ class _Machine:
         """Mirror live traffic to the canary and analyse it for shadow.duration, weight 0."""
         shadow = self.inp.spec.rollout.shadow
         assert shadow is not None
+        if self.inp.shadow_refusal is not None:
+            self._refuse_shadow(self.inp.shadow_refusal)
+            return
         if canary.mirror == 0:
             self._start_mirror(canary, shadow.percent)
             return
@@ -360,6 +367,22 @@ class _Machine:
             return
         self._check_deadline(canary, dwell)
         self._wake_in(look_gap(self.inp.spec, canary))
+
+    def _refuse_shadow(self, refusal: str) -> None:
+        """The data plane cannot serve the mirror: no rollout begins, and a canary waiting for (or
+        in) its shadow step is withdrawn with its mirror; the running version keeps serving. An
+        edit that drops `shadow`, or a class that gains the feature, lets the rollout begin."""
+        canary = self.status.canary
+        if canary is not None:
+            self._history(canary.revision, canary.version, "Cancelled", refusal)
+            self._drain(canary)
+            self.status.phase = "Healthy"
+        said = next((c for c in self.status.conditions if c.type == reasons.PROGRESSING), None)
+        told = said is not None and (said.reason, said.message) == (reasons.SHADOW_REFUSED, refusal)
+        if not told and self.status.message != refusal:  # one Event, not one per reconcile
+            self._event("Warning", reasons.SHADOW_REFUSED, refusal)
+        self.status.message = refusal
+        self._wake_in(SHADOW_REFUSAL_RECHECK)
 
     def _start_mirror(self, canary: CanaryStatus, percent: int) -> None:
         if not self._canary_pods_ready(canary, percent):

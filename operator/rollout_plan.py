@@ -88,6 +88,8 @@ class RolloutInput:
     active_replicas: int  # pods the active slot should have (spec, or the autoscaler's count)
     canary_sizer: Callable[[int, int], int]  # the router's (active pods, weight) → canary pods
     command: Command | None = None
+    # why the data plane cannot serve the shadow step's mirror (None: it can, or no shadow pending)
+    shadow_refusal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,13 @@ def summarize(
     url: str,
     generation: int | None,
     now: datetime,
+    shadow_refusal: str | None = None,
 ) -> ModelDeploymentStatus:
-    """Fill the derived fields (slots, ready, url, conditions) of a status the machine produced."""
+    """Fill the derived fields (slots, ready, url, conditions) of a status the machine produced.
+
+    `shadow_refusal`: why the data plane cannot serve the shadow step; when the machine acted on it
+    (no canary, the refusal as the message), Progressing says so with its own reason.
+    """
     out = status.model_copy(deep=True)
     out.observed_generation = generation
     out.url = url
@@ -76,6 +81,16 @@ def summarize(
     ready = active.ready_replicas if active else 0
     out.ready = f"{ready}/{wanted}"
     out.conditions = _conditions(out, active, wanted, generation, now)
+    if shadow_refusal is not None and out.canary is None and out.message == shadow_refusal:
+        out.conditions = set_condition(
+            out.conditions,
+            reasons.PROGRESSING,
+            False,
+            reasons.SHADOW_REFUSED,
+            shadow_refusal,
+            generation,
+            now,
+        )
     return out
 
 

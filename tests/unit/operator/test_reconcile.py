@@ -425,3 +425,46 @@ def test_the_in_memory_diff_base_is_kopfs_essence() -> None:
     assert storage.fetch(body=body) == essence
     storage.forget(body)
     assert storage.fetch(body=body) is None
+
+
+def test_a_shadow_the_gateway_class_cannot_mirror_writes_no_mirror_and_starts_nothing() -> None:
+    kube = FakeKube()
+    kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": "traefik"}}
+    kube.objects[("GatewayClass", "", "traefik")] = {
+        "status": {"supportedFeatures": [{"name": "Gateway"}, {"name": "HTTPRoute"}]}
+    }
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
+        traffic={"gateway": {"parentRefs": [{"name": "gw"}]}},
+        rollout={"shadow": {"duration": "30s", "percent": 100}},
+    )
+    ctx = _context(kube)
+    for second in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    body = kube.objects[("ModelDeployment", "ml", "fraud")]
+    assert "GatewayClass/traefik" not in kube.reads  # no rollout pending: nothing to ask
+    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
+    body["metadata"]["generation"] = 2
+    for second in range(3, 10):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    refusal = (
+        "GatewayClass traefik does not support HTTPRouteRequestMirror "
+        "(status.supportedFeatures): shadow refused"
+    )
+    status = ModelDeploymentStatus.model_validate(body["status"])
+    assert (status.phase, status.active_version, status.canary) == ("Healthy", "v1", None)
+    progressing = next(c for c in status.conditions if c.type == "Progressing")
+    assert (progressing.status, progressing.reason) == ("False", "ShadowRefused")
+    assert progressing.message == refusal
+    assert kube.events.count(("Warning", "ShadowRefused", refusal)) == 1
+    route = kube.objects[("HTTPRoute", "ml", "fraud")]
+    assert "filters" not in route["spec"]["rules"][0]  # no mirror was ever written
+    assert kube.objects[("Deployment", "ml", "fraud-green")]["spec"]["replicas"] == 0
+    assert kube.reads.count("GatewayClass/traefik") == 1  # kept between reconciles
+
+    del body["spec"]["rollout"]["shadow"]  # the user drops the shadow step
+    body["metadata"]["generation"] = 3
+    for second in range(10, 14):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    canary = ModelDeploymentStatus.model_validate(body["status"]).canary
+    assert canary is not None
+    assert (canary.version, canary.weight, canary.mirror) == ("v2", 10, 0)

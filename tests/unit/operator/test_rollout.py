@@ -61,6 +61,7 @@ class World:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     weights: list[int] = field(default_factory=list)
     mirrors: list[tuple[int, int]] = field(default_factory=list)  # (weight, mirror) as they changed
+    shadow_refusal: str | None = None  # what the reconcile read from the GatewayClass
 
     def observations(self) -> dict[str, SlotObservation]:
         out = {}
@@ -81,6 +82,7 @@ class World:
             active_replicas=self.replicas,
             canary_sizer=proportional_replicas,
             command=self.command,
+            shadow_refusal=self.shadow_refusal,
         )
 
     def step(self) -> Transition:
@@ -608,6 +610,55 @@ def test_dropping_the_shadow_block_mid_shadow_stops_mirroring() -> None:
     w.step()
     assert w.status.canary is not None
     assert (w.status.canary.weight, w.status.canary.mirror) == (10, 0)
+
+
+REFUSAL = (
+    "GatewayClass traefik does not support HTTPRouteRequestMirror, "
+    "HTTPRouteRequestPercentageMirror (status.supportedFeatures): shadow refused"
+)
+
+
+def test_a_refused_shadow_starts_no_rollout_and_says_why_once() -> None:
+    w = shadow_world()
+    w.shadow_refusal = REFUSAL
+    w.run(120)
+    assert w.status.canary is None  # no canary slot, no weight, no mirror
+    assert w.mirrors == [(0, 0)]
+    assert w.sizes["green"] == 0
+    assert (w.status.phase, w.status.active_revision) == ("Healthy", "r1")
+    assert w.status.message == REFUSAL
+    assert [(t, r) for t, r, _ in w.events].count(("Warning", reasons.SHADOW_REFUSED)) == 1
+    assert next_action(w.inp(), None, w.now).requeue_after is not None  # the class is read again
+
+
+def test_dropping_the_refused_shadow_lets_the_rollout_begin() -> None:
+    w = shadow_world()
+    w.shadow_refusal = REFUSAL
+    w.run(20)
+    w.spec = w.spec.model_copy(
+        update={"rollout": w.spec.rollout.model_copy(update={"shadow": None})}
+    )
+    w.shadow_refusal = None  # the reconcile asks only while a shadow step is pending
+    w.run(400)
+    assert w.status.active_revision == "r2"
+    assert all(mirror == 0 for _, mirror in w.mirrors)
+
+
+def test_a_refusal_in_the_shadow_step_withdraws_the_canary_and_its_mirror() -> None:
+    w = shadow_world()
+    w.run(15)
+    assert w.status.canary is not None
+    assert w.status.canary.mirror == 50
+    w.shadow_refusal = REFUSAL  # e.g. an operator upgraded mid-shadow, or the class changed
+    w.step()
+    assert w.status.canary is None
+    assert w.status.draining is not None  # scaled down after scaleDownDelay, like a cancel
+    assert (w.status.phase, w.status.message) == ("Healthy", REFUSAL)
+    assert w.status.history[0].outcome == "Cancelled"
+    assert w.status.history[0].message == REFUSAL
+    w.run(60)
+    assert w.status.canary is None  # and it does not start again while refused
+    assert w.reasons().count(reasons.SHADOW_REFUSED) == 1
 
 
 # --- undo ------------------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""Command line of the real tier (what the Makefile's real-* targets run).
+
+python -m realnode build            build (or reuse from the cache) kubelet and kube-proxy
+python -m realnode up [--nodes 2]   start the control plane and real nodes in the background
+python -m realnode env              print `export …` lines for the running tier
+python -m realnode down             stop everything `up` started and remove what it left
+python -m realnode serve            run the tier in the foreground until SIGTERM (what `up` runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from localcluster.build import BuildError
+from localcluster.paths import cache_root
+from localcluster.procs import alive
+
+from .build import build_node_binaries
+
+
+def default_state_dir() -> Path:
+    override = os.environ.get("MODELFLEET_REAL_DIR")
+    return Path(override) if override else cache_root() / "real"
+
+
+def _info(state_dir: Path) -> dict[str, Any] | None:
+    """real.json of a tier whose owner process is alive, else None."""
+    try:
+        info: dict[str, Any] = json.loads((state_dir / "real.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info if alive(info["owner_pid"], info.get("owner_started")) else None
+
+
+def _print_env(info: dict[str, Any]) -> None:
+    for key, value in info["env"].items():
+        print(f"export {key}={value}")
+    if not info["env"].get("GATEWAY_URL"):
+        print("# GATEWAY_URL stays empty until the tier runs a gateway")
+
+
+def cmd_build() -> int:
+    try:
+        artifacts = build_node_binaries()
+    except BuildError as error:
+        print(f"[real-build] FAILED: {error}", file=sys.stderr)
+        return 1
+    print(artifacts.root)
+    return 0
+
+
+def cmd_serve(state_dir: Path, nodes: int) -> int:
+    from .cluster import RealCluster, RealConfig
+
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    real = RealCluster(RealConfig(state_dir=state_dir, nodes=nodes)).start()
+    try:
+        while not stopping:
+            time.sleep(0.5)
+    finally:
+        real.stop()
+        (state_dir / "real.json").unlink(missing_ok=True)
+    return 0
+
+
+def _spawn_serve(state_dir: Path, nodes: int) -> subprocess.Popen[bytes]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "serve.log"
+    cmd = [sys.executable, "-m", "realnode", "serve", "--state-dir", str(state_dir)]
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [*cmd, "--nodes", str(nodes)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+
+
+def cmd_up(state_dir: Path, nodes: int) -> int:
+    info = _info(state_dir)
+    if info is not None:
+        print(f"[real-up] already running (state in {state_dir})", file=sys.stderr)
+        _print_env(info)
+        return 0
+    started = time.monotonic()
+    serve = _spawn_serve(state_dir, nodes)
+    log = state_dir / "serve.log"
+    shown = 0
+    while (info := _info(state_dir)) is None:
+        lines = log.read_text(errors="replace").splitlines()
+        for line in lines[shown:]:  # the progress lines of `serve`, as they come
+            print(line, file=sys.stderr)
+        shown = len(lines)
+        if serve.poll() is not None:
+            print(f"[real-up] FAILED (log: {log})", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"[real-up] ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    _print_env(info)
+    return 0
+
+
+def cmd_down(state_dir: Path) -> int:
+    from .cluster import clean_crashed_runs
+
+    try:
+        info: dict[str, Any] = json.loads((state_dir / "real.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    if info and alive(info["owner_pid"], info.get("owner_started")):
+        os.kill(info["owner_pid"], signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        while alive(info["owner_pid"], info.get("owner_started")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    # A `serve` that crashed or was killed: its run record says what to remove.
+    for line in clean_crashed_runs():
+        print(f"[real-down] cleaned {line}", file=sys.stderr)
+    (state_dir / "real.json").unlink(missing_ok=True)
+    print("[real-down] stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_env(state_dir: Path) -> int:
+    info = _info(state_dir)
+    if info is None:
+        print("[real-env] the real tier is not running: `make real-up`", file=sys.stderr)
+        return 1
+    _print_env(info)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m realnode",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["build", "up", "down", "env", "serve"])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the tier's state folder (default: $MODELFLEET_REAL_DIR or the cache's real/)",
+    )
+    parser.add_argument("--nodes", type=int, default=1, help="how many real nodes (default 1)")
+    args = parser.parse_args(argv)
+    state_dir: Path = (args.state_dir or default_state_dir()).resolve()
+    if args.command == "build":
+        return cmd_build()
+    if args.command == "serve":
+        return cmd_serve(state_dir, args.nodes)
+    if args.command == "up":
+        return cmd_up(state_dir, args.nodes)
+    if args.command == "down":
+        return cmd_down(state_dir)
+    return cmd_env(state_dir)

@@ -1,0 +1,140 @@
+"""What a Gateway can serve: its GatewayClass's `status.supportedFeatures`, read before a mirror.
+
+A Gateway API implementation may accept an HTTPRoute and still not serve all of it: Traefik keeps a
+route with a `RequestMirror` filter `Accepted=True` and answers every request on it with 500. The
+class publishes what it supports, so before a shadow step the operator follows each parentRef to
+its Gateway, the Gateway to its class, and refuses the mirror (`mirror_refusal` returns why) unless
+every class lists `HTTPRouteRequestMirror`, and `HTTPRouteRequestPercentageMirror` for a share below
+100 %. A class that publishes no features, a Gateway or class that cannot be read: refused too,
+since nothing says the mirror would be served.
+
+The classes' answers are kept `ttl_s` (they change rarely; many ModelDeployments share a Gateway);
+a spec change reads them again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from modelfleet.operator.api import GatewayTraffic
+from modelfleet.operator.kube import KubeClient, KubeError
+
+GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
+GATEWAY_CLASS = ("gateway.networking.k8s.io/v1", "GatewayClass")
+MIRROR = "HTTPRouteRequestMirror"
+PERCENTAGE_MIRROR = "HTTPRouteRequestPercentageMirror"
+FEATURES_TTL_SECONDS = 60.0
+
+
+class UnknownFeaturesError(Exception):
+    """The class's features cannot be told (its Gateway or class is absent or unreadable)."""
+
+
+def required_features(mirror_percent: int) -> tuple[str, ...]:
+    """The Gateway API features a mirror of `mirror_percent` % of the requests needs."""
+    return (MIRROR,) if mirror_percent >= 100 else (MIRROR, PERCENTAGE_MIRROR)
+
+
+def supported_features(gateway_class: Mapping[str, Any]) -> frozenset[str] | None:
+    """`status.supportedFeatures` by name: objects `{name: …}` (v1.4) or plain strings (older).
+
+    None when the class publishes no list at all.
+    """
+    listed = (gateway_class.get("status") or {}).get("supportedFeatures")
+    if not isinstance(listed, list):
+        return None
+    names = (item.get("name") if isinstance(item, Mapping) else item for item in listed)
+    return frozenset(name for name in names if isinstance(name, str))
+
+
+def judge_features(
+    class_name: str, features: frozenset[str] | None, required: tuple[str, ...]
+) -> str | None:
+    """Why a mirror on this class is refused, or None when the class supports it."""
+    if features is None:
+        return f"GatewayClass {class_name} publishes no supportedFeatures: shadow refused"
+    missing = [feature for feature in required if feature not in features]
+    if not missing:
+        return None
+    return (
+        f"GatewayClass {class_name} does not support {', '.join(missing)} "
+        "(status.supportedFeatures): shadow refused"
+    )
+
+
+class GatewayFeatures:
+    """Reads and keeps (for `ttl_s`) which class each Gateway has and what each class supports."""
+
+    def __init__(
+        self, ttl_s: float = FEATURES_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl = ttl_s
+        self._clock = clock
+        self._classes: dict[str, tuple[float, frozenset[str] | None]] = {}
+        self._gateways: dict[tuple[str, str], tuple[float, str]] = {}
+
+    async def mirror_refusal(
+        self,
+        kube: KubeClient,
+        namespace: str,
+        gateway: GatewayTraffic,
+        mirror_percent: int,
+        *,
+        fresh: bool = False,
+    ) -> str | None:
+        """Why a mirror of `mirror_percent` % through these parentRefs is refused, or None.
+
+        `fresh`: read again even what is kept (the spec changed).
+        """
+        required = required_features(mirror_percent)
+        for ref in gateway.parent_refs:
+            ref_namespace = ref.namespace or namespace
+            try:
+                class_name = await self._class_of(kube, ref_namespace, ref.name, fresh)
+                features = await self._features_of(kube, class_name, fresh)
+            except UnknownFeaturesError as error:
+                return f"{error}: shadow refused"
+            refusal = judge_features(class_name, features, required)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _kept(self, entry: tuple[float, Any] | None, fresh: bool) -> bool:
+        return entry is not None and not fresh and self._clock() - entry[0] < self._ttl
+
+    async def _class_of(self, kube: KubeClient, namespace: str, name: str, fresh: bool) -> str:
+        key = (namespace, name)
+        entry = self._gateways.get(key)
+        if entry is not None and self._kept(entry, fresh):
+            return entry[1]
+        found = await _read(kube, GATEWAY, namespace, name, f"Gateway {namespace}/{name}")
+        class_name = (found.get("spec") or {}).get("gatewayClassName")
+        if not isinstance(class_name, str) or not class_name:
+            raise UnknownFeaturesError(f"Gateway {namespace}/{name} names no gatewayClassName")
+        self._gateways[key] = (self._clock(), class_name)
+        return class_name
+
+    async def _features_of(
+        self, kube: KubeClient, class_name: str, fresh: bool
+    ) -> frozenset[str] | None:
+        entry = self._classes.get(class_name)
+        if entry is not None and self._kept(entry, fresh):
+            return entry[1]
+        found = await _read(kube, GATEWAY_CLASS, None, class_name, f"GatewayClass {class_name}")
+        features = supported_features(found)
+        self._classes[class_name] = (self._clock(), features)
+        return features
+
+
+async def _read(
+    kube: KubeClient, kind: tuple[str, str], namespace: str | None, name: str, what: str
+) -> dict[str, Any]:
+    try:
+        found = await kube.get(*kind, namespace, name)
+    except KubeError as error:  # e.g. 403: a ClusterRole without gateways/gatewayclasses
+        raise UnknownFeaturesError(f"{what} cannot be read ({error})") from error
+    if found is None:
+        raise UnknownFeaturesError(f"{what} not found")
+    return found
