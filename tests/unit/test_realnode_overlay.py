@@ -1,5 +1,6 @@
 """The real tier installs the operator as a user does: `kubectl apply -k manifests/`, through an
-overlay (hack/realnode/overlay) that swaps only the image names and the Prometheus address."""
+overlay (hack/realnode/overlay) that swaps only the image names and the Prometheus address, and
+places the operator Pod on a real node."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 PLACEHOLDER_PROMETHEUS = "http://real-tier-prometheus.invalid:9090"
+# the real nodes' label and taint (hack/realnode/config.py)
+REAL_NODE_SELECTOR = {"modelfleet.io/node-tier": "real"}
+REAL_TOLERATION = {
+    "key": "modelfleet.io/node-tier",
+    "operator": "Equal",
+    "value": "real",
+    "effect": "NoSchedule",
+}
 
 
 def _render(folder: str) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -40,7 +49,7 @@ def test_the_top_level_kustomization_installs_the_operator() -> None:
     assert ("CustomResourceDefinition", "", "modeldeployments.modelfleet.io") in user
 
 
-def test_the_overlay_changes_only_images_and_the_operators_env() -> None:
+def test_the_overlay_changes_only_images_env_and_placement() -> None:
     user, real = _render("manifests"), _render("hack/realnode/overlay")
     assert real.keys() == user.keys()
     user_container, real_container = _operator_container(user), _operator_container(real)
@@ -48,7 +57,10 @@ def test_the_overlay_changes_only_images_and_the_operators_env() -> None:
     env = {e["name"]: e["value"] for e in real_container["env"]}
     assert env["MODELFLEET_OPERATOR_SERVER_IMAGE"] == "localhost/modelfleet-server:dev"
     assert env["MODELFLEET_OPERATOR_PROMETHEUS_URL"] == PLACEHOLDER_PROMETHEUS
-    # with those three values put back, the overlay renders exactly what a user installs
+    pod = real["Deployment", "modelfleet-system", "modelfleet-operator"]["spec"]["template"]["spec"]
+    assert pod.pop("nodeSelector") == REAL_NODE_SELECTOR
+    assert pod.pop("tolerations") == [REAL_TOLERATION]
+    # with those values put back, the overlay renders exactly what a user installs
     user_env = {e["name"]: e["value"] for e in user_container["env"]}
     real_container["image"] = user_container["image"]
     for item in real_container["env"]:
