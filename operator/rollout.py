@@ -258,6 +258,8 @@ class _Machine:
         status, canary = self.status, self.status.canary
         assert canary is not None
         assert status.active_slot is not None
+        if not self._canary_pods_ready(canary, 100):  # the stable Service is about to select them
+            return
         old = PreviousStatus(
             slot=status.active_slot,
             revision=status.active_revision or "",

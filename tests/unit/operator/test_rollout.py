@@ -204,6 +204,25 @@ def test_weight_is_set_only_once_the_canary_pods_are_ready() -> None:
     assert w.status.canary.weight == 10
 
 
+@pytest.mark.parametrize("promote_full", [False, True])
+def test_the_stable_service_never_moves_to_canary_pods_that_stopped_being_ready(
+    promote_full: bool,
+) -> None:
+    w = new_revision(world().deployed())
+    while not (w.status.canary and w.status.canary.weight == 100):
+        w.step()
+        w.now += timedelta(seconds=1)
+    w.broken.add("r2")  # the canary's pods fail at 100 %, its analysis still passing
+    if promote_full:
+        command(w, "promote --full:1")
+    w.run(60)
+    assert (w.status.active_slot, w.status.active_revision) == ("blue", "r1")
+    assert "waiting for canary pods: 0/2 ready" in (w.status.message or "")
+    w.broken.clear()
+    w.run(30)
+    assert (w.status.active_slot, w.status.active_revision) == ("green", "r2")
+
+
 def test_a_model_that_never_loads_pauses_at_the_deadline_and_never_gets_traffic() -> None:
     w = new_revision(world().deployed())
     w.broken.add("r2")
