@@ -3,13 +3,15 @@
 Four servers of one deployment: the stable slot, and three canary revisions (healthy, 5 % injected
 5xx, 2 s injected latency). The traffic driver loads each for a few seconds; then the analyzer
 must count exactly what the driver saw, fail the bad ones with the measured values in the message,
-call a revision without traffic Inconclusive, and a stopped Prometheus an Error.
+call a revision without traffic Inconclusive (and say that traffic is not reaching it when the
+stable slot served requests in the same window), and a stopped Prometheus an Error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -200,6 +202,42 @@ def test_a_revision_without_traffic_is_inconclusive(loaded: Loaded) -> None:
     measurement = asyncio.run(run())
     assert measurement.phase == "Inconclusive"
     assert "no canary requests" in measurement.message
+
+
+def test_a_canary_the_router_does_not_feed_is_held_while_the_stable_slot_serves(
+    loaded: Loaded,
+) -> None:
+    stable = loaded.servers["stable"]
+    starved = AnalysisTarget(
+        namespace=loaded.stack.namespace,
+        name=DEPLOYMENT,
+        canary_slot="green",
+        canary_revision="never-served",
+        stable_slot=stable.slot,
+        stable_revision=stable.revision,
+        weight=25,
+        since=loaded.since,
+        expected_share=0.25,
+    )
+    fed = dataclasses.replace(starved, canary_revision=loaded.servers["ok"].revision)
+
+    async def run() -> tuple[Measurement, Measurement]:
+        async with httpx.AsyncClient() as client:
+            analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
+            now = datetime.now(UTC)
+            return (
+                await analyzer.measure(starved, SPEC, now),
+                await analyzer.measure(fed, SPEC, now),
+            )
+
+    held, passing = asyncio.run(run())
+    assert held.phase == "Inconclusive", held.message
+    assert held.message == "traffic is not reaching the canary: 0.0 % of requests at weight 25 %"
+    assert held.request_share == 0.0
+    # the healthy canary got as many requests as the stable slot: about half, well above 12.5 %
+    assert passing.phase == "Pass", passing.message
+    ok, served = loaded.tallies["ok"].total(), loaded.tallies["stable"].total()
+    assert passing.request_share == pytest.approx(ok / (ok + served))
 
 
 def test_stopped_prometheus_is_an_error_and_recovers(loaded: Loaded) -> None:
