@@ -76,6 +76,9 @@ class ClusterConfig:
     with_runner: bool = True
     node_specs: tuple[nodes.NodeSpec, ...] = nodes.DEFAULT_NODES
     start_timeout: float = 120.0  # for each step of start(); generous: the cores may be shared
+    # The address real nodes and their pods reach the API server at (hack/realnode forwards it
+    # to loopback): the `kubernetes` Service's endpoint and a SAN. None: no endpoint at all.
+    advertise_address: str | None = None
 
 
 class LocalCluster:
@@ -173,7 +176,8 @@ class LocalCluster:
             "prometheus",
         ):
             self.ports[name] = free_port()
-        pki.generate(self.state_dir / "pki")
+        advertised = self.config.advertise_address
+        pki.generate(self.state_dir / "pki", extra_ips=(advertised,) if advertised else ())
         self._write_kubeconfigs()
         self._start_etcd()
         self._start_apiserver()
@@ -255,7 +259,7 @@ class LocalCluster:
                 self._bin("kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
                 "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--advertise-address={self.config.advertise_address or '127.0.0.1'}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--cert-dir={self.state_dir / 'apiserver'}",
                 f"--tls-cert-file={keys.serving_cert}",
@@ -269,8 +273,9 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 # The API server would publish 127.0.0.1 as the `kubernetes` endpoint, which
-                # EndpointSlice validation refuses; nothing in-cluster needs that endpoint here.
-                "--endpoint-reconciler-type=none",
+                # EndpointSlice validation refuses; without real nodes nothing needs it.
+                "--endpoint-reconciler-type="
+                + ("lease" if self.config.advertise_address else "none"),
                 "--profiling=false",
                 "--v=1",
             ],

@@ -88,8 +88,10 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def generate(directory: Path) -> Pki:
-    """Write a fresh CA, the API server's serving cert, client certs and the SA signing keys."""
+def generate(directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Write a fresh CA, the API server's serving cert, client certs and the SA signing keys.
+
+    `extra_ips`: more addresses the serving cert holds (a real node's view of the API server)."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -143,7 +145,7 @@ def generate(directory: Path) -> Pki:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ]
-            ips = ["127.0.0.1", "10.96.0.1"]
+            ips = ["127.0.0.1", "10.96.0.1", *extra_ips]
             san: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
             san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
             builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
@@ -169,6 +171,31 @@ def generate(directory: Path) -> Pki:
         )
     )
     return pki
+
+
+def issue_client(pki: Pki, user: str, common_name: str, organization: str | None) -> ClientCert:
+    """A client cert signed by an existing CA (a real node's kubelet, added after `generate`)."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    key = _key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organization))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALID_FOR)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    client = pki.client(user)
+    _write_key(client.key, key)
+    client.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return client
 
 
 def kubeconfig(pki: Pki, server: str, user: str) -> str:

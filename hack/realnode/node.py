@@ -1,0 +1,147 @@
+"""One real node: containerd, kubelet (and for the first node kube-proxy) in the run's namespace.
+
+All nodes of a run share one network namespace, so they share one set of iptables rules: one
+kube-proxy (started with the first node) programs them for every node, as on hosts that share
+a network stack. Each node has its own address, pod /24 and bridge, containerd, kubelet,
+cgroupRoot and folders.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster import pki
+from localcluster.procs import Managed, ProcessGroup
+
+from . import cleanup, config, netns
+from .build import NodeArtifacts
+
+
+class NodeError(RuntimeError):
+    """A node's component did not start; the message names it and its log."""
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What every node of a run shares."""
+
+    netns: str
+    processes: ProcessGroup
+    pki: pki.Pki
+    api_port: int  # the API server's port, on host loopback and on the inward forwarder
+    binaries: NodeArtifacts
+    cgroup_v1: bool
+
+
+def component(layout: config.NodeLayout, name: str) -> str:
+    return f"n{layout.index}-{name}"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for(what: str, check: Callable[[], bool], managed: Managed, timeout: float = 60.0) -> None:
+    """Poll `check`; fail naming the component and its log when it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if managed.popen.poll() is not None:
+            raise NodeError(
+                f"{managed.name} exited with {managed.popen.returncode} while waiting for {what}; "
+                f"last lines of {managed.log}:\n{_tail(managed.log)}"
+            )
+        if time.monotonic() > deadline:
+            raise NodeError(
+                f"timed out after {timeout:.0f}s waiting for {what} ({managed.name}); "
+                f"last lines of {managed.log}:\n{_tail(managed.log)}"
+            )
+        time.sleep(0.2)
+
+
+def ctr(layout: config.NodeLayout, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["ctr", f"--address={layout.containerd_socket}", "--namespace=k8s.io", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def write_files(ctx: NodeContext, layout: config.NodeLayout) -> None:
+    """Every configuration file and kubeconfig of the node."""
+    root = layout.root
+    _write(root / "containerd.toml", config.containerd_config(layout))
+    _write(root / "cni" / "10-modelfleet.conflist", config.to_json(config.cni_conflist(layout)))
+    _write(root / "resolv.conf", "")  # pods get no resolver: nothing outside may be asked
+    kubelet = config.kubelet_config(layout, ctx.pki.ca_cert, ctx.cgroup_v1)
+    _write(root / "kubelet.json", config.to_json(kubelet))
+    _write(root / "kube-proxy.json", config.to_json(config.kube_proxy_config(layout)))
+    server = config.api_server_url(ctx.api_port)
+    users = {
+        "kubelet": (f"node-{layout.name}", f"system:node:{layout.name}", "system:nodes"),
+        "kube-proxy": ("kube-proxy", "system:kube-proxy", None),
+    }
+    for file_name, (user, common_name, organization) in users.items():
+        pki.issue_client(ctx.pki, user, common_name, organization)
+        _write(root / f"{file_name}.kubeconfig", pki.kubeconfig(ctx.pki, server, user), 0o600)
+
+
+def start_containerd(ctx: NodeContext, layout: config.NodeLayout) -> None:
+    cleanup.create_cgroup(layout.runtime_cgroup)
+    cleanup.create_cgroup(layout.cgroup_root)
+    cmd = [
+        *cleanup.join_cgroup_command(layout.runtime_cgroup),
+        *netns.in_netns(ctx.netns, ["containerd", f"--config={layout.root / 'containerd.toml'}"]),
+    ]
+    managed = ctx.processes.start(component(layout, "containerd"), cmd)
+    wait_for("containerd's socket", lambda: ctr(layout, "version").returncode == 0, managed, 60)
+
+
+def import_images(layout: config.NodeLayout, archives: Sequence[Path]) -> None:
+    for archive in archives:
+        done = ctr(layout, "images", "import", str(archive))
+        if done.returncode != 0:
+            raise NodeError(f"ctr images import {archive} failed: {done.stderr.strip()}")
+
+
+def start_kubelet(ctx: NodeContext, layout: config.NodeLayout) -> Managed:
+    layout.kubelet_dir.mkdir(parents=True, exist_ok=True)
+    args = config.kubelet_args(layout, ctx.binaries.binary("kubelet"))
+    return ctx.processes.start(component(layout, "kubelet"), netns.in_netns(ctx.netns, args))
+
+
+def start_kube_proxy(ctx: NodeContext, layout: config.NodeLayout) -> Managed:
+    args = [
+        str(ctx.binaries.binary("kube-proxy")),
+        f"--config={layout.root / 'kube-proxy.json'}",
+        "--v=1",
+    ]
+    return ctx.processes.start("kube-proxy", netns.in_netns(ctx.netns, args))
+
+
+def start_node(ctx: NodeContext, layout: config.NodeLayout, archives: Sequence[Path]) -> None:
+    """containerd (images imported), kubelet, and kube-proxy on the first node."""
+    write_files(ctx, layout)
+    start_containerd(ctx, layout)
+    import_images(layout, archives)
+    start_kubelet(ctx, layout)
+    if layout.index == 1:
+        start_kube_proxy(ctx, layout)
+
+
+def node_info(layout: config.NodeLayout) -> dict[str, object]:
+    return {
+        "name": layout.name,
+        "address": layout.address,
+        "pod_subnet": layout.subnet,
+        "root": str(layout.root),
+    }
