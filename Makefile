@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYTHONSAFEPATH := 1
 
 .PHONY: help install lint fmt crds docs test test-unit test-integration test-e2e setup \
-        cluster-build cluster-up cluster-down cluster-env operator serve examples \
+        cluster-build cluster-up cluster-down cluster-env real-up real-down real-env operator serve examples \
         bench bench-server bench-operator bench-rollout bench-model-aware demo test-kind clean
 
 help: ## List every target with a one-line description
@@ -78,6 +78,18 @@ cluster-down: $(STAMP) ## Stop everything cluster-up started
 
 cluster-env: $(STAMP) ## Print the exports (KUBECONFIG, PROMETHEUS_URL) for the running local cluster
 	@PYTHONPATH=hack $(PY) -m localcluster env
+
+# --- real tier (real-node issue): real nodes in a network namespace beside the kwok nodes ---
+real-up: $(STAMP) ## Start the control plane plus real nodes (kubelet, containerd) in a netns (REAL_ARGS=--nodes 2)
+	bash hack/setup.sh
+	bash hack/setup-real.sh
+	@PYTHONPATH=hack $(PY) -m realnode up $(REAL_ARGS)
+
+real-down: $(STAMP) ## Stop the real tier and remove its namespace, mounts and cgroups
+	@PYTHONPATH=hack $(PY) -m realnode down
+
+real-env: $(STAMP) ## Print the exports (KUBECONFIG, GATEWAY_URL, …) for the running real tier
+	@PYTHONPATH=hack $(PY) -m realnode env
 
 .PHONY: images
 images: $(STAMP) ## Build the real tier's images (pause, Traefik, server, operator) with buildah: IMAGES='ref …'

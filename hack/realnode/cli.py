@@ -1,7 +1,8 @@
 """Command line of the real tier (what the Makefile's real-* targets run).
 
 python -m realnode build            build (or reuse from the cache) kubelet and kube-proxy
-python -m realnode up [--nodes 2]   start the control plane and real nodes in the background
+python -m realnode up               start the control plane and real nodes in the background
+                                    (--nodes 2: two nodes; --images REF,…: only these images)
 python -m realnode env              print `export …` lines for the running tier
 python -m realnode down             stop everything `up` started and remove what it left
 python -m realnode serve            run the tier in the foreground until SIGTERM (what `up` runs)
@@ -57,7 +58,7 @@ def cmd_build() -> int:
     return 0
 
 
-def cmd_serve(state_dir: Path, nodes: int) -> int:
+def cmd_serve(state_dir: Path, nodes: int, images: list[str] | None) -> int:
     from .cluster import RealCluster, RealConfig
 
     stopping = False
@@ -68,7 +69,7 @@ def cmd_serve(state_dir: Path, nodes: int) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    real = RealCluster(RealConfig(state_dir=state_dir, nodes=nodes)).start()
+    real = RealCluster(RealConfig(state_dir=state_dir, nodes=nodes, images=images)).start()
     try:
         while not stopping:
             time.sleep(0.5)
@@ -78,10 +79,12 @@ def cmd_serve(state_dir: Path, nodes: int) -> int:
     return 0
 
 
-def _spawn_serve(state_dir: Path, nodes: int) -> subprocess.Popen[bytes]:
+def _spawn_serve(state_dir: Path, nodes: int, images: list[str] | None) -> subprocess.Popen[bytes]:
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "serve.log"
     cmd = [sys.executable, "-m", "realnode", "serve", "--state-dir", str(state_dir)]
+    if images is not None:
+        cmd += ["--images", ",".join(images)]
     with log.open("w") as out:
         return subprocess.Popen(
             [*cmd, "--nodes", str(nodes)],
@@ -93,14 +96,14 @@ def _spawn_serve(state_dir: Path, nodes: int) -> subprocess.Popen[bytes]:
         )
 
 
-def cmd_up(state_dir: Path, nodes: int) -> int:
+def cmd_up(state_dir: Path, nodes: int, images: list[str] | None) -> int:
     info = _info(state_dir)
     if info is not None:
         print(f"[real-up] already running (state in {state_dir})", file=sys.stderr)
         _print_env(info)
         return 0
     started = time.monotonic()
-    serve = _spawn_serve(state_dir, nodes)
+    serve = _spawn_serve(state_dir, nodes, images)
     log = state_dir / "serve.log"
     shown = 0
     while (info := _info(state_dir)) is None:
@@ -160,14 +163,20 @@ def main(argv: list[str] | None = None) -> int:
         help="the tier's state folder (default: $MODELFLEET_REAL_DIR or the cache's real/)",
     )
     parser.add_argument("--nodes", type=int, default=1, help="how many real nodes (default 1)")
+    parser.add_argument(
+        "--images",
+        default=None,
+        help="comma-separated image refs to build and import (default: all of images.py's)",
+    )
     args = parser.parse_args(argv)
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
+    images = args.images.split(",") if args.images else None
     if args.command == "build":
         return cmd_build()
     if args.command == "serve":
-        return cmd_serve(state_dir, args.nodes)
+        return cmd_serve(state_dir, args.nodes, images)
     if args.command == "up":
-        return cmd_up(state_dir, args.nodes)
+        return cmd_up(state_dir, args.nodes, images)
     if args.command == "down":
         return cmd_down(state_dir)
     return cmd_env(state_dir)
