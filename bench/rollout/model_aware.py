@@ -36,6 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack")]
 
+from harness.gateway import install_gateway  # noqa: E402
 from harness.kube import kube_snapshot  # noqa: E402
 from harness.model_aware import (  # noqa: E402
     POD_ADDRESS_ANNOTATION,
@@ -90,6 +91,8 @@ def one_run(
     cluster.kubectl("create", "namespace", namespace)
     try:
         with OperatorProcess(cluster, [namespace], work / f"operator-{namespace}.log"):
+            # a class that lists the mirror features, or the operator refuses the shadow step
+            install_gateway(cluster.api_client(), namespace, "bench", "modelfleet-bench")
             apply(cluster, namespace, manifest(cluster, mode, "model.txt", "v1"))
             wait_for(cluster, namespace, NAME, healthy_at("v1"), 180, f"{namespace} v1 Healthy")
             driver = VariedRowsDriver(

@@ -6,6 +6,9 @@ requests to the canary's pods the way a proxy would and counts those answers apa
 
 - A canary answering 10 % of requests with 500 is caught in its shadow step: rolled back before
   any live weight, the users saw no failure, and the mirrored copies did reach the canary.
+- On a Gateway whose class does not list `HTTPRouteRequestMirror` (as Traefik's does not), the
+  shadow step is refused before anything is written: no canary, no mirror filter, the condition and
+  one Event name the class and the feature; dropping `shadow` from the spec lets v2 roll out.
 - After a promotion, `kubectl modelfleet undo` puts all traffic back on the warm previous slot in
   one router write, with no failed request; the time from the command to that write is printed
   (`pytest -s`; bench/rollout/undo.py measures it over several runs).
@@ -19,13 +22,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness.driver import TrafficDriver
+from harness.gateway import BASE_FEATURES, MIRRORING, install_gateway
 from harness.kube import kube_snapshot
 from harness.rollout import (
     StatusRecorder,
@@ -39,10 +43,11 @@ from harness.stack import MODELS
 from localcluster import LocalCluster
 
 NAME = "fraud"
+GATEWAY = "e2e"
 RPS = 60.0
 PAYLOAD = json.loads((MODELS / "request.json").read_text())
 ROUTERS = {
-    "gateway": {"gateway": {"parentRefs": [{"name": "e2e"}]}},
+    "gateway": {"gateway": {"parentRefs": [{"name": GATEWAY}]}},
     "ingress": {"ingress": {"host": "fraud.e2e.example"}},
 }
 
@@ -76,8 +81,15 @@ class Live:
 
 
 def _live(
-    cluster: LocalCluster, namespace: str, router: str = "gateway", **first: Any
+    cluster: LocalCluster,
+    namespace: str,
+    router: str = "gateway",
+    features: Sequence[str] = MIRRORING,
+    **first: Any,
 ) -> Iterator[Live]:
+    if router == "gateway":  # the operator reads what the parent Gateway's class supports
+        class_name = "modelfleet-e2e-" + ("mirroring" if features == MIRRORING else "no-mirror")
+        install_gateway(cluster.api_client(), namespace, GATEWAY, class_name, features)
     apply(cluster, namespace, manifest(cluster, router, **first))
     wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
     driver = TrafficDriver(
@@ -99,6 +111,12 @@ def shadowed(
 ) -> Iterator[Live]:
     """A Healthy v1 on each router whose rollouts begin with a 30 s shadow step mirroring all."""
     yield from _live(cluster, namespace, request.param, shadow=SHADOW)
+
+
+@pytest.fixture
+def refused(cluster: LocalCluster, namespace: str, operator: Any) -> Iterator[Live]:
+    """A Healthy v1 on an HTTPRoute whose Gateway's class, like Traefik's, lists no mirror."""
+    yield from _live(cluster, namespace, features=BASE_FEATURES, shadow=SHADOW)
 
 
 @pytest.fixture
@@ -136,6 +154,54 @@ def test_a_failing_canary_is_rolled_back_in_shadow_before_any_live_weight(
     assert {canary_slot: 100.0} in [shares for _, shares in tally.mirror_shares]
     assert tally.mirror_shares[-1][1] == {}  # the mirror is gone with the canary
     assert tally.shares[-1][1] == {status["activeSlot"]: 100.0}
+
+
+def _progressing(status: dict[str, Any]) -> dict[str, Any]:
+    found = [c for c in status.get("conditions", []) if c["type"] == "Progressing"]
+    return found[0] if found else {}
+
+
+def test_a_shadow_the_gateway_class_cannot_mirror_is_refused_and_nothing_is_written(
+    refused: Live,
+) -> None:
+    v1_revision = read_status(refused.cluster, refused.namespace, NAME)["activeRevision"]
+    refused.apply(model="model-v2.txt", version="v2", shadow=SHADOW, steps=(50, 100))
+    status = refused.wait(
+        lambda s: _progressing(s).get("reason") == "ShadowRefused", 60, "shadow refused"
+    )
+    refusal = (
+        "GatewayClass modelfleet-e2e-no-mirror does not support HTTPRouteRequestMirror "
+        "(status.supportedFeatures): shadow refused"
+    )
+    assert _progressing(status)["message"] == refusal
+    assert _progressing(status)["status"] == "False"
+    assert status["message"] == refusal
+    assert (status["phase"], status["activeRevision"]) == ("Healthy", v1_revision)
+    assert status.get("canary") is None
+    time.sleep(6)  # a few reconciles later: still nothing written, one Event
+    still = read_status(refused.cluster, refused.namespace, NAME)
+    assert (still.get("canary"), still["message"]) == (None, refusal)
+    from kubernetes import client
+
+    route = client.CustomObjectsApi(refused.cluster.api_client()).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", refused.namespace, "httproutes", NAME
+    )
+    assert "filters" not in route["spec"]["rules"][0]  # no mirror was ever written
+    events = client.CoreV1Api(refused.cluster.api_client()).list_namespaced_event(
+        refused.namespace, field_selector="reason=ShadowRefused"
+    )
+    assert [event.message for event in events.items] == [refusal]
+    tally = refused.driver.snapshot_tally()
+    assert tally.failed() == 0, tally.counts
+    assert all(not shares for _, shares in tally.mirror_shares)
+
+    # the user drops the shadow step: the rollout begins at its first live step, never mirrored
+    refused.apply(model="model-v2.txt", version="v2", steps=(50, 100))
+    promoted = refused.wait(healthy_at("v2"), 150, "v2 promoted without a shadow step")
+    assert promoted["history"][0]["outcome"] == "Promoted"
+    tally = refused.driver.snapshot_tally()
+    assert all(not shares for _, shares in tally.mirror_shares)
+    assert tally.failed() == 0, tally.counts
 
 
 class RouteWatch:
