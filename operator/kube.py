@@ -139,8 +139,9 @@ def _ssl_context(cfg: Any) -> ssl.SSLContext:
 
 def _bearer_token(cfg: Any) -> str | None:
     api_key = cfg.api_key or {}
-    token = api_key.get("authorization") or api_key.get("BearerToken")
-    return str(token).removeprefix("Bearer ").strip() if token else None
+    value = str(api_key.get("authorization") or api_key.get("BearerToken") or "").strip()
+    scheme, _, token = value.partition(" ")  # "Bearer x" from a kubeconfig, "bearer x" in-cluster
+    return token.strip() if scheme.lower() == "bearer" else value or None
 
 
 def _kubeconfig_token(kubeconfig: str | None) -> str | None:

@@ -9,10 +9,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import pytest
 
-from modelfleet.operator.kube import Credentials, KubeClient, KubeError
+from modelfleet.operator.kube import Credentials, KubeClient, KubeError, in_cluster_credentials
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
 KEDA = "/apis/keda.sh/v1alpha1"
@@ -157,3 +158,16 @@ def test_a_missing_api_is_asked_again_once_the_answer_expires(tmp_path: Path) ->
 
     assert _run(scenario, kube) == [False, False, True, True, False]
     assert len(api.seen) == 3  # one discovery request per minute, not one per reconcile
+
+
+def test_in_cluster_credentials_come_from_the_given_token_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJ.first\n")
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    credentials = in_cluster_credentials(token_file, Path(certifi.where()), environ)
+    assert credentials.host == "https://10.96.0.1:443"
+    assert credentials.token == "eyJ.first"  # the bare token, whatever scheme the loader adds
+    assert credentials.reload_every == 60
+    assert credentials.reload_token is not None
+    token_file.write_text("eyJ.second\n")
+    assert credentials.reload_token() == "eyJ.second"
