@@ -5,7 +5,8 @@
   nothing else; then they are removed bottom-up.
 - mounts: kubelet's pod volumes and containerd's rootfs and shm mounts, all under the run's
   state folder in the host's mount namespace; unmounted deepest first.
-- kubelet's container-log symlinks in /var/log/containers that point into our folder.
+- kubelet's container-log symlinks in /var/log/containers that point into our folder, and
+  libcni's cached results of our sandboxes in /var/lib/cni/results.
 The network namespace (with its iptables rules, bridges and conntrack) is removed by netns.py.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 CONTAINER_LOGS = Path("/var/log/containers")
+CNI_RESULTS = Path("/var/lib/cni/results")  # libcni's cache: containerd 1.6 cannot move it
 
 
 def cgroup_v1() -> bool:
@@ -128,5 +130,18 @@ def remove_log_links(folder: Path) -> int:
         with contextlib.suppress(OSError):
             if link.is_symlink() and os.readlink(link).startswith(prefix):
                 link.unlink()
+                removed += 1
+    return removed
+
+
+def remove_cni_results(network_prefix: str) -> int:
+    """libcni's cached results for the sandboxes of our networks (`<network>-<id>-eth0`) and of
+    their loopback (`cni-loopback-<id>-lo`)."""
+    removed = 0
+    for result in CNI_RESULTS.glob(f"{network_prefix}*-eth0") if CNI_RESULTS.is_dir() else []:
+        sandbox = result.name.removesuffix("-eth0").rsplit("-", 1)[-1]
+        for path in (result, CNI_RESULTS / f"cni-loopback-{sandbox}-lo"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
                 removed += 1
     return removed

@@ -93,15 +93,20 @@ def teardown(record: RunRecord) -> list[str]:
             killed += 1
     if killed:
         _say(f"{record.netns}: killed {killed} leftover processes (containers, shims)")
-    if left := cleanup.unmount_all(record.state_dir):
-        problems.append(f"still mounted: {', '.join(left)}")
+    nodes_dir = config.run_nodes_dir(record.run_id)
+    for folder in (nodes_dir, record.state_dir):
+        if left := cleanup.unmount_all(folder):
+            problems.append(f"still mounted: {', '.join(left)}")
     if left_groups := cleanup.remove_cgroups(record.cgroups):
         problems.append(f"cgroups not removed: {', '.join(map(str, left_groups))}")
-    cleanup.remove_log_links(record.state_dir)
+    cleanup.remove_log_links(nodes_dir)
+    cleanup.remove_cni_results(f"modelfleet-{record.run_id}-")
     try:
         netns.delete(record.netns)
     except netns.NetnsError as error:
         problems.append(str(error))
+    if not problems:
+        shutil.rmtree(nodes_dir, ignore_errors=True)
     if record.remove_state and not problems:
         shutil.rmtree(record.state_dir, ignore_errors=True)
     record.path.unlink(missing_ok=True)
@@ -130,8 +135,7 @@ class RealCluster:
         self.processes = ProcessGroup(self.record.state_dir)
         self.local: LocalCluster | None = None
         self.layouts = [
-            config.NodeLayout(self.record.run_id, i, self.record.state_dir / "nodes" / f"n{i}")
-            for i in range(1, self.config.nodes + 1)
+            config.NodeLayout(self.record.run_id, i) for i in range(1, self.config.nodes + 1)
         ]
         self.timings: dict[str, float] = {}
 

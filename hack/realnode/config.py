@@ -28,13 +28,22 @@ REAL_TOLERATION = {
 }
 
 
+NODES_ROOT = Path("/var/lib/modelfleet/real")
+
+
+def run_nodes_dir(run_id: str) -> Path:
+    """The run's node folders, on a short path: kubelet and containerd create unix sockets
+    below them, and a socket path must stay under 104 characters (a pytest tmp_path is longer).
+    `down` removes it with the rest of the run."""
+    return NODES_ROOT / run_id
+
+
 @dataclass(frozen=True)
 class NodeLayout:
     """Where one node's state lives and which addresses it has."""
 
     run_id: str
     index: int  # 1, 2, …
-    root: Path  # the node's folder under the run's state dir
 
     @property
     def name(self) -> str:
@@ -57,6 +66,11 @@ class NodeLayout:
     def runtime_cgroup(self) -> str:
         """containerd's cgroup: its shims stay in it, so `down` finds them all."""
         return f"/modelfleet-{self.run_id}-n{self.index}-runtime"
+
+    @property
+    def root(self) -> Path:
+        """The node's folder: configuration, kubelet's root, containerd's root and state."""
+        return run_nodes_dir(self.run_id) / f"n{self.index}"
 
     @property
     def containerd_socket(self) -> Path:
