@@ -177,3 +177,73 @@ def test_a_spec_revert_inside_keep_previous_is_an_undo_and_outside_a_rollout(
     assert "no previous slot is warm" in done.stderr, done.stderr
     assert "normal rollout" in done.stderr
     assert status(cluster, "fraud", namespace).get("acknowledgedCommand") == acknowledged
+
+
+def test_steps_shortened_at_step_two_neither_stick_nor_block_abort_or_a_new_revision(
+    cluster: Any,
+    namespace: str,
+    operator: OperatorProcess,
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+) -> None:
+    rollout: dict[str, Any] = {
+        "steps": [10, 25, 50, 100],
+        "stepDuration": "5s",
+        "progressDeadline": "10m",
+        "scaleDownDelay": "2s",
+        "analysis": {"interval": "2s"},
+    }
+    spec: dict[str, Any] = {"model": {"uri": example_model(), "version": "v1"}, "rollout": rollout}
+    apply_yaml(model_deployment("fraud", namespace, **spec))
+    wait_ready(cluster, "fraud", namespace)
+
+    def at_step_two_then_shortened(version: str, model: str) -> None:
+        """The canary walked to step 2 of [10, 25, 50, 100] by `promote` (no traffic: it holds
+        at each weight), then the steps edited to [50, 100] under it."""
+        rollout["steps"] = [10, 25, 50, 100]
+        spec["model"] = {"uri": example_model(model), "version": version}
+        apply_yaml(model_deployment("fraud", namespace, **spec))
+        wait_for(lambda: _weight(cluster, namespace) == 10, 60, f"{version} at 10 %")
+        plugin(cluster, "promote", "fraud", "-n", namespace)
+        wait_for(lambda: _weight(cluster, namespace) == 25, 60, f"{version} at 25 %")
+        plugin(cluster, "promote", "fraud", "-n", namespace)
+        wait_for(lambda: _weight(cluster, namespace) == 50, 60, f"{version} at 50 %")
+        assert status(cluster, "fraud", namespace)["canary"]["stepIndex"] == 2
+        rollout["steps"] = [50, 100]
+        apply_yaml(model_deployment("fraud", namespace, **spec))
+        canary = wait_for(
+            lambda: (
+                (c := status(cluster, "fraud", namespace).get("canary", {})).get("steps")
+                == [50, 100]
+                and c
+            ),
+            30,
+            f"{version}'s step re-anchored in [50, 100]",
+        )
+        assert (canary["stepIndex"], canary["weight"]) == (0, 50)  # no weight gained by the edit
+
+    at_step_two_then_shortened("v2", "model-v2.onnx")
+    assert "acknowledged" in plugin(cluster, "abort", "fraud", "-n", namespace)
+    current = status(cluster, "fraud", namespace)
+    assert (current["phase"], current["history"][0]["outcome"]) == ("Degraded", "Aborted")
+    assert "canary" not in current
+
+    at_step_two_then_shortened("v3", "model.onnx")
+    # a new revision (v4) supersedes the canary and walks the new steps: 50 %, then 100 %
+    spec["model"] = {"uri": example_model("model-v2.onnx"), "version": "v4"}
+    apply_yaml(model_deployment("fraud", namespace, **spec))
+    current = wait_for(
+        lambda: (
+            (s := status(cluster, "fraud", namespace)).get("canary", {}).get("version") == "v4"
+            and s
+        ),
+        30,
+        "v4 superseding v3",
+    )
+    assert current["history"][0]["outcome"] == "Superseded"
+    wait_for(lambda: _weight(cluster, namespace) == 50, 60, "v4 at 50 %, the new first step")
+    plugin(cluster, "promote", "--full", "fraud", "-n", namespace)
+    wait_for(
+        lambda: status(cluster, "fraud", namespace).get("activeVersion") == "v4", 60, "v4 promoted"
+    )
+    assert "reconcile failed" not in operator.logs()
