@@ -1,0 +1,284 @@
+"""The real tier's Prometheus: Debian's `prometheus` run inside the run's network namespace.
+
+The kwok tier's Prometheus (hack/localcluster/prometheus.py) listens on host loopback; here the
+slot pods have real IPs inside the namespace, so Prometheus runs there too (entered with
+`nsenter --net`, like containerd and kubelet) and scrapes them every 2 s.
+
+Discovery: Debian's Prometheus 2.42 is built without `kubernetes_sd_configs` (promtool: "field
+kubernetes_sd_configs not found"), so a small process (`python -m realnode.prometheus discover`)
+lists the pods from the API server every second and writes them as file-SD targets carrying the
+meta labels Kubernetes pod discovery would give (`__meta_kubernetes_pod_label_…`, one target per
+container port). The relabelling is then what a kubernetes_sd job would run.
+
+What it keeps mirrors the PodMonitor the operator writes (operator/builders/podmonitor.py): pods
+of a ModelDeployment (`app.kubernetes.io/managed-by=modelfleet` with the `instance` and
+`modelfleet.io/deployment` labels the PodMonitor selects on), their container port named
+`metrics`, path /metrics; and the target labels are the ones prometheus-operator gives a
+PodMonitor's targets (`namespace`, `pod`, `container`, `endpoint`). The operator's PromQL needs
+`namespace` plus the server's own `deployment`, `slot`, `revision` labels.
+
+It listens on the namespace's API address (`10.240.0.1:9090`): the operator Pod reaches it
+there; host-side tests through a loopback forwarder (`clients.forward`) or `query()`. Both
+processes belong to the run's `ProcessGroup`, so `stop()` and a crashed run's teardown stop
+them by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from localcluster import pki
+from localcluster.kubeapi import KubeApi
+
+from . import clients, netns
+from .cluster import RealCluster
+from .node import wait_for
+
+PORT = 9090
+SCRAPE_INTERVAL = "2s"
+USER = "modelfleet-real-prometheus"
+MANAGED_BY = "modelfleet"
+METRICS_PORT_NAME = "metrics"  # operator/builders/common.py: the server's metrics port
+_META = "__meta_kubernetes_pod_"
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus did not start; the message holds its log's last lines."""
+
+
+def address() -> str:
+    """Where Prometheus listens, inside the namespace (pods and the operator use this)."""
+    return f"{netns.API_ADDRESS}:{PORT}"
+
+
+def url() -> str:
+    return f"http://{address()}"
+
+
+def _label(key: str) -> str:
+    """A Kubernetes label key as Kubernetes discovery spells it in meta labels."""
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in key)
+
+
+# --- discovery -------------------------------------------------------------------------------
+def pod_targets(pods: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """File-SD target groups for `pods`: one per container port of a pod with an IP, labelled
+    like Prometheus' Kubernetes discovery (role `pod`) labels it."""
+    groups = []
+    for pod in pods:
+        meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+        ip = status.get("podIP")
+        if not ip:
+            continue
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+        )
+        common = {
+            "__meta_kubernetes_namespace": meta["namespace"],
+            f"{_META}name": meta["name"],
+            f"{_META}uid": meta.get("uid", ""),
+            f"{_META}ip": ip,
+            f"{_META}node_name": spec.get("nodeName", ""),
+            f"{_META}phase": status.get("phase", ""),
+            f"{_META}ready": str(ready).lower(),
+        }
+        for key, value in (meta.get("labels") or {}).items():
+            common[f"{_META}label_{_label(key)}"] = value
+            common[f"{_META}labelpresent_{_label(key)}"] = "true"
+        for container in spec.get("containers", []):
+            for port in container.get("ports", []):
+                labels = {
+                    **common,
+                    f"{_META}container_name": container["name"],
+                    f"{_META}container_image": container.get("image", ""),
+                    f"{_META}container_init": "false",
+                    f"{_META}container_port_name": port.get("name", ""),
+                    f"{_META}container_port_number": str(port["containerPort"]),
+                    f"{_META}container_port_protocol": port.get("protocol", "TCP"),
+                }
+                groups.append({"targets": [f"{ip}:{port['containerPort']}"], "labels": labels})
+    return groups
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return
+    staging = path.with_suffix(".tmp")
+    staging.write_text(text)
+    os.replace(staging, path)  # atomic: Prometheus never reads half a file
+
+
+def discover(api: KubeApi, out: Path, every: float = 1.0) -> None:
+    """List the pods every `every` seconds and keep `out` (file-SD JSON) up to date. Forever."""
+    while True:
+        try:
+            listed = api.get("/api/v1/pods") or {"items": []}
+            _write_if_changed(out, json.dumps(pod_targets(listed["items"]), indent=1))
+        except httpx.HTTPError as error:  # the API server restarting: keep the last targets
+            print(f"listing pods failed: {error}", file=sys.stderr, flush=True)
+        time.sleep(every)
+
+
+# --- configuration -----------------------------------------------------------------------------
+def scrape_config(targets_file: Path, interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
+    """prometheus.yml: one job over the pods a modelfleet PodMonitor selects."""
+    selected = ["app.kubernetes.io/instance", "modelfleet.io/deployment"]
+    return {
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "evaluation_interval": interval,
+        },
+        "scrape_configs": [
+            {
+                "job_name": "modelfleet-pods",
+                "metrics_path": "/metrics",
+                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
+                "relabel_configs": [
+                    {
+                        "action": "keep",
+                        "source_labels": [
+                            f"{_META}label_{_label('app.kubernetes.io/managed-by')}",
+                            *(f"{_META}labelpresent_{_label(key)}" for key in selected),
+                        ],
+                        "regex": f"{MANAGED_BY};true;true",
+                    },
+                    {
+                        "action": "keep",
+                        "source_labels": [f"{_META}container_port_name"],
+                        "regex": METRICS_PORT_NAME,
+                    },
+                    {  # prometheus-operator drops finished pods the same way
+                        "action": "drop",
+                        "source_labels": [f"{_META}phase"],
+                        "regex": "(Failed|Succeeded)",
+                    },
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": [f"{_META}name"], "target_label": "pod"},
+                    {"source_labels": [f"{_META}container_name"], "target_label": "container"},
+                    {"target_label": "endpoint", "replacement": METRICS_PORT_NAME},
+                ],
+            }
+        ],
+    }
+
+
+def _grant(real: RealCluster) -> None:
+    """A client cert for USER, who may only list and watch pods."""
+    rbac = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": USER},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": USER},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": USER,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER}
+                ],
+            },
+        ],
+    }
+    real.control_plane.kubectl("apply", "-f", "-", input=json.dumps(rbac))
+    pki.issue_client(real.control_plane.pki, USER, USER, None)
+
+
+# --- life cycle --------------------------------------------------------------------------------
+def _ready(real: RealCluster) -> bool:
+    check = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2"]
+    done = clients.run_inside(real.netns, [*check, f"{url()}/-/ready"], timeout=10)
+    return done.stdout == "200"
+
+
+def start(real: RealCluster, timeout: float = 60.0) -> str:
+    """Start the pod discovery and Prometheus in the run's namespace; return Prometheus' URL
+    there once it is ready."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise PrometheusError("prometheus is not installed; run `make setup` (hack/setup.sh)")
+    directory = real.state_dir / "prometheus"
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    targets_file = directory / "pods.json"
+    _write_if_changed(targets_file, "[]")
+    _grant(real)
+    hack = str(Path(__file__).resolve().parent.parent)
+    discovery = [
+        sys.executable, "-m", "realnode.prometheus", "discover",
+        "--api-url", real.control_plane.api_url, "--pki-dir", str(real.control_plane.pki.dir),
+        "--out", str(targets_file),
+    ]  # fmt: skip
+    real.processes.start("prometheus-discovery", discovery, env={**os.environ, "PYTHONPATH": hack})
+    config_file = directory / "prometheus.yml"
+    config_file.write_text(json.dumps(scrape_config(targets_file), indent=2))
+    cmd = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={directory / 'data'}",
+        f"--web.listen-address={address()}",
+        "--storage.tsdb.retention.time=1d",
+        "--log.level=warn",
+    ]
+    managed = real.processes.start("prometheus", netns.in_netns(real.netns, cmd))
+    try:
+        wait_for(f"Prometheus ready at {url()}", lambda: _ready(real), managed, timeout)
+    except RuntimeError as error:
+        raise PrometheusError(str(error)) from error
+    return url()
+
+
+def targets(real: RealCluster) -> list[dict[str, Any]]:
+    """Prometheus' active targets (asked from inside the namespace)."""
+    cmd = ["curl", "-s", "--max-time", "5", f"{url()}/api/v1/targets?state=active"]
+    done = clients.run_inside(real.netns, cmd, timeout=10)
+    if done.returncode != 0:
+        raise PrometheusError(f"cannot read {url()}/api/v1/targets: {done.stderr.strip()}")
+    active: list[dict[str, Any]] = json.loads(done.stdout)["data"]["activeTargets"]
+    return active
+
+
+def query(real: RealCluster, promql: str) -> list[dict[str, Any]]:
+    """An instant query's result vector (asked from inside the namespace)."""
+    cmd = ["curl", "-s", "--max-time", "5", "-G", f"{url()}/api/v1/query"]
+    done = clients.run_inside(real.netns, [*cmd, "--data-urlencode", f"query={promql}"])
+    body = json.loads(done.stdout or "{}")
+    if body.get("status") != "success":
+        raise PrometheusError(f"query {promql!r} failed: {done.stdout or done.stderr}")
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realnode.prometheus")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("discover", help="keep a file-SD file of the cluster's pods")
+    run.add_argument("--api-url", required=True)
+    run.add_argument("--pki-dir", required=True, type=Path)
+    run.add_argument("--out", required=True, type=Path)
+    run.add_argument("--every", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    discover(KubeApi(args.api_url, pki.Pki(args.pki_dir), user=USER), args.out, args.every)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
