@@ -22,7 +22,7 @@ from typing import Any
 
 from .build import BuildError, build
 from .paths import cache_root
-from .procs import alive, stop_pidfiles
+from .procs import alive, stop_run_processes
 
 
 def default_state_dir() -> Path:
@@ -129,11 +129,7 @@ def cmd_down(state_dir: Path) -> int:
         while alive(info["owner_pid"], info.get("owner_started")) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Whatever is left (a crashed `serve`), by the run's own pidfiles only.
-    leftovers = stop_pidfiles(state_dir / "pids")
-    for pid_dir in (
-        sorted((state_dir / "pods").glob("*/pids")) if (state_dir / "pods").is_dir() else []
-    ):
-        leftovers += stop_pidfiles(pid_dir)
+    leftovers = stop_run_processes(state_dir)
     (state_dir / "cluster.json").unlink(missing_ok=True)
     print(
         f"[cluster-down] stopped{' (leftovers: ' + ', '.join(leftovers) + ')' if leftovers else ''}",

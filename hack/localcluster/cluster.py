@@ -28,13 +28,36 @@ from . import nodes, pki
 from .kubeapi import KubeApi
 from .paths import Artifacts
 from .ports import free_port
-from .procs import ProcessGroup, RunRecord, clean_crashed_runs, start_time
+from .procs import (
+    ProcessGroup,
+    RunRecord,
+    clean_crashed_runs,
+    live_owner,
+    start_time,
+    stop_run_processes,
+)
 from .prometheus import Prometheus
 
 PROCESS_LABEL_SELECTOR = "app.kubernetes.io/name=modelfleet-server"
 KWOK_POD_CIDR = "10.244.0.0/17"  # kwok's own pods; the process runner takes 10.244.128.0/17
 SERVICE_CIDR = "10.96.0.0/16"
 _GRACE = {"kube-apiserver": 30.0, "etcd": 10.0, "prometheus": 10.0}
+# What a run writes into its state folder. A start removes all of it first: a restart keeps
+# nothing but logs/ (docs/local-cluster.md, "What a restart keeps").
+RUN_STATE = (
+    "etcd",
+    "prometheus",
+    "pods",
+    "volumes",
+    "pids",
+    "pki",
+    "kubeconfigs",
+    "apiserver",
+    "controller-manager",
+    "scheduler",
+    "scheduler.yaml",
+    "cluster.json",
+)
 
 
 class ClusterError(RuntimeError):
@@ -145,6 +168,7 @@ class LocalCluster:
             )
         for line in clean_crashed_runs():
             print(f"[localcluster] cleaned a crashed run: {line}", file=sys.stderr)
+        self._begin_empty()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._record = RunRecord.register(self.state_dir, remove_state=self._temporary)
         started = time.monotonic()
@@ -164,6 +188,24 @@ class LocalCluster:
         self.timings["start_s"] = round(time.monotonic() - started, 2)
         self._write_info()
         return self
+
+    def _begin_empty(self) -> None:
+        """Remove what an earlier run left in the state folder (its processes first, by their
+        pidfiles), so every start meets an empty store; refused while a live run owns the folder."""
+        owner = live_owner(self.state_dir)
+        if owner is not None:
+            raise ClusterError(
+                f"{self.state_dir} belongs to a running cluster (pid {owner}); "
+                "stop it first (`make cluster-down`)"
+            )
+        for name in stop_run_processes(self.state_dir):
+            print(f"[localcluster] stopped a leftover of an earlier run: {name}", file=sys.stderr)
+        for name in RUN_STATE:
+            path = self.state_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def _start_all(self) -> None:
         for name in (
@@ -374,8 +416,13 @@ class LocalCluster:
 
     def _install_crds_and_nodes(self) -> None:
         self.kubectl("apply", "--server-side", "-f", str(self.artifacts.crd_dir))
-        for index, spec in enumerate(self.config.node_specs):
-            self.kubectl("create", "-f", "-", input=json.dumps(nodes.build_node(spec, index)))
+        # applied, not created: a start must never fail on an object that is already there
+        node_list = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [nodes.build_node(spec, i) for i, spec in enumerate(self.config.node_specs)],
+        }
+        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(node_list))
         self.kubectl(
             "wait", "--for=condition=Established", "crd", "--all", f"--timeout={self._limit:.0f}s"
         )

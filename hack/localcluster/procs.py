@@ -153,6 +153,15 @@ def stop_pidfiles(pid_dir: Path, grace: float = 15.0) -> list[str]:
     return stopped
 
 
+def stop_run_processes(state_dir: Path) -> list[str]:
+    """Stop what a run recorded under `state_dir`: its components, then its pods' processes."""
+    stopped = stop_pidfiles(state_dir / "pids")
+    pods = state_dir / "pods"
+    for pid_dir in sorted(pods.glob("*/pids")) if pods.is_dir() else []:
+        stopped += stop_pidfiles(pid_dir)
+    return stopped
+
+
 def runs_dir() -> Path:
     return cache_root() / "runs"
 
@@ -208,15 +217,20 @@ class RunRecord:
 
     def clean(self) -> list[str]:
         """Stop the run's processes (by its pidfiles) and forget it."""
-        stopped = stop_pidfiles(self.state_dir / "pids")
-        for runner_dir in (
-            (self.state_dir / "pods").glob("*/pids") if (self.state_dir / "pods").is_dir() else []
-        ):
-            stopped += stop_pidfiles(runner_dir)
+        stopped = stop_run_processes(self.state_dir)
         if self.remove_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self.path.unlink(missing_ok=True)
         return stopped
+
+
+def live_owner(state_dir: Path) -> int | None:
+    """The pid of a live run that owns `state_dir`, else None."""
+    wanted = state_dir.resolve()
+    for record in RunRecord.all():
+        if record.state_dir.resolve() == wanted and record.owner_alive():
+            return record.owner_pid
+    return None
 
 
 def clean_crashed_runs() -> list[str]:

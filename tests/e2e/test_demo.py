@@ -1,5 +1,6 @@
 """`make demo` end to end: the demo as a user runs it (a subprocess without a TTY), on its own
-fresh local control plane, must tell the whole story, exit 0 and stop everything it started.
+fresh local control plane, must tell the whole story, exit 0 and stop everything it started; and
+its start (control plane, CRD, namespace, operator) works again right after a finished run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from demo.cluster import OPERATOR, DemoCluster
+from demo.story import prepare, tear_down
+from demo.view import View
 from localcluster.procs import alive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +106,28 @@ def test_make_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
 
     # everything it started is stopped: the cluster's owner, its processes, the operator
     assert not (state_dir / "cluster.json").exists()
+    for pidfile in state_dir.rglob("*.pid"):
+        record = json.loads(pidfile.read_text())
+        assert not alive(record["pid"], record.get("started")), pidfile.name
+
+
+@pytest.mark.slow
+def test_the_demo_starts_again_after_a_finished_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` twice in a row: the second start meets the first one's state folder."""
+    state_dir = tmp_path / "cluster"
+    monkeypatch.setenv("MODELFLEET_CLUSTER_DIR", str(state_dir))
+    view = View()
+    for _ in range(2):
+        cluster = DemoCluster.up()
+        try:
+            assert cluster.started_here
+            prepare(cluster, view)  # CRD, namespace, operator: what the story needs first
+            assert cluster.processes.processes[OPERATOR].popen.poll() is None
+        finally:
+            tear_down(cluster, view)
+        assert not (state_dir / "cluster.json").exists()
     for pidfile in state_dir.rglob("*.pid"):
         record = json.loads(pidfile.read_text())
         assert not alive(record["pid"], record.get("started")), pidfile.name

@@ -1,4 +1,5 @@
-"""The cluster API stops what it started, cleans up after a crashed run, and restarts Prometheus."""
+"""The cluster API stops what it started, cleans up after a crashed run, restarts Prometheus, and
+starts again (empty) on the persistent state folder that `make cluster-up` uses."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from localcluster import ClusterConfig, LocalCluster
+from localcluster.cluster import ClusterError, run_kubectl
 from localcluster.procs import RunRecord, alive, clean_crashed_runs
 
 HACK = Path(__file__).resolve().parents[2] / "hack"
@@ -98,3 +100,54 @@ def test_prometheus_can_be_stopped_and_restarted_at_the_same_url(cluster: LocalC
             time.sleep(0.2)
     finally:
         prometheus.remove_target("lifecycle_probe")
+
+
+def _localcluster(state_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """`python -m localcluster <command>` on `state_dir`: what `make cluster-up/down` run."""
+    return subprocess.run(
+        [sys.executable, "-m", "localcluster", command, "--state-dir", str(state_dir)],
+        env={**os.environ, "PYTHONPATH": str(HACK)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_up_down_up_on_a_persistent_state_dir_starts_empty_again(tmp_path: Path) -> None:
+    state_dir = tmp_path / "persistent"  # kept across runs, like the cache's cluster/
+    kubeconfig = state_dir / "kubeconfigs" / "admin.kubeconfig"
+    try:
+        first = _localcluster(state_dir, "up")
+        assert first.returncode == 0, first.stderr[-3000:]
+        run_kubectl(kubeconfig, "create", "namespace", "left-by-the-first-run")
+        with pytest.raises(ClusterError, match="belongs to a running cluster"):
+            LocalCluster(ClusterConfig(state_dir=state_dir)).start()  # never wiped while in use
+        first_pids = _pids(state_dir)
+        assert _localcluster(state_dir, "down").returncode == 0
+        assert (state_dir / "etcd").is_dir()  # the store outlives `down`: the next start meets it
+        first_log = (state_dir / "logs" / "etcd.log").read_bytes()
+
+        second = _localcluster(state_dir, "up")
+
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert not any(alive(pid, since) for pid, since in first_pids.values())
+        nodes = json.loads(run_kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+        assert sorted(node["metadata"]["name"] for node in nodes) == [
+            "kwok-cpu-a1",
+            "kwok-cpu-a2",
+            "kwok-cpu-b1",
+            "kwok-gpu-a1",
+            "kwok-gpu-b1",
+        ]
+        gpu = next(node for node in nodes if node["metadata"]["name"] == "kwok-gpu-a1")
+        assert gpu["status"]["capacity"]["nvidia.com/gpu"] == "4"  # applied with its status
+        left = run_kubectl(kubeconfig, "get", "namespace", "left-by-the-first-run", check=False)
+        assert left.returncode != 0, "a restart keeps nothing of the earlier run's objects"
+        assert "NotFound" in left.stderr
+        etcd_log = (state_dir / "logs" / "etcd.log").read_bytes()
+        assert etcd_log.startswith(first_log), "logs/ is what a restart keeps"
+        assert len(etcd_log) > len(first_log)
+    finally:
+        _localcluster(state_dir, "down")
