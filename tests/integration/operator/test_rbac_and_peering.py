@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from harness.gateway import BASE_FEATURES, install_gateway
 
 from tests.integration.operator.kube import (
+    condition,
     get,
     model_deployment,
     must_get,
@@ -109,6 +111,61 @@ def test_the_operator_needs_nothing_beyond_its_cluster_role(
     assert "Promoted" in events
 
 
+def test_with_its_cluster_role_the_operator_reads_the_gateway_class_before_a_shadow_step(
+    cluster: Any,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
+    peering = f"rbac-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": peering},
+            }
+        ),
+    )
+    # like Traefik's: the class publishes its features, no mirror among them
+    install_gateway(cluster.api_client(), namespace, "gw", "modelfleet-rbac", BASE_FEATURES)
+    operator = start_operator(namespace, kubeconfig=kubeconfig, peering=peering)
+    spec: dict[str, Any] = {
+        "model": {"uri": example_model(), "version": "v1"},
+        "traffic": {"gateway": {"parentRefs": [{"name": "gw"}]}},
+        "rollout": {"shadow": {"duration": "30s", "percent": 20}},
+    }
+    apply_yaml(model_deployment("fraud", namespace, **spec))
+    wait_ready(cluster, "fraud", namespace)
+    spec["model"] = {"uri": example_model("model-v2.onnx"), "version": "v2"}
+    apply_yaml(model_deployment("fraud", namespace, **spec))
+    refused = wait_for(
+        lambda: (
+            condition(status(cluster, "fraud", namespace), "Progressing").get("reason")
+            == "ShadowRefused"
+            and status(cluster, "fraud", namespace)
+        ),
+        60,
+        "shadow refused",
+    )
+    # read with the ServiceAccount's token: the class's features, not a 403, decided
+    assert condition(refused, "Progressing")["message"] == (
+        "GatewayClass modelfleet-rbac does not support HTTPRouteRequestMirror, "
+        "HTTPRouteRequestPercentageMirror (status.supportedFeatures): shadow refused"
+    )
+    assert refused.get("canary") is None
+    assert refused["activeVersion"] == "v1"
+    assert "filters" not in must_get(cluster, "httproute", "fraud", namespace)["spec"]["rules"][0]
+    logs = operator.logs()
+    assert "403" not in logs, logs[-3000:]
+
+
 def _acted(operator: OperatorProcess) -> bool:
     return "Handler 'reconcile' succeeded" in operator.logs()
 
@@ -138,23 +195,20 @@ def test_without_its_peering_object_the_operator_creates_it_and_acts(
     # with exactly its ClusterRole: creating the peering object is within it
     kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
     operator = start_operator(namespace, kubeconfig=kubeconfig, peering=peering)
-    try:
-        apply_yaml(
-            model_deployment(
-                "fraud", namespace, model={"uri": example_model(), "version": "v1"}, replicas=1
-            )
+    apply_yaml(
+        model_deployment(
+            "fraud", namespace, model={"uri": example_model(), "version": "v1"}, replicas=1
         )
-        wait_ready(cluster, "fraud", namespace)
-        created = must_get(cluster, "clusterkopfpeering", peering, "default")
-        assert len(created.get("status") or {}) == 1, created  # this replica's keep-alive
-        assert _state(operator) == (200, "acting")
-        assert _state(operator, "/healthz") == (200, "acting")
-        assert _acting_gauge(operator) == 1
-        logs = operator.logs()
-        assert f"peering '{peering}' did not exist: created it" in logs, logs[-3000:]
-        assert f"acting on peering '{peering}'" in logs, logs[-3000:]
-    finally:
-        cluster.kubectl("delete", "clusterkopfpeering", peering, "--wait=false", check=False)
+    )
+    wait_ready(cluster, "fraud", namespace)
+    created = must_get(cluster, "clusterkopfpeering", peering, "default")
+    assert len(created.get("status") or {}) == 1, created  # this replica's keep-alive
+    assert _state(operator) == (200, "acting")
+    assert _state(operator, "/healthz") == (200, "acting")
+    assert _acting_gauge(operator) == 1
+    logs = operator.logs()
+    assert f"peering '{peering}' did not exist: created it" in logs, logs[-3000:]
+    assert f"acting on peering '{peering}'" in logs, logs[-3000:]
 
 
 def test_only_one_peered_replica_acts_and_the_other_takes_over(
@@ -218,13 +272,10 @@ def test_replicas_that_kopf_pauses_both_fail_their_liveness(
     peering = f"tie-{uuid.uuid4().hex[:6]}"
     same = {"MODELFLEET_OPERATOR_PEERING_PRIORITY": "100"}
     replicas = [start_operator(namespace, peering=peering, env=same) for _ in range(2)]
-    try:
-        for replica in replicas:
-            wait_for(lambda r=replica: _state(r, "/healthz")[0] == 503, 60, "liveness to fail")
-            _, report = replica.probe("/healthz")
-            assert report["state"] == "waiting"
-            assert "same priority" in report["reason"]
-            assert _state(replica) == (503, "waiting")
-            assert "neither acting nor standing by" in replica.logs()
-    finally:
-        cluster.kubectl("delete", "clusterkopfpeering", peering, "--wait=false", check=False)
+    for replica in replicas:
+        wait_for(lambda r=replica: _state(r, "/healthz")[0] == 503, 60, "liveness to fail")
+        _, report = replica.probe("/healthz")
+        assert report["state"] == "waiting"
+        assert "same priority" in report["reason"]
+        assert _state(replica) == (503, "waiting")
+        assert "neither acting nor standing by" in replica.logs(), replica.logs()[-2000:]
