@@ -3,6 +3,7 @@
 #  1. Debian packages: containerd, runc, the CNI plugins, iptables, conntrack, iproute2 (the node),
 #     buildah and debootstrap (the images).
 #  2. kubelet and kube-proxy, built from the control plane's Kubernetes modules into the cache.
+#  3. The images (hack/realnode/images.py), so that `up` and the tests only import them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
@@ -45,4 +46,6 @@ if ! command -v go >/dev/null; then
 fi
 say "node: building (or reusing) kubelet and kube-proxy"
 PYTHONPATH=hack "$PY" -m realnode build >/dev/null
+say "images: building (or reusing) the sandbox, server, operator and gateway images"
+PYTHONPATH=hack "$PY" -m realnode.images >/dev/null
 say "done"
