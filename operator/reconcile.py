@@ -65,6 +65,10 @@ from modelfleet.operator.status import invalid_spec_status, summarize
 API_VERSION = f"{GROUP}/{VERSION}"
 
 
+# a model file whose format its name says (api.model_format); any other needs model.format
+MODEL_EXTENSIONS = (".onnx", ".txt", ".lgb", ".bin")
+
+
 class InvalidSpecError(Exception):
     """The spec cannot be acted on; retrying will not help until it changes."""
 
@@ -140,24 +144,36 @@ def parse_spec(body: Mapping[str, Any]) -> ModelDeploymentSpec:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
         raise InvalidSpecError(f"spec.{location}: {first['msg']}") from error
+    broken = _broken_rule(spec)
+    if broken is not None:
+        raise InvalidSpecError(broken)
+    if len(body["metadata"]["name"]) > MAX_NAME_LENGTH:
+        raise InvalidSpecError(f"metadata.name is longer than {MAX_NAME_LENGTH} characters")
+    return spec
+
+
+def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
+    """The first CEL rule of the CRD that the spec breaks, as a message naming its field."""
     steps = spec.rollout.steps
     if steps[-1] != 100 or any(a >= b for a, b in itertools.pairwise(steps)):
-        raise InvalidSpecError("spec.rollout.steps must be strictly increasing and end at 100")
+        return "spec.rollout.steps must be strictly increasing and end at 100"
     if spec.autoscaling and spec.autoscaling.min_replicas > spec.autoscaling.max_replicas:
-        raise InvalidSpecError("spec.autoscaling.minReplicas must be <= maxReplicas")
+        return "spec.autoscaling.minReplicas must be <= maxReplicas"
     if spec.traffic.ingress is not None and spec.traffic.gateway is not None:
-        raise InvalidSpecError("spec.traffic: set at most one of ingress and gateway")
+        return "spec.traffic: set at most one of ingress and gateway"
     shadow = spec.rollout.shadow
     if shadow is not None and spec.traffic.ingress is None and spec.traffic.gateway is None:
-        raise InvalidSpecError(
+        return (
             "spec.rollout.shadow needs traffic.ingress or traffic.gateway: the replica-ratio "
             "split cannot mirror traffic"
         )
     if shadow is not None and spec.traffic.ingress is not None and shadow.percent != 100:
-        raise InvalidSpecError("spec.rollout.shadow.percent must be 100 with traffic.ingress")
-    if len(body["metadata"]["name"]) > MAX_NAME_LENGTH:
-        raise InvalidSpecError(f"metadata.name is longer than {MAX_NAME_LENGTH} characters")
-    return spec
+        return "spec.rollout.shadow.percent must be 100 with traffic.ingress"
+    if spec.model.format is None and not spec.model.uri.endswith(MODEL_EXTENSIONS):
+        return "spec.model.format is required when model.uri does not end in " + ", ".join(
+            MODEL_EXTENSIONS
+        )
+    return None
 
 
 async def reconcile(body: Mapping[str, Any], ctx: Context, now: datetime | None = None) -> Outcome:

@@ -188,6 +188,7 @@ def test_an_invalid_spec_is_reported_and_touches_nothing() -> None:
             {"traffic": {"ingress": {"host": "h"}, "gateway": {"parentRefs": [{"name": "g"}]}}},
             "at most one",
         ),
+        ({"model": {"uri": "gs://models/fraud/model"}}, "spec.model.format is required"),
     ],
 )
 def test_parse_spec_names_the_problem(spec: dict[str, Any], message: str) -> None:
