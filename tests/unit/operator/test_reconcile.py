@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -469,3 +470,68 @@ def test_a_shadow_the_gateway_class_cannot_mirror_writes_no_mirror_and_starts_no
     canary = ModelDeploymentStatus.model_validate(body["status"]).canary
     assert canary is not None
     assert (canary.version, canary.weight, canary.mirror) == ("v2", 10, 0)
+
+
+class RecordingAnalyzer:
+    """Passes every look and keeps what it was asked to measure."""
+
+    def __init__(self) -> None:
+        self.targets: list[AnalysisTarget] = []
+
+    async def measure(self, target: AnalysisTarget, spec: Any, now: datetime) -> Measurement:
+        self.targets.append(target)
+        return Measurement(phase="Pass", message="ok", measured_at=now, requests=500)
+
+
+@pytest.mark.parametrize(
+    ("traffic", "replicas", "expected"),
+    [
+        ({"gateway": {"parentRefs": [{"name": "gw"}]}}, 3, 0.10),  # the weight
+        ({"ingress": {"host": "fraud.example.org"}}, 3, 0.10),
+        ({}, 3, 0.25),  # replica ratio: 1 canary pod next to 3 Ready stable pods
+    ],
+    ids=["gateway", "ingress", "replica-ratio"],
+)
+def test_the_analysis_is_told_the_share_the_router_should_give_the_canary(
+    traffic: dict[str, Any], replicas: int, expected: float
+) -> None:
+    kube = FakeKube()
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(traffic=traffic, replicas=replicas)
+    analyzer = RecordingAnalyzer()
+    ctx = dataclasses.replace(_context(kube), analyzer=analyzer)
+    for second in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    body = kube.objects[("ModelDeployment", "ml", "fraud")]
+    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
+    for second in range(3, 20):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    assert analyzer.targets, body["status"]
+    assert {target.weight for target in analyzer.targets} == {10}
+    assert analyzer.targets[0].expected_share == pytest.approx(expected)
+
+
+def test_in_shadow_the_analysis_is_told_no_share_to_check() -> None:
+    kube = FakeKube()
+    kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": "mirroring"}}
+    features = ["HTTPRouteRequestMirror", "HTTPRouteRequestPercentageMirror"]
+    kube.objects[("GatewayClass", "", "mirroring")] = {
+        "status": {"supportedFeatures": [{"name": name} for name in features]}
+    }
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
+        traffic={"gateway": {"parentRefs": [{"name": "gw"}]}},
+        rollout={"shadow": {"duration": "30s", "percent": 50}},
+    )
+    analyzer = RecordingAnalyzer()
+    ctx = dataclasses.replace(_context(kube), analyzer=analyzer)
+    for second in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    body = kube.objects[("ModelDeployment", "ml", "fraud")]
+    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
+    body["metadata"]["generation"] = 2
+    for second in range(3, 20):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    assert body["status"]["canary"]["mirror"] == 50
+    assert analyzer.targets
+    assert {(target.weight, target.expected_share) for target in analyzer.targets} == {(0, None)}
+    route = kube.objects[("HTTPRoute", "ml", "fraud")]
+    assert route["spec"]["rules"][0]["filters"][0]["type"] == "RequestMirror"  # the class can
