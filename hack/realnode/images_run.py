@@ -56,7 +56,8 @@ def run_step(
 
         def progress() -> None:
             while not done.wait(15):
-                lines = sum(1 for _ in log.open(errors="replace"))
+                with log.open(errors="replace") as text:
+                    lines = sum(1 for _ in text)
                 say(
                     f"  … {step}: {time.monotonic() - started:.0f}s, {lines} lines of output so far"
                 )
