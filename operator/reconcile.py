@@ -157,6 +157,8 @@ def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
     steps = spec.rollout.steps
     if steps[-1] != 100 or any(a >= b for a, b in itertools.pairwise(steps)):
         return "spec.rollout.steps must be strictly increasing and end at 100"
+    if steps[0] < 1:  # increasing to 100: every weight is then within 1..100
+        return "spec.rollout.steps: every weight must be at least 1 (%)"
     if spec.autoscaling and spec.autoscaling.min_replicas > spec.autoscaling.max_replicas:
         return "spec.autoscaling.minReplicas must be <= maxReplicas"
     if spec.traffic.ingress is not None and spec.traffic.gateway is not None:

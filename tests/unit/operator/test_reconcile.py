@@ -190,6 +190,7 @@ def test_an_invalid_spec_is_reported_and_touches_nothing() -> None:
             "at most one",
         ),
         ({"model": {"uri": "gs://models/fraud/model"}}, "spec.model.format is required"),
+        ({"rollout": {"steps": [0, 100]}}, "spec.rollout.steps: every weight"),
     ],
 )
 def test_parse_spec_names_the_problem(spec: dict[str, Any], message: str) -> None:
