@@ -171,6 +171,15 @@ def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
         )
     if shadow is not None and spec.traffic.ingress is not None and shadow.percent != 100:
         return "spec.rollout.shadow.percent must be 100 with traffic.ingress"
+    analysis = spec.rollout.analysis
+    rows = analysis.replay is not None and (
+        analysis.replay.reference_uri is not None or analysis.replay.live_sample
+    )
+    if paired_gate_enabled(analysis) and not rows:
+        return (
+            "spec.rollout.analysis.replay: minAgreement and maxScoreDelta need rows to replay: "
+            "set replay.referenceUri or replay.liveSample"
+        )
     if spec.model.format is None and not spec.model.uri.endswith(MODEL_EXTENSIONS):
         return "spec.model.format is required when model.uri does not end in " + ", ".join(
             MODEL_EXTENSIONS

@@ -191,6 +191,11 @@ def test_an_invalid_spec_is_reported_and_touches_nothing() -> None:
         ),
         ({"model": {"uri": "gs://models/fraud/model"}}, "spec.model.format is required"),
         ({"rollout": {"steps": [0, 100]}}, "spec.rollout.steps: every weight"),
+        ({"rollout": {"analysis": {"minAgreement": 0.9}}}, "spec.rollout.analysis.replay"),
+        (
+            {"rollout": {"analysis": {"maxScoreDelta": 0.2, "replay": {"liveSample": False}}}},
+            "need rows to replay",
+        ),
     ],
 )
 def test_parse_spec_names_the_problem(spec: dict[str, Any], message: str) -> None:
