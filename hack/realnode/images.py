@@ -5,16 +5,21 @@
     localhost/modelfleet-server:dev       Dockerfile.server  } buildah bud on a debootstrap base
     localhost/modelfleet-operator:dev     Dockerfile.operator} (images_base.py)
 
+and, only when named: prometheus-operator v0.85.0 and its config reloader (from their Go module)
+and Prometheus 2.42 (Debian's package on the same base), for Prometheus through PodMonitors.
+
 `ensure_images()` builds what is missing or stale and returns one archive per image, for
 `ctr -n k8s.io images import`. Archives live in `<localcluster cache root>/images/`, named by
 a key over their inputs (Dockerfile, the files it copies, the base recipe, Go module files).
-Command line: `PYTHONPATH=hack python -m realnode.images [REF …]` (`make images`).
+Command line: `PYTHONPATH=hack python -m realnode.images [REF …]` (`make images`); realnode's
+own CLI can offer it as `python -m realnode images …` by handing the rest to `main(argv)`.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import shlex
 import sys
 import time
@@ -23,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images_base import base_key, ensure_base
-from .images_go import PAUSE, TRAEFIK, TRAEFIK_VERSION, GoBinary, ensure_binary
+from .images_go import (
+    PAUSE,
+    PROMETHEUS_CONFIG_RELOADER,
+    PROMETHEUS_OPERATOR,
+    PROMETHEUS_OPERATOR_VERSION,
+    TRAEFIK,
+    TRAEFIK_VERSION,
+    GoBinary,
+    ensure_binary,
+)
 from .images_run import (
     REPO_DIR,
     ImageBuildError,
@@ -42,6 +56,15 @@ TRAEFIK_REF = f"localhost/traefik:{TRAEFIK_VERSION}"
 SERVER_REF = "localhost/modelfleet-server:dev"
 OPERATOR_REF = "localhost/modelfleet-operator:dev"
 ALL_REFS = (PAUSE_REF, TRAEFIK_REF, SERVER_REF, OPERATOR_REF)
+# Prometheus through prometheus-operator on the real tier: built only when asked for by name.
+# prometheus-operator v0.85 accepts any 2.x or 3.x `spec.version` and leaves out what a release
+# older than its compatibility matrix (v2.45.0 and up) lacks: Debian's 2.42 is `v2.42.0`.
+PROMETHEUS_OPERATOR_REF = f"localhost/prometheus-operator:{PROMETHEUS_OPERATOR_VERSION}"
+PROMETHEUS_CONFIG_RELOADER_REF = (
+    f"localhost/prometheus-config-reloader:{PROMETHEUS_OPERATOR_VERSION}"
+)
+PROMETHEUS_REF = "localhost/prometheus:v2.42.0"
+PROMETHEUS_REFS = (PROMETHEUS_OPERATOR_REF, PROMETHEUS_CONFIG_RELOADER_REF, PROMETHEUS_REF)
 
 
 @dataclass(frozen=True)
@@ -54,21 +77,22 @@ class ImageArchive:
 
 @dataclass(frozen=True)
 class ScratchImage:
-    """A static Go binary alone in an empty image."""
+    """A static Go binary alone in an empty image, at `path` (its entrypoint)."""
 
     ref: str
     binary: GoBinary
     user: str
+    path: str
 
     def key(self) -> str:
-        return content_key("scratch", self.ref, self.user, self.binary.key())
+        return content_key("scratch", self.ref, self.user, self.path, self.binary.key())
 
     def build(self, logs: Path) -> None:
-        path = ensure_binary(self.binary, logs)
+        binary = ensure_binary(self.binary, logs)
         container = buildah("from", "scratch")
         try:
-            buildah("copy", "--chmod", "0755", container, str(path), f"/{path.name}")
-            entrypoint = f'["/{path.name}"]'
+            buildah("copy", "--chmod", "0755", container, str(binary), self.path)
+            entrypoint = json.dumps([self.path])
             buildah("config", "--entrypoint", entrypoint, "--user", self.user, container)
             buildah("commit", "--quiet", container, self.ref)
         finally:
@@ -96,13 +120,70 @@ class DockerfileImage:
         run_step(f"build {self.ref}", cmd, logs / f"bud-{slug(self.ref)}.log", cwd=REPO_DIR)
 
 
-Recipe = ScratchImage | DockerfileImage
+@dataclass(frozen=True)
+class DebianPackageImage:
+    """A Debian package's command on the local base, installed with apt inside the image."""
+
+    ref: str
+    package: str
+    version_prefix: str  # what the installed version must start with (the tag promises it)
+    entrypoint: str
+    workdir: str  # created for the image's user (nobody, like upstream images)
+
+    def key(self) -> str:
+        parts = (self.package, self.version_prefix, self.entrypoint, self.workdir)
+        return content_key("debian", self.ref, *parts, base_key())
+
+    def build(self, logs: Path) -> None:
+        base = ensure_base(logs)
+        container = buildah("from", "--pull=never", base)
+        try:
+            # policy-rc.d: the package's service must not start (the chroot shares our network)
+            script = (
+                "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d"
+                " && chmod +x /usr/sbin/policy-rc.d && apt-get update"
+                f" && apt-get install -y --no-install-recommends {self.package}"
+                " && rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d"
+                f" && install -d -o 65534 -g 65534 {self.workdir}"
+                f" && dpkg-query -W -f '\\n${{Version}}\\n' {self.package}"
+            )
+            cmd = ["buildah", "run", "--isolation", "chroot", container, "--", "sh", "-c", script]
+            out = run_step(f"install {self.package}", cmd, logs / f"apt-{slug(self.ref)}.log")
+            version = out.strip().splitlines()[-1]
+            if not version.startswith(self.version_prefix):
+                raise ImageBuildError(f"{self.package} {version} is not {self.version_prefix}*")
+            entrypoint = json.dumps([self.entrypoint])
+            buildah("config", "--entrypoint", entrypoint, "--cmd", "", container)
+            buildah("config", "--user", "65534:65534", "--workingdir", self.workdir, container)
+            buildah("commit", "--quiet", container, self.ref)
+        finally:
+            buildah("rm", container)
+
+
+Recipe = ScratchImage | DockerfileImage | DebianPackageImage
 
 RECIPES: dict[str, Recipe] = {
-    PAUSE_REF: ScratchImage(PAUSE_REF, PAUSE, user="65535:65535"),
-    TRAEFIK_REF: ScratchImage(TRAEFIK_REF, TRAEFIK, user="65532:65532"),
+    PAUSE_REF: ScratchImage(PAUSE_REF, PAUSE, user="65535:65535", path="/pause"),
+    TRAEFIK_REF: ScratchImage(TRAEFIK_REF, TRAEFIK, user="65532:65532", path="/traefik"),
     SERVER_REF: DockerfileImage(SERVER_REF, "Dockerfile.server"),
     OPERATOR_REF: DockerfileImage(OPERATOR_REF, "Dockerfile.operator"),
+    PROMETHEUS_OPERATOR_REF: ScratchImage(
+        PROMETHEUS_OPERATOR_REF, PROMETHEUS_OPERATOR, user="65534:65534", path="/bin/operator"
+    ),
+    # the path prometheus-operator gives as the reloader container's command
+    PROMETHEUS_CONFIG_RELOADER_REF: ScratchImage(
+        PROMETHEUS_CONFIG_RELOADER_REF,
+        PROMETHEUS_CONFIG_RELOADER,
+        user="65534:65534",
+        path="/bin/prometheus-config-reloader",
+    ),
+    PROMETHEUS_REF: DebianPackageImage(
+        PROMETHEUS_REF,
+        "prometheus",
+        "2.42.",
+        entrypoint="/usr/bin/prometheus",
+        workdir="/prometheus",
+    ),
 }
 
 
