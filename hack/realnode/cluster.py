@@ -10,6 +10,7 @@ A run is recorded under `<cache>/real-runs/` so a later start cleans up after a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -230,7 +231,9 @@ class RealCluster:
         )
         for layout in self.layouts:
             _say(f"node {layout.name}: containerd, kubelet at {layout.address}")
-            node.start_node(ctx, layout, archives)
+            self._timed(
+                f"{layout.name}_s", functools.partial(node.start_node, ctx, layout, archives)
+            )
         self._timed("nodes_ready_s", self._wait_nodes_ready)
 
     def _control_plane_config(self) -> ClusterConfig:
