@@ -150,25 +150,28 @@ def rollout() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def model_deployment_spec() -> st.SearchStrategy[dict[str, Any]]:
-    """A whole spec: the model always, every other block sometimes, now and then a typo'd key."""
-    return st.fixed_dictionaries(
-        {"model": model()},
-        optional={
-            "server": server(),
-            "replicas": st.integers(-2, 1002),
-            "autoscaling": autoscaling(),
-            "gpu": _block(
-                count=_optional(st.integers(0, 20)),
-                product=_optional(st.just("NVIDIA-A100")),
-            ),
-            "nodeSelector": st.just({"example.org/pool": "inference"}),
-            "tolerations": st.just([{"key": "dedicated", "operator": "Exists"}]),
-            "traffic": traffic(),
-            "rollout": rollout(),
-            "auth": st.sampled_from([{"apiKeySecretRef": {"name": "keys"}}, {}]),
-            "replica": st.just(3),  # a typo of replicas: an unknown field
-        },
+    """A whole spec: the model always, every other block sometimes, now and then a typo'd key; or
+    a good model and one block, so that a single wrong value is often the only one."""
+    blocks: dict[str, st.SearchStrategy[Any]] = {
+        "server": server(),
+        "replicas": st.integers(-2, 1002),
+        "autoscaling": autoscaling(),
+        "gpu": _block(
+            count=_optional(st.integers(0, 20)),
+            product=_optional(st.just("NVIDIA-A100")),
+        ),
+        "nodeSelector": st.just({"example.org/pool": "inference"}),
+        "tolerations": st.just([{"key": "dedicated", "operator": "Exists"}]),
+        "traffic": traffic(),
+        "rollout": rollout(),
+        "auth": st.sampled_from([{"apiKeySecretRef": {"name": "keys"}}, {}]),
+        "replica": st.just(3),  # a typo of replicas: an unknown field
+    }
+    everything = st.fixed_dictionaries({"model": model()}, optional=blocks)
+    one_block = st.sampled_from(sorted(blocks)).flatmap(
+        lambda key: blocks[key].map(lambda value: {"model": {"uri": MODEL_URIS[0]}, key: value})
     )
+    return st.one_of(everything, one_block)
 
 
 def md_names() -> st.SearchStrategy[str]:
