@@ -148,7 +148,7 @@ class Presence:
             else Standing(Role.WAITING, "starting")
         )
         self._changed_at = clock()
-        self._logged_at = clock()
+        self._logged_at: float | None = None  # None: nothing said yet
         self._publish()
 
     @property
@@ -217,10 +217,13 @@ class Presence:
         now = self._clock()
         changed = new.role != self.current.role or new.leader != self.current.leader
         if changed:
-            self._changed_at = now
+            self._changed_at = now  # "starting" counts as waiting: the grace runs from the start
         self.current = new
         self._publish()
-        if changed or (new.role == Role.WAITING and now - self._logged_at >= WAITING_LOG_SECONDS):
+        waiting_unsaid = new.role == Role.WAITING and (
+            self._logged_at is None or now - self._logged_at >= WAITING_LOG_SECONDS
+        )
+        if changed or waiting_unsaid:
             self._logged_at = now
             self._log(new)
 

@@ -265,7 +265,7 @@ def test_only_one_peered_replica_acts_and_the_other_takes_over(
 
 
 def test_replicas_that_kopf_pauses_both_fail_their_liveness(
-    cluster: Any, namespace: str, start_operator: Callable[..., OperatorProcess]
+    namespace: str, start_operator: Callable[..., OperatorProcess]
 ) -> None:
     """Same priority: kopf freezes both, so neither acts nor stands by for a live peer; their
     liveness must say so (after two peering lifetimes) instead of answering 200 for ever."""

@@ -147,6 +147,21 @@ def test_without_the_peering_crd_the_replica_fails_liveness_after_the_grace() ->
     assert _gauge(presence, "modelfleet_operator_acting") == 0
 
 
+def test_a_replica_that_starts_out_neither_says_so_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    presence = _presence(FakePeeringApi(), clock)  # "starting" is already waiting
+    with caplog.at_level("INFO", logger="modelfleet.operator.peering"):
+        presence.update(Standing(Role.WAITING, "twin has the same priority 100"))
+        presence.update(Standing(Role.WAITING, "twin has the same priority 100"))
+        clock.now += 60
+        presence.update(Standing(Role.WAITING, "twin has the same priority 100"))
+    said = [r.getMessage() for r in caplog.records if "neither acting" in r.getMessage()]
+    assert len(said) == 2  # at once, then again a minute later; not at every look
+    assert "same priority" in said[0]
+
+
 def test_a_replica_standing_by_is_live_but_not_ready() -> None:
     clock = FakeClock()
     presence = _presence(FakePeeringApi(), clock)
