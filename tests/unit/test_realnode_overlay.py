@@ -66,3 +66,18 @@ def test_the_overlay_changes_only_images_env_and_placement() -> None:
     for item in real_container["env"]:
         item["value"] = user_env[item["name"]]
     assert real == user
+
+
+def test_one_apply_installs_everything_it_holds() -> None:
+    """`kubectl apply -k` maps every object before creating any: an object of a CRD created by
+    the same apply fails with "ensure CRDs are installed first" on a fresh cluster."""
+    user = _render("manifests")
+    created = {
+        (o["spec"]["group"], o["spec"]["names"]["kind"])
+        for o in user.values()
+        if o["kind"] == "CustomResourceDefinition"
+    }
+    of_those = [
+        key for key, o in user.items() if (o["apiVersion"].split("/")[0], o["kind"]) in created
+    ]
+    assert of_those == []
