@@ -4,6 +4,7 @@
   inside the namespace: a pod IP, a ClusterIP, later the gateway's listener), by pid.
 - `run_inside(netns, cmd)`: a client run inside the namespace (its network only).
 - `real_pod(...)`: a Pod manifest placed on a real node (label selector and toleration).
+- `pod_log(run_id, namespace, pod)`: a container's log, read from the node's files.
 Traffic only ever goes to loopback or to addresses inside the namespace.
 """
 
@@ -88,3 +89,23 @@ def real_pod(
             "containers": [container],
         },
     }
+
+
+def pod_log(run_id: str, namespace: str, pod: str, container: str | None = None) -> str:
+    """A container's log as `kubectl logs` would print it, read from the node's files (the API
+    server cannot reach a kubelet inside the namespace). The latest restart's; '' if none yet."""
+    files = sorted(
+        config.run_nodes_dir(run_id).glob(
+            f"n*/pod-logs/{namespace}_{pod}_*/{container or '*'}/*.log"
+        ),
+        key=lambda path: (path.stat().st_mtime, path.name),
+    )
+    if not files:
+        return ""
+    # CRI log lines: "<time> <stream> <F|P> <text>"; P marks a partial line continued next.
+    out = []
+    for line in files[-1].read_text(errors="replace").splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4:
+            out.append(parts[3] + ("" if parts[2] == "P" else "\n"))
+    return "".join(out)

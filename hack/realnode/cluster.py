@@ -106,9 +106,10 @@ def teardown(record: RunRecord) -> list[str]:
         netns.delete(record.netns)
     except netns.NetnsError as error:
         problems.append(str(error))
-    if not problems:
-        shutil.rmtree(nodes_dir, ignore_errors=True)
-    if record.remove_state and not problems:
+    if problems:  # the record stays: the next start or `down` tries again
+        return problems
+    shutil.rmtree(nodes_dir, ignore_errors=True)
+    if record.remove_state:
         shutil.rmtree(record.state_dir, ignore_errors=True)
     record.path.unlink(missing_ok=True)
     return problems
@@ -182,6 +183,12 @@ class RealCluster:
             "timings": self.timings,
             "env": self.env(),
         }
+
+    def pod_log(self, namespace: str, pod: str, container: str | None = None) -> str:
+        """What `kubectl logs` would print (which cannot reach a kubelet in the namespace)."""
+        from .clients import pod_log
+
+        return pod_log(self.record.run_id, namespace, pod, container)
 
     # --- life cycle --------------------------------------------------------------------
     def __enter__(self) -> RealCluster:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from localcluster.cluster import kubectl_binary
-from localcluster.procs import alive
+from localcluster.procs import alive, start_time
 from realnode import cleanup, clients, config, netns
 from realnode.images import PAUSE_REF
 
@@ -33,14 +33,15 @@ def _realnode(state_dir: Path, command: str, *args: str) -> subprocess.Completed
 
 
 def _cgroup_members(names: list[str]) -> list[str]:
-    """Processes anywhere on the machine whose cgroup path holds one of the run's cgroups."""
+    """Live processes anywhere on the machine whose cgroup path holds one of the run's cgroups."""
     found = []
     for status in Path("/proc").glob("[0-9]*/cgroup"):
         try:
             text = status.read_text()
         except OSError:
             continue
-        if any(name in text for name in names):
+        # an exited process not yet reaped by its new parent still names its old cgroup
+        if any(name in text for name in names) and start_time(int(status.parent.name)):
             found.append(status.parent.name)
     return found
 
@@ -56,7 +57,8 @@ def _leftovers(info: dict[str, Any], state_dir: Path) -> dict[str, Any]:
             for pidfile in state_dir.rglob("pids/*.pid")
             if alive((record := json.loads(pidfile.read_text()))["pid"], record["started"])
         ],
-        "mounts": cleanup.mounts_under(state_dir) + cleanup.mounts_under(config.NODES_ROOT),
+        "mounts": cleanup.mounts_under(state_dir)
+        + cleanup.mounts_under(config.run_nodes_dir(run_id)),
         "cgroup dirs": [
             str(h / c)
             for h in cleanup.hierarchies()

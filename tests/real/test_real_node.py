@@ -115,7 +115,7 @@ ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
 with urllib.request.urlopen(f"https://{host}:{port}/version",
                             context=ssl.create_default_context(cafile=ca), timeout=10) as answer:
-    assert json.load(answer)["gitVersion"].startswith("v1.35"), "unexpected version"
+    print("API server", json.load(answer)["gitVersion"])
 """
 
 
@@ -138,3 +138,4 @@ def test_kubernetes_service_is_reachable_from_a_pod(
 
     _create(real_cluster, real_namespace, pod)
     assert _wait("pod probe to finish", finished) == "Succeeded"
+    assert real_cluster.pod_log(real_namespace, "probe") == "API server v1.35.4\n"
