@@ -260,7 +260,8 @@ def test_only_one_peered_replica_acts_and_the_other_takes_over(
         "the standby to take over and scale the slot",
     )
     wait_for(lambda: _acted(standby), 30, "the standby's reconcile in its log")
-    assert _state(standby) == (200, "acting")
+    # it reads the peering status every lifetime/4 s: a look or two after kopf resumed it
+    wait_for(lambda: _state(standby) == (200, "acting"), 15, "the new leader's /readyz")
     assert _acting_gauge(standby) == 1
 
 
