@@ -1,5 +1,5 @@
 """`up → down → up` of the real tier through its command line: each `down` leaves no network
-namespace, mount, cgroup or process behind, and the second `up` starts cleanly."""
+namespace, mount, cgroup or process behind, and the second `up` (with two nodes) starts cleanly."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _cgroup_members(names: list[str]) -> list[str]:
 
 def _leftovers(info: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     run_id = info["netns"].removeprefix("mf-")
-    cgroups = [f"modelfleet-{run_id}-n1"]
+    cgroups = [f"modelfleet-{run_id}-n{index}" for index in (1, 2)]
     return {
         "netns": netns.exists(info["netns"]),
         "owner": alive(info["owner_pid"], info["owner_started"]),
@@ -71,9 +71,10 @@ def _leftovers(info: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     }
 
 
-def _run_a_pod(kubeconfig: str) -> None:
+def _run_a_pod(kubeconfig: str, node: str) -> None:
     """A pod with a volume: its container, shim, rootfs, shm and token mounts must all go."""
     pod = clients.real_pod("sleeper", PAUSE_REF)
+    pod["spec"]["nodeName"] = node
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
     pod["spec"]["volumes"] = [{"name": "scratch", "emptyDir": {"medium": "Memory"}}]
     kubectl = [kubectl_binary(), f"--kubeconfig={kubeconfig}"]
@@ -82,8 +83,8 @@ def _run_a_pod(kubeconfig: str) -> None:
     subprocess.run(wait, check=True, capture_output=True)
 
 
-def _up_and_check(state_dir: Path) -> dict[str, Any]:
-    up = _realnode(state_dir, "up", "--images", PAUSE_REF)
+def _up_and_check(state_dir: Path, nodes: int) -> dict[str, Any]:
+    up = _realnode(state_dir, "up", "--images", PAUSE_REF, "--nodes", str(nodes))
     assert up.returncode == 0, up.stderr[-3000:]
     assert "export KUBECONFIG=" in up.stdout
     env = _realnode(state_dir, "env")
@@ -91,18 +92,18 @@ def _up_and_check(state_dir: Path) -> dict[str, Any]:
     assert "export GATEWAY_URL=" in env.stdout
     info: dict[str, Any] = json.loads((state_dir / "real.json").read_text())
     assert netns.exists(info["netns"])
-    _run_a_pod(info["env"]["KUBECONFIG"])
-    nodes_dir = config.run_nodes_dir(info["netns"].removeprefix("mf-"))
-    assert cleanup.mounts_under(nodes_dir), "a running pod has mounts (rootfs, shm, volumes)"
-    assert _cgroup_members([f"modelfleet-{info['netns'].removeprefix('mf-')}-n1"])
+    _run_a_pod(info["env"]["KUBECONFIG"], f"real-{nodes}")  # on the last node
+    run_id = info["netns"].removeprefix("mf-")
+    assert cleanup.mounts_under(config.run_nodes_dir(run_id)), "a pod has mounts (rootfs, shm, …)"
+    assert _cgroup_members([f"modelfleet-{run_id}-n{nodes}/kubepods"]), "the pod's processes"
     return info
 
 
 def test_up_down_up_leaves_nothing_behind(tmp_path: Path) -> None:
     state_dir = tmp_path / "real"
     try:
-        for _ in range(2):
-            info = _up_and_check(state_dir)
+        for nodes in (1, 2):  # the second `up` with two nodes
+            info = _up_and_check(state_dir, nodes)
             down = _realnode(state_dir, "down")
             assert down.returncode == 0, down.stderr[-3000:]
             nothing = {
