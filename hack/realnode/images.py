@@ -43,6 +43,8 @@ from .images_run import (
     ImageBuildError,
     buildah,
     content_key,
+    drop_image,
+    image_id,
     images_dir,
     need_tool,
     push_archive,
@@ -114,7 +116,7 @@ class DockerfileImage:
 
     def build(self, logs: Path) -> None:
         base = ensure_base(logs)
-        cmd = ["buildah", "bud", "--pull=never", "--isolation", "chroot", "--layers"]
+        cmd = ["buildah", "bud", "--pull=never", "--isolation", "chroot"]
         cmd += ["--build-arg", f"BASE={base}", "-f", self.dockerfile, "-t", self.ref, "."]
         say(f"building {self.ref} from {self.dockerfile} ({shlex.join(cmd)})")
         run_step(f"build {self.ref}", cmd, logs / f"bud-{slug(self.ref)}.log", cwd=REPO_DIR)
@@ -236,7 +238,10 @@ def _ensure_one(image: ImageArchive) -> None:
         return
     started = time.monotonic()
     logs = images_dir() / "logs"
+    previous = image_id(image.ref)
     RECIPES[image.ref].build(logs)
+    if previous is not None and previous != image_id(image.ref):
+        drop_image(previous)  # the storage keeps one build per ref
     push_archive(image.ref, image.archive, logs / f"push-{slug(image.ref)}.log")
     for stale in images_dir().glob(f"{slug(image.ref)}-*.oci.tar"):
         if stale != image.archive:

@@ -106,10 +106,25 @@ def buildah(*args: str) -> str:
 
 
 def image_exists(ref: str) -> bool:
+    return image_id(ref) is not None
+
+
+def image_id(ref: str) -> str | None:
+    """The ID of the image `ref` names in buildah's storage, if any."""
     done = subprocess.run(
-        ["buildah", "inspect", "--type", "image", ref], capture_output=True, check=False
+        ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    return done.returncode == 0
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def drop_image(image: str) -> None:
+    """Remove an image a rebuild left without a name (best effort: a container may use it)."""
+    subprocess.run(["buildah", "rmi", image], capture_output=True, check=False)
 
 
 def push_archive(ref: str, archive: Path, log: Path) -> None:
