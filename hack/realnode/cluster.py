@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,15 @@ class RealCluster:
         _say(f"network namespace {self.netns}")
         netns.create(self.netns, len(self.layouts))
         self.local = LocalCluster(self._control_plane_config())
-        self._timed("control_plane_s", self.local.start)
+        # containerd and the image imports need no API server: they run beside its start
+        with ThreadPoolExecutor(max_workers=len(self.layouts)) as pool:
+            runtimes = [
+                pool.submit(self._start_runtime, node_layout, archives)
+                for node_layout in self.layouts
+            ]
+            self._timed("control_plane_s", self.local.start)
+            for runtime in runtimes:
+                runtime.result()
         self._start_api_forwarder()
         self.local.kubectl(
             "create", "clusterrolebinding", "modelfleet-real-nodes",
@@ -237,11 +246,14 @@ class RealCluster:
             cleanup.cgroup_v1(),
         )
         for layout in self.layouts:
-            _say(f"node {layout.name}: containerd, kubelet at {layout.address}")
-            self._timed(
-                f"{layout.name}_s", functools.partial(node.start_node, ctx, layout, archives)
-            )
+            _say(f"node {layout.name}: kubelet at {layout.address}")
+            node.start_agents(ctx, layout)
         self._timed("nodes_ready_s", self._wait_nodes_ready)
+
+    def _start_runtime(self, layout: config.NodeLayout, archives: list[Path]) -> None:
+        _say(f"node {layout.name}: containerd, importing {len(archives)} images")
+        start = functools.partial(node.start_runtime, self.processes, self.netns, layout, archives)
+        self._timed(f"{layout.name}_runtime_s", start)
 
     def _control_plane_config(self) -> ClusterConfig:
         return ClusterConfig(

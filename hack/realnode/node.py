@@ -76,12 +76,17 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def write_files(ctx: NodeContext, layout: config.NodeLayout) -> None:
-    """Every configuration file and kubeconfig of the node."""
+def write_runtime_files(layout: config.NodeLayout) -> None:
+    """containerd's configuration, the CNI network, the pods' (empty) resolv.conf."""
     root = layout.root
     _write(root / "containerd.toml", config.containerd_config(layout))
     _write(root / "cni" / "10-modelfleet.conflist", config.to_json(config.cni_conflist(layout)))
     _write(root / "resolv.conf", "")  # pods get no resolver: nothing outside may be asked
+
+
+def write_agent_files(ctx: NodeContext, layout: config.NodeLayout) -> None:
+    """kubelet's and kube-proxy's configuration and kubeconfigs (client certs of the run's CA)."""
+    root = layout.root
     kubelet = config.kubelet_config(layout, ctx.pki.ca_cert, ctx.cgroup_v1)
     _write(root / "kubelet.json", config.to_json(kubelet))
     _write(root / "kube-proxy.json", config.to_json(config.kube_proxy_config(layout)))
@@ -95,20 +100,20 @@ def write_files(ctx: NodeContext, layout: config.NodeLayout) -> None:
         _write(root / f"{file_name}.kubeconfig", pki.kubeconfig(ctx.pki, server, user), 0o600)
 
 
-def start_containerd(ctx: NodeContext, layout: config.NodeLayout) -> None:
+def start_containerd(processes: ProcessGroup, namespace: str, layout: config.NodeLayout) -> None:
     cleanup.create_cgroup(layout.runtime_cgroup)
     cleanup.create_cgroup(layout.cgroup_root)
     cmd = [
         *cleanup.join_cgroup_command(layout.runtime_cgroup),
-        *netns.in_netns(ctx.netns, ["containerd", f"--config={layout.root / 'containerd.toml'}"]),
+        *netns.in_netns(namespace, ["containerd", f"--config={layout.root / 'containerd.toml'}"]),
     ]
-    managed = ctx.processes.start(component(layout, "containerd"), cmd)
+    managed = processes.start(component(layout, "containerd"), cmd)
     wait_for("containerd's socket", lambda: ctr(layout, "version").returncode == 0, managed, 60)
 
 
 def import_images(layout: config.NodeLayout, archives: Sequence[Path]) -> None:
     for archive in archives:
-        done = ctr(layout, "images", "import", str(archive))
+        done = ctr(layout, "images", "import", "--no-unpack", str(archive))
         if done.returncode != 0:
             raise NodeError(f"ctr images import {archive} failed: {done.stderr.strip()}")
 
@@ -128,11 +133,18 @@ def start_kube_proxy(ctx: NodeContext, layout: config.NodeLayout) -> Managed:
     return ctx.processes.start("kube-proxy", netns.in_netns(ctx.netns, args))
 
 
-def start_node(ctx: NodeContext, layout: config.NodeLayout, archives: Sequence[Path]) -> None:
-    """containerd (images imported), kubelet, and kube-proxy on the first node."""
-    write_files(ctx, layout)
-    start_containerd(ctx, layout)
+def start_runtime(
+    processes: ProcessGroup, namespace: str, layout: config.NodeLayout, archives: Sequence[Path]
+) -> None:
+    """containerd with the images imported: needs no API server, so it runs beside its start."""
+    write_runtime_files(layout)
+    start_containerd(processes, namespace, layout)
     import_images(layout, archives)
+
+
+def start_agents(ctx: NodeContext, layout: config.NodeLayout) -> None:
+    """kubelet, and kube-proxy on the first node (once the API server answers)."""
+    write_agent_files(ctx, layout)
     start_kubelet(ctx, layout)
     if layout.index == 1:
         start_kube_proxy(ctx, layout)
