@@ -1,0 +1,61 @@
+"""The real tier's scenario stack, on top of `real_cluster` (hack/realnode/pytest_plugin.py).
+
+`real_stack` (session) adds what the headline scenarios need, each as a user would have it:
+Prometheus inside the run's namespace (realnode.prometheus), the example models served over
+HTTP there (realnode.install.serve_models), Traefik's Gateway, and the operator installed with
+`kubectl apply -k` of the real tier's overlay of manifests/ (realnode.install.install_operator).
+`gateway` yields a loopback address forwarding to the Gateway's listener.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from realnode import clients, install, prometheus
+from realnode.cluster import RealCluster
+
+
+@dataclass
+class RealStack:
+    real: RealCluster
+    prometheus_url: str  # inside the namespace: what the operator Pod queries
+    models_url: str  # inside the namespace: http://10.240.0.1:8090
+    gateway: str  # <ClusterIP>:8000 of Traefik's Service, inside the namespace
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _timed(timings: dict[str, float], key: str, step: object) -> object:
+    started = time.monotonic()
+    result = step() if callable(step) else None
+    timings[key] = round(time.monotonic() - started, 1)
+    return result
+
+
+@pytest.fixture(scope="session")
+def real_stack(real_cluster: RealCluster) -> RealStack:
+    timings: dict[str, float] = {}
+    try:
+        prometheus_url = str(
+            _timed(timings, "prometheus_s", lambda: prometheus.start(real_cluster))
+        )
+        models_url = str(_timed(timings, "models_s", lambda: install.serve_models(real_cluster)))
+        gateway = str(_timed(timings, "gateway_s", lambda: install.install_gateway(real_cluster)))
+        _timed(
+            timings,
+            "operator_s",
+            lambda: install.install_operator(real_cluster, prometheus_url),
+        )
+    except Exception as error:  # any piece: the message names it
+        pytest.fail(f"the real tier's stack did not install: {error}", pytrace=False)
+    return RealStack(real_cluster, prometheus_url, models_url, gateway, timings)
+
+
+@pytest.fixture
+def gateway(real_stack: RealStack) -> Iterator[str]:
+    """`127.0.0.1:<port>` forwarding to the Gateway's listener inside the namespace."""
+    host, _, port = real_stack.gateway.rpartition(":")
+    with clients.forward(real_stack.real.netns, host, int(port)) as local:
+        yield local
