@@ -10,12 +10,15 @@ HTTP there (realnode.install.serve_models), Traefik's Gateway, and the operator 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 from realnode import clients, install, prometheus
 from realnode.cluster import RealCluster
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,9 +30,9 @@ class RealStack:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _timed(timings: dict[str, float], key: str, step: object) -> object:
+def _timed(timings: dict[str, float], key: str, step: Callable[[], T]) -> T:
     started = time.monotonic()
-    result = step() if callable(step) else None
+    result = step()
     timings[key] = round(time.monotonic() - started, 1)
     return result
 
@@ -38,11 +41,9 @@ def _timed(timings: dict[str, float], key: str, step: object) -> object:
 def real_stack(real_cluster: RealCluster) -> RealStack:
     timings: dict[str, float] = {}
     try:
-        prometheus_url = str(
-            _timed(timings, "prometheus_s", lambda: prometheus.start(real_cluster))
-        )
-        models_url = str(_timed(timings, "models_s", lambda: install.serve_models(real_cluster)))
-        gateway = str(_timed(timings, "gateway_s", lambda: install.install_gateway(real_cluster)))
+        prometheus_url = _timed(timings, "prometheus_s", lambda: prometheus.start(real_cluster))
+        models_url = _timed(timings, "models_s", lambda: install.serve_models(real_cluster))
+        gateway = _timed(timings, "gateway_s", lambda: install.install_gateway(real_cluster))
         _timed(
             timings,
             "operator_s",
