@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # folder) could shadow the standard library's `operator` in a fresh venv; -P semantics prevent it.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help install lint fmt crds docs test test-unit test-integration test-e2e setup \
+.PHONY: help install lint fmt crds docs test test-unit test-integration test-e2e test-real setup \
         cluster-build cluster-up cluster-down cluster-env real-up real-down real-env operator serve examples \
         bench bench-server bench-operator bench-rollout bench-model-aware demo test-kind clean
 
@@ -37,8 +37,9 @@ fmt: $(STAMP) ## Format and autofix with ruff
 setup: $(STAMP) ## Everything the test tiers need: control-plane binaries, Prometheus, example models
 	bash hack/setup.sh
 
-test: $(STAMP) ## Set up what is missing, lint, then run every test tier (unit, integration, e2e)
+test: $(STAMP) ## Set up what is missing, lint, then run every test tier (unit, integration, e2e, real)
 	$(MAKE) --no-print-directory setup
+	bash hack/setup-real.sh
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
 
@@ -52,6 +53,11 @@ test-integration: $(STAMP) ## Only the integration tier (real local control plan
 test-e2e: $(STAMP) ## Only the e2e tier (control plane + Prometheus + server processes)
 	$(MAKE) --no-print-directory setup
 	$(PY) -m pytest tests/e2e
+
+test-real: $(STAMP) ## Only the real tier (real node, our images, Traefik, the operator as a Pod)
+	$(MAKE) --no-print-directory setup
+	bash hack/setup-real.sh
+	$(PY) -m pytest tests/real
 
 clean: ## Remove build leftovers and caches (keeps .venv and the binary cache)
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
