@@ -15,8 +15,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from .paths import (
     CRD_SOURCES,
@@ -134,53 +135,87 @@ def _collect_yaml(crd_dir: Path, stages: Path, work: Path) -> None:
     stages.write_text("\n---\n".join(docs) + "\n")
 
 
-def build(artifacts: Artifacts | None = None) -> Artifacts:
-    """Build everything into the cache unless it is already there; returns where it is."""
-    artifacts = artifacts or Artifacts.current()
-    if artifacts.is_complete():
-        _say(f"cached: {artifacts.root}")
-        return artifacts
+class BuildTarget(Protocol):
+    """A cache folder that one build fills: complete once its stamp and outputs are there."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def stamp(self) -> Path: ...
+
+    def is_complete(self) -> bool: ...
+
+
+Target = TypeVar("Target", bound=BuildTarget)
+
+
+def cached_build(
+    target: Target,
+    at: Callable[[Path], Target],
+    build_into: Callable[[Target, Path], dict[str, str]],
+    *,
+    label: str,
+    say: Callable[[str], None],
+) -> Target:
+    """Return `target` if complete, else build it under a lock the way every cache build goes.
+
+    `at(folder)` is the same kind of target in another folder; `build_into(staging, logs)` fills
+    a staging folder next to the cache and returns the pinned versions for the stamp. The stamp
+    is written last and the staging folder renamed into place, so a half build is never complete.
+    """
+    if target.is_complete():
+        say(f"cached: {target.root}")
+        return target
     if shutil.which("go") is None:
         raise BuildError("the Go toolchain (`go`) is not on PATH; install Go 1.26 or newer")
-    artifacts.root.parent.mkdir(parents=True, exist_ok=True)
-    with open(artifacts.root.parent / f"{artifacts.root.name}.lock", "w") as lock:
-        _say(f"waiting for the build lock of {artifacts.root.name} …")
+    target.root.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.root.parent / f"{target.root.name}.lock", "w") as lock:
+        say(f"waiting for the build lock of {target.root.name} …")
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if artifacts.is_complete():  # built by someone else while we waited
-            _say(f"cached: {artifacts.root}")
-            return artifacts
-        return _build_locked(artifacts)
-
-
-def _build_locked(artifacts: Artifacts) -> Artifacts:
-    started = time.monotonic()
-    for stale in artifacts.root.parent.glob(artifacts.root.name + ".*"):
-        if stale.is_dir():  # a failed or interrupted earlier build (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = Artifacts(
-        Path(tempfile.mkdtemp(prefix=artifacts.root.name + ".", dir=artifacts.root.parent))
-    )
-    work = staging.root / "logs"
-    work.mkdir(parents=True)
-    _say(f"building the local control plane with {go_version()} into {artifacts.root}")
-    _collect_yaml(staging.crd_dir, staging.kwok_stages, work)
-    _build_binaries(staging.bin_dir, work)
-    elapsed = time.monotonic() - started
-    staging.stamp.write_text(
-        json.dumps(
-            {
-                "kubernetes": KUBERNETES_VERSION,
-                "etcd": ETCD_VERSION,
-                "kwok": KWOK_VERSION,
-                "go": go_version(),
-                "build_seconds": round(elapsed, 1),
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-            indent=2,
+        if target.is_complete():  # built by someone else while we waited
+            say(f"cached: {target.root}")
+            return target
+        started = time.monotonic()
+        for stale in target.root.parent.glob(target.root.name + ".*"):
+            if stale.is_dir():  # a failed or interrupted earlier build (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = at(Path(tempfile.mkdtemp(prefix=target.root.name + ".", dir=target.root.parent)))
+        logs = staging.root / "logs"
+        logs.mkdir(parents=True)
+        say(f"building {label} with {go_version()} into {target.root}")
+        pins = build_into(staging, logs)
+        elapsed = time.monotonic() - started
+        staging.stamp.write_text(
+            json.dumps(
+                {
+                    **pins,
+                    "go": go_version(),
+                    "build_seconds": round(elapsed, 1),
+                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                indent=2,
+            )
         )
+        if target.root.exists():
+            shutil.rmtree(target.root)
+        staging.root.rename(target.root)
+        say(f"built in {elapsed:.0f}s: {target.root}")
+        return target
+
+
+def build(artifacts: Artifacts | None = None) -> Artifacts:
+    """Build everything into the cache unless it is already there; returns where it is."""
+    return cached_build(
+        artifacts or Artifacts.current(),
+        Artifacts,
+        _build_control_plane,
+        label="the local control plane",
+        say=_say,
     )
-    if artifacts.root.exists():
-        shutil.rmtree(artifacts.root)
-    staging.root.rename(artifacts.root)
-    _say(f"built in {elapsed:.0f}s: {artifacts.root}")
-    return artifacts
+
+
+def _build_control_plane(staging: Artifacts, logs: Path) -> dict[str, str]:
+    _collect_yaml(staging.crd_dir, staging.kwok_stages, logs)
+    _build_binaries(staging.bin_dir, logs)
+    return {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION, "kwok": KWOK_VERSION}
