@@ -3,7 +3,8 @@
 `desired_state(...)` picks each slot's shape (a slot keeps the shape of the revision it runs, read
 back from its Deployment's annotation), sizes it from the rollout plan, and asks the router for its
 objects at the status' weight. It also names what must not exist (autoscalers of idle slots, the
-objects of routers not in use), so a change of traffic block or autoscaling cleans up after itself.
+objects of routers not in use, an idle canary's Ingress), so a change of traffic block or
+autoscaling, and the end of a canary, clean up after themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from modelfleet.operator.builders.pdb import build_pdb
 from modelfleet.operator.builders.podmonitor import build_pod_monitor
 from modelfleet.operator.builders.service import build_slot_service, build_stable_service
 from modelfleet.operator.routers import ALL_ROUTED_KINDS, Router, Routing
+from modelfleet.operator.routers.ingress_nginx import canary_ingress_name
 from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.shape import SHAPE_ANNOTATION, PodShape
 
@@ -129,7 +131,8 @@ def desired_state(
     routing = routing_of(status)
     state.traffic.append(build_stable_service(owner, router.stable_selector_slot(routing)))
     state.traffic.extend(router.build(owner, spec.traffic, routing))
-    state.absent.extend(_absent(owner, status.active_slot, autoscaler, router, capabilities))
+    state.absent.extend(_absent(owner, status.active_slot, autoscaler, capabilities))
+    state.absent.extend(_unrouted(owner, state.traffic, capabilities))
     return state
 
 
@@ -160,7 +163,6 @@ def _absent(
     owner: Owner,
     active: Slot,
     autoscaler: dict[str, Any] | None,
-    router: Router,
     capabilities: Capabilities,
 ) -> list[tuple[str, str, str]]:
     absent: list[tuple[str, str, str]] = []
@@ -171,12 +173,20 @@ def _absent(
                 continue
             if slot != active or kind != kept:
                 absent.append((*kind, owner.slot_name(slot)))
+    return absent
+
+
+def _unrouted(
+    owner: Owner, traffic: list[dict[str, Any]], capabilities: Capabilities
+) -> list[tuple[str, str, str]]:
+    """Every router object this routing does not write: another router's, or an idle canary's."""
+    written = {(obj["apiVersion"], obj["kind"], obj["metadata"]["name"]) for obj in traffic}
+    absent: list[tuple[str, str, str]] = []
     for kind in ALL_ROUTED_KINDS:
-        if kind in router.managed_kinds:
-            continue
         if kind[1] == "HTTPRoute" and not capabilities.gateway:
             continue
-        absent.append((*kind, owner.name))
+        names = [owner.name]
         if kind[1] == "Ingress":
-            absent.append((*kind, f"{owner.name}-canary"))
+            names.append(canary_ingress_name(owner))
+        absent.extend((*kind, name) for name in names if (*kind, name) not in written)
     return absent

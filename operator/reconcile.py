@@ -249,8 +249,10 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     desired = desired_state(
         owner, spec, new_status, (shape, revision), plan, live, router, ctx.settings, capabilities
     )
-    if old_status.observed_generation in (None, generation) and (
-        old_status.active_slot in (None, new_status.active_slot)
+    if (
+        old_status.observed_generation in (None, generation)
+        and old_status.active_slot in (None, new_status.active_slot)
+        and _live_canary(old_status) == _live_canary(new_status)
     ):
         # nothing that decides which children exist changed since the last reconcile wrote its
         # status (never reconciled: nothing of ours can exist yet): what must be absent already is
@@ -495,6 +497,11 @@ async def _delete_one(ctx: Context, owner: Owner, api_version: str, kind: str, n
     await ctx.kube.delete(api_version, kind, owner.namespace, name)
     if cache is not None:
         cache.remember(key, b"absent", owner.uid)
+
+
+def _live_canary(status: ModelDeploymentStatus) -> bool:
+    """Whether a canary takes live traffic (the ingress router writes its canary Ingress then)."""
+    return status.canary is not None and status.canary.weight > 0
 
 
 def _traffic_moves_away(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> bool:

@@ -34,8 +34,10 @@ _ROUTERS = """## Traffic routers
 mirror). Prefer `gateway`: the operator writes one HTTPRoute whose `backendRefs` weights are the
 split, which every conformant Gateway API implementation honours (`examples/gateway-api.yaml`).
 
-`ingress` writes two Ingresses, `<name>` to the active slot and `<name>-canary` with
-`nginx.ingress.kubernetes.io/canary-weight` (and, for shadow, `mirror-target` on `<name>`). Those
+`ingress` writes the Ingress `<name>` to the active slot and, only while a canary takes a live
+weight, `<name>-canary` with `nginx.ingress.kubernetes.io/canary-weight` (for shadow,
+`mirror-target` on `<name>`); the canary Ingress is deleted when the canary is promoted, rolled
+back or cancelled, since a controller that ignores the annotations may route the host to it. Those
 are NGINX annotations: the split exists only where the controller honours them, elsewhere the
 canary gets no traffic whatever its weight. The ingress-nginx controller that defined them is
 retired (no release since March 2026, repository archived). `ingress.className` has no default:

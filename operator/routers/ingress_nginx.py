@@ -1,5 +1,11 @@
 """NGINX Ingress: `<name>` to the active slot, `<name>-canary` with canary-weight annotations.
 
+The canary Ingress exists only while the canary takes a live weight (its pods are Ready by
+then): a proxy that ignores the canary annotations (Traefik's ingress-nginx provider) may route
+the host to it, so an idle one pointing at an empty slot answers 503 to every client. Nor in the
+shadow step (weight 0): the mirror rides on the main Ingress, and such a proxy would hand the
+shadow canary's answers to users.
+
 In the shadow step the main Ingress also mirrors every request to the canary slot's Service
 (`mirror-target`, with the body); NGINX discards the mirror's answers. It cannot mirror a share,
 which is why the CRD demands `rollout.shadow.percent: 100` with an Ingress.
@@ -9,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelfleet.operator.api import SLOTS, IngressTraffic, Slot, TrafficSpec
+from modelfleet.operator.api import IngressTraffic, Slot, TrafficSpec
 from modelfleet.operator.builders.common import SERVICE_PORT, Owner, base_labels, metadata
 from modelfleet.operator.routers import Routing, proportional_replicas
 
@@ -27,23 +33,21 @@ class IngressNginxRouter:
     def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
         assert traffic.ingress is not None
         ingress = traffic.ingress
-        # with no canary the canary Ingress stays, at weight 0, pointing at the idle slot
-        canary_slot = routing.canary_slot or _other(routing.active_slot)
-        weight = routing.canary_weight if routing.canary_slot else 0
-        canary_annotations = {
-            **ingress.annotations,
-            CANARY: "true",
-            CANARY_WEIGHT: str(weight),
-            CANARY_WEIGHT_TOTAL: "100",
-        }
         main_annotations = dict(ingress.annotations)
         if routing.canary_slot is not None and routing.mirror_percent > 0:
             main_annotations[MIRROR_TARGET] = mirror_target(owner, routing.canary_slot)
             main_annotations[MIRROR_REQUEST_BODY] = "on"
-        return [
-            _ingress(owner, owner.name, ingress, routing.active_slot, main_annotations),
-            _ingress(owner, f"{owner.name}-canary", ingress, canary_slot, canary_annotations),
-        ]
+        objects = [_ingress(owner, owner.name, ingress, routing.active_slot, main_annotations)]
+        if routing.canary_slot is not None and routing.canary_weight > 0:
+            canary_annotations = {
+                **ingress.annotations,
+                CANARY: "true",
+                CANARY_WEIGHT: str(routing.canary_weight),
+                CANARY_WEIGHT_TOTAL: "100",
+            }
+            name = canary_ingress_name(owner)
+            objects.append(_ingress(owner, name, ingress, routing.canary_slot, canary_annotations))
+        return objects
 
     def stable_selector_slot(self, routing: Routing) -> Slot | None:
         return routing.active_slot
@@ -61,8 +65,8 @@ def mirror_target(owner: Owner, slot: Slot) -> str:
     return f"http://{host}:{SERVICE_PORT}$request_uri"
 
 
-def _other(slot: Slot) -> Slot:
-    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+def canary_ingress_name(owner: Owner) -> str:
+    return f"{owner.name}-canary"
 
 
 def _ingress(

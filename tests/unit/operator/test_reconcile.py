@@ -541,3 +541,52 @@ def test_in_shadow_the_analysis_is_told_no_share_to_check() -> None:
     assert {(target.weight, target.expected_share) for target in analyzer.targets} == {(0, None)}
     route = kube.objects[("HTTPRoute", "ml", "fraud")]
     assert route["spec"]["rules"][0]["filters"][0]["type"] == "RequestMirror"  # the class can
+
+
+class FailingAnalyzer:
+    async def measure(self, target: AnalysisTarget, spec: Any, now: datetime) -> Measurement:
+        return Measurement(phase="Fail", message="error rate", measured_at=now, requests=500)
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "outcome"),
+    [(PassingAnalyzer(), "Promoted"), (FailingAnalyzer(), "RolledBack")],
+    ids=["promoted", "rolled-back"],
+)
+def test_the_canary_ingress_lives_only_while_the_canary_takes_a_weight(
+    analyzer: Any, outcome: str
+) -> None:
+    kube = FakeKube()
+    canary_key = ("Ingress", "ml", "fraud-canary")
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
+        traffic={"ingress": {"host": "fraud.example.org"}},
+        rollout={"steps": [10, 100], "stepDuration": "30s"},
+    )
+    ctx = _context(kube, LiveDeployments())
+    for second in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+    assert canary_key not in kube.objects  # idle: a proxy ignoring canary-weight would use it
+    body = kube.objects[("ModelDeployment", "ml", "fraud")]
+    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
+    body["metadata"]["generation"] = 2
+    second = 3
+    while (body["status"].get("canary") or {}).get("weight", 0) == 0 and second < 20:
+        assert canary_key not in kube.objects  # the canary's pods are not Ready yet
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+        second += 1
+    canary = kube.objects[canary_key]
+    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "10"
+    backend = canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == f"fraud-{body['status']['canary']['slot']}"
+    ctx = dataclasses.replace(ctx, analyzer=analyzer)
+    for step in range(40):  # the canary ends at generation 2 (a rollback changes no spec)
+        _run(kube, ctx, T0 + timedelta(seconds=second + 10 * step))
+        if body["status"].get("canary") is None:
+            break
+    assert [h["outcome"] for h in body["status"]["history"]][-1] == outcome
+    assert canary_key not in kube.objects
+    kube.writes.clear()
+    for step in range(3):
+        _run(kube, ctx, T0 + timedelta(seconds=second + 500 + step))
+    assert canary_key not in kube.objects  # and never written again while idle
+    assert ("apply", "Ingress/fraud-canary") not in kube.writes

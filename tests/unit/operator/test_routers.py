@@ -37,7 +37,7 @@ def test_router_follows_the_traffic_block() -> None:
     assert isinstance(router_for(NONE), ReplicaRatioRouter)
 
 
-@pytest.mark.parametrize("weight", [0, 1, 10, 25, 50, 99, 100])
+@pytest.mark.parametrize("weight", [1, 10, 25, 50, 99, 100])
 @pytest.mark.parametrize(("active", "canary"), [("blue", "green"), ("green", "blue")])
 def test_ingress_weights(owner: Owner, weight: int, active: str, canary: str) -> None:
     router = IngressNginxRouter()
@@ -52,10 +52,20 @@ def test_ingress_weights(owner: Owner, weight: int, active: str, canary: str) ->
     assert main["spec"]["tls"][0]["secretName"] == "t"
 
 
-def test_ingress_without_canary_keeps_the_canary_ingress_at_zero(owner: Owner) -> None:
-    objects = IngressNginxRouter().build(owner, INGRESS, Routing("green"))
-    assert objects[1]["metadata"]["annotations"][CANARY_WEIGHT] == "0"
-    assert _backend(objects[0]) == "fraud-green"
+@pytest.mark.parametrize(
+    "routing",
+    [
+        Routing("green"),  # no canary
+        Routing("green", "blue", 0),  # a canary whose pods are not Ready yet
+        Routing("blue", "green", 0, 100),  # in shadow: the mirror rides on the main Ingress
+    ],
+    ids=["idle", "canary-at-0", "shadow"],
+)
+def test_no_canary_ingress_without_a_live_canary_weight(owner: Owner, routing: Routing) -> None:
+    # a proxy ignoring the canary annotations (Traefik) would route the host to it
+    (main,) = IngressNginxRouter().build(owner, INGRESS, routing)
+    assert main["metadata"]["name"] == "fraud"
+    assert _backend(main) == f"fraud-{routing.active_slot}"
 
 
 @pytest.mark.parametrize("weight", [0, 10, 50, 100])
@@ -119,7 +129,7 @@ def _backend(ingress: dict[str, object]) -> str:
 
 @pytest.mark.parametrize("mirror", [0, 100])
 def test_ingress_mirror_annotations_on_the_main_ingress_only(owner: Owner, mirror: int) -> None:
-    main, canary = IngressNginxRouter().build(owner, INGRESS, Routing("blue", "green", 0, mirror))
+    (main,) = IngressNginxRouter().build(owner, INGRESS, Routing("blue", "green", 0, mirror))
     notes = main["metadata"].get("annotations", {})
     if mirror:
         assert notes[MIRROR_TARGET] == (
@@ -128,12 +138,10 @@ def test_ingress_mirror_annotations_on_the_main_ingress_only(owner: Owner, mirro
         assert notes[MIRROR_REQUEST_BODY] == "on"
     else:
         assert MIRROR_TARGET not in notes
-    assert MIRROR_TARGET not in canary["metadata"]["annotations"]
-    assert canary["metadata"]["annotations"][CANARY_WEIGHT] == "0"  # no live share in shadow
 
 
 def test_ingress_mirror_needs_a_canary_slot(owner: Owner) -> None:
-    main, _ = IngressNginxRouter().build(owner, INGRESS, Routing("blue", None, 0, 100))
+    (main,) = IngressNginxRouter().build(owner, INGRESS, Routing("blue", None, 0, 100))
     assert MIRROR_TARGET not in main["metadata"].get("annotations", {})
 
 
