@@ -17,12 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .build import BuildError, build
+from .build import BuildError, BuildTarget, build
 from .paths import cache_root
-from .procs import alive, stop_run_processes
+from .procs import alive, live_record, stop_run_processes
 
 
 def default_state_dir() -> Path:
@@ -31,12 +32,7 @@ def default_state_dir() -> Path:
 
 
 def _info(state_dir: Path) -> dict[str, Any] | None:
-    """cluster.json of a cluster whose owner process is alive, else None."""
-    try:
-        info: dict[str, Any] = json.loads((state_dir / "cluster.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return info if alive(info["owner_pid"], info.get("owner_started")) else None
+    return live_record(state_dir / "cluster.json")
 
 
 def _print_env(info: dict[str, Any]) -> None:
@@ -44,34 +40,48 @@ def _print_env(info: dict[str, Any]) -> None:
         print(f"export {key}={value}")
 
 
-def cmd_build() -> int:
+class StopSignals:
+    """From its creation on, SIGTERM and SIGINT only mark the run as stopping (what `serve` waits
+    for); they stay caught afterwards, so a second one cannot cut the clean-up short."""
+
+    def __init__(self) -> None:
+        self.received = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.received = True
+
+    def wait(self) -> None:
+        while not self.received:
+            time.sleep(0.5)
+
+
+def run_build(build: Callable[[], BuildTarget], tag: str) -> int:
+    """The `build` command: print where the build is, or `[tag] FAILED: …` and return 1."""
     try:
         artifacts = build()
     except BuildError as error:
-        print(f"[cluster-build] FAILED: {error}", file=sys.stderr)
+        print(f"[{tag}] FAILED: {error}", file=sys.stderr)
         return 1
     print(artifacts.root)
     return 0
 
 
+def cmd_build() -> int:
+    return run_build(build, "cluster-build")
+
+
 def cmd_serve(state_dir: Path, scrape_interval: str) -> int:
     from .cluster import ClusterConfig, LocalCluster
 
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopSignals()
     cluster = LocalCluster(
         ClusterConfig(state_dir=state_dir, scrape_interval=scrape_interval)
     ).start()
     print(f"[localcluster] ready in {cluster.timings['start_s']}s", flush=True)
     try:
-        while not stopping:
-            time.sleep(0.5)
+        stop.wait()
     finally:
         cluster.stop()
     return 0

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .paths import cache_root
 
@@ -38,6 +39,15 @@ def start_time(pid: int) -> int | None:
 def alive(pid: int, started: int | None) -> bool:
     now = start_time(pid)
     return now is not None and (started is None or now == started)
+
+
+def live_record(path: Path) -> dict[str, Any] | None:
+    """The JSON state record at `path` (cluster.json, real.json) while its owner process lives."""
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if alive(info["owner_pid"], info.get("owner_started")) else None
 
 
 def _signal_group(pid: int, sig: signal.Signals, leader: bool) -> None:

@@ -11,7 +11,6 @@ python -m realnode serve            run the tier in the foreground until SIGTERM
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -20,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localcluster.build import BuildError
+from localcluster.cli import StopSignals, run_build
 from localcluster.paths import cache_root
-from localcluster.procs import alive
+from localcluster.procs import alive, live_record
 
 from .build import build_node_binaries
 
@@ -33,12 +32,7 @@ def default_state_dir() -> Path:
 
 
 def _info(state_dir: Path) -> dict[str, Any] | None:
-    """real.json of a tier whose owner process is alive, else None."""
-    try:
-        info: dict[str, Any] = json.loads((state_dir / "real.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return info if alive(info["owner_pid"], info.get("owner_started")) else None
+    return live_record(state_dir / "real.json")
 
 
 def _print_env(info: dict[str, Any]) -> None:
@@ -49,30 +43,16 @@ def _print_env(info: dict[str, Any]) -> None:
 
 
 def cmd_build() -> int:
-    try:
-        artifacts = build_node_binaries()
-    except BuildError as error:
-        print(f"[real-build] FAILED: {error}", file=sys.stderr)
-        return 1
-    print(artifacts.root)
-    return 0
+    return run_build(build_node_binaries, "real-build")
 
 
 def cmd_serve(state_dir: Path, nodes: int, images: list[str] | None) -> int:
     from .cluster import RealCluster, RealConfig
 
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopSignals()
     real = RealCluster(RealConfig(state_dir=state_dir, nodes=nodes, images=images)).start()
     try:
-        while not stopping:
-            time.sleep(0.5)
+        stop.wait()
     finally:
         real.stop()
         (state_dir / "real.json").unlink(missing_ok=True)
@@ -123,11 +103,8 @@ def cmd_up(state_dir: Path, nodes: int, images: list[str] | None) -> int:
 def cmd_down(state_dir: Path) -> int:
     from .cluster import clean_crashed_runs
 
-    try:
-        info: dict[str, Any] = json.loads((state_dir / "real.json").read_text())
-    except (OSError, ValueError):
-        info = {}
-    if info and alive(info["owner_pid"], info.get("owner_started")):
+    info = _info(state_dir)
+    if info is not None:
         os.kill(info["owner_pid"], signal.SIGTERM)
         deadline = time.monotonic() + 120
         while alive(info["owner_pid"], info.get("owner_started")) and time.monotonic() < deadline:
