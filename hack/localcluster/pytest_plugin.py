@@ -11,6 +11,7 @@ MODELFLEET_SCRAPE_INTERVAL sets Prometheus' scrape interval (default 2s).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -38,14 +39,12 @@ def cluster() -> Iterator[LocalCluster]:
         local.stop()
 
 
-def _namespace_name(test_name: str) -> str:
+@contextlib.contextmanager
+def fresh_namespace(cluster: LocalCluster, test_name: str) -> Iterator[str]:
+    """A new namespace named after the test, once its default ServiceAccount exists; deleted
+    (without waiting) when the block ends. The `namespace` and `real_namespace` fixtures."""
     stem = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
-    return f"{stem or 't'}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = _namespace_name(request.node.name)
+    name = f"{stem or 't'}-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
     api = cluster.http()
     try:
@@ -58,6 +57,12 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
         api.close()
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    with fresh_namespace(cluster, request.node.name) as name:
+        yield name
 
 
 @pytest.fixture

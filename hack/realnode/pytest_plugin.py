@@ -15,12 +15,10 @@ Pods meant for a real node select `config.REAL_NODE_SELECTOR` and tolerate
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from localcluster.pytest_plugin import fresh_namespace
 
 from .build import build_node_binaries
 from .cluster import RealCluster, RealConfig
@@ -59,17 +57,5 @@ def real_cluster() -> Iterator[RealCluster]:
 
 @pytest.fixture
 def real_namespace(real_cluster: RealCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{stem or 't'}-{uuid.uuid4().hex[:6]}"
-    real_cluster.control_plane.kubectl("create", "namespace", name)
-    api = real_cluster.control_plane.http()
-    try:
-        deadline = time.monotonic() + 30
-        while api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default") is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"namespace {name}: no default ServiceAccount after 30s", pytrace=False)
-            time.sleep(0.05)
-    finally:
-        api.close()
-    yield name
-    real_cluster.control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(real_cluster.control_plane, request.node.name) as name:
+        yield name
