@@ -4,8 +4,6 @@ kube-proxy, and the API server reachable from a pod through the `kubernetes` Ser
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,16 +12,9 @@ from realnode import clients, config, netns
 from realnode.cluster import RealCluster
 from realnode.images import SERVER_REF
 
+from tests.real.waiting import wait_for
+
 pytestmark = pytest.mark.slow
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(0.5)
-    return result
 
 
 def _get(real: RealCluster, path: str) -> dict[str, Any]:
@@ -66,7 +57,7 @@ def test_pod_of_the_server_image_runs_with_a_pod_ip(
 ) -> None:
     pod = clients.real_pod("web", SERVER_REF, ["python", "-m", "http.server", "8080"], port=8080)
     _create(real_cluster, real_namespace, pod)
-    running = _wait(
+    running = wait_for(
         "pod web Running and Ready", lambda: _running_and_ready(real_cluster, real_namespace, "web")
     )
     assert running["spec"]["nodeName"] == real_cluster.node_names[0]
@@ -94,13 +85,15 @@ def test_service_cluster_ip_answers_inside_the_namespace(
         "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80, "targetPort": 8080}]},
     }
     _create(real_cluster, real_namespace, service)
-    _wait("pod backend Ready", lambda: _running_and_ready(real_cluster, real_namespace, "backend"))
+    wait_for(
+        "pod backend Ready", lambda: _running_and_ready(real_cluster, real_namespace, "backend")
+    )
     path = f"/api/v1/namespaces/{real_namespace}/services/backend"
     cluster_ip = _get(real_cluster, path)["spec"]["clusterIP"]
     url = f"http://{cluster_ip}:80/"
     curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", url]
     # kube-proxy programs the rules a moment after the endpoint turns Ready
-    _wait(
+    wait_for(
         f"{url} answering 200 inside {real_cluster.netns}",
         lambda: clients.run_inside(real_cluster.netns, curl).stdout == "200",
         60,
@@ -137,5 +130,5 @@ def test_kubernetes_service_is_reachable_from_a_pod(
         return phase if phase in ("Succeeded", "Failed") else None
 
     _create(real_cluster, real_namespace, pod)
-    assert _wait("pod probe to finish", finished) == "Succeeded"
+    assert wait_for("pod probe to finish", finished) == "Succeeded"
     assert real_cluster.pod_log(real_namespace, "probe") == "API server v1.35.4\n"

@@ -4,8 +4,6 @@ HTTPRoute through it reaches a backend Pod, and its GatewayClass says what it su
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,16 +12,9 @@ from realnode import clients, traefik
 from realnode.cluster import RealCluster
 from realnode.images import OPERATOR_REF
 
+from tests.real.waiting import wait_for
+
 pytestmark = pytest.mark.slow
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(0.5)
-    return result
 
 
 def _get(real: RealCluster, *args: str) -> dict[str, Any]:
@@ -81,7 +72,7 @@ def test_a_route_through_traefik_reaches_a_pod(
             except httpx.TransportError:
                 return False
 
-        _wait("an answer from the backend through the Gateway", answered, timeout=60)
+        wait_for("an answer from the backend through the Gateway", answered, timeout=60)
     route = _get(real_cluster, "-n", real_namespace, "httproute/web")
     (parent,) = route["status"]["parents"]
     accepted = [c for c in parent["conditions"] if c["type"] == "Accepted"]
