@@ -113,6 +113,20 @@ def _wait_md_ready(stack: RealStack, namespace: str, name: str, timeout: int = 2
         pytest.fail(f"md/{name} not Ready: {done.stderr.strip()}; status {md.get('status')}")
 
 
+def _status(stack: RealStack, namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = _get(stack, _md_path(namespace, name)).get("status", {})
+    return status
+
+
+def _start_v1(stack: RealStack, namespace: str, gateway: str, **rollout: Any) -> tuple[str, str]:
+    """`fraud` v1 applied, Ready and answering through the Gateway; its name and host."""
+    name, host = "fraud", f"{namespace}.real.test"
+    _apply(stack, namespace, model_deployment(stack, name, "model.txt", "v1", host, **rollout))
+    _wait_md_ready(stack, namespace, name)
+    _wait("v1 through the Gateway", lambda: _through_gateway(gateway, host, name) == "v1", 60)
+    return name, host
+
+
 def _md_path(namespace: str, name: str) -> str:
     return f"/apis/modelfleet.io/v1alpha1/namespaces/{namespace}/modeldeployments/{name}"
 
@@ -331,10 +345,7 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 def test_s3_a_canary_answering_5xx_through_traefik_is_rolled_back(
     real_stack: RealStack, real_namespace: str, gateway: str
 ) -> None:
-    name, host = "fraud", f"{real_namespace}.real.test"
-    _apply(real_stack, real_namespace, model_deployment(real_stack, name, "model.txt", "v1", host))
-    _wait_md_ready(real_stack, real_namespace, name)
-    _wait("v1 through the Gateway", lambda: _through_gateway(gateway, host, name) == "v1", 60)
+    name, host = _start_v1(real_stack, real_namespace, gateway)
     url = f"http://{gateway}/v2/models/{name}/infer"
     load = Load(url, REQUEST, rate=50, seconds=240, headers={"host": host}).start()
     try:

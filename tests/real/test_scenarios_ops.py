@@ -28,21 +28,15 @@ from tests.real.test_scenarios import (
     SHARE_TOLERANCE,
     _apply,
     _get,
-    _md_path,
     _pods,
     _ready,
-    _through_gateway,
+    _start_v1,
+    _status,
     _wait,
-    _wait_md_ready,
     model_deployment,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _status(stack: RealStack, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = _get(stack, _md_path(namespace, name)).get("status", {})
-    return status
 
 
 def _healthy_at(stack: RealStack, namespace: str, name: str, version: str) -> Any:
@@ -52,14 +46,6 @@ def _healthy_at(stack: RealStack, namespace: str, name: str, version: str) -> An
         return status if healthy and status.get("phase") == "Healthy" else None
 
     return check
-
-
-def _start_v1(stack: RealStack, namespace: str, gateway: str, **rollout: Any) -> tuple[str, str]:
-    name, host = "fraud", f"{namespace}.real.test"
-    _apply(stack, namespace, model_deployment(stack, name, "model.txt", "v1", host, **rollout))
-    _wait_md_ready(stack, namespace, name)
-    _wait("v1 through the Gateway", lambda: _through_gateway(gateway, host, name) == "v1", 60)
-    return name, host
 
 
 def _plugin(stack: RealStack, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:

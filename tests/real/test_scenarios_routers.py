@@ -20,7 +20,8 @@ from tests.real.test_scenarios import (
     REQUEST,
     _apply,
     _get,
-    _md_path,
+    _start_v1,
+    _status,
     _through_gateway,
     _wait,
     _wait_md_ready,
@@ -28,11 +29,6 @@ from tests.real.test_scenarios import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _status(stack: RealStack, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = _get(stack, _md_path(namespace, name)).get("status", {})
-    return status
 
 
 def _progressing(status: dict[str, Any]) -> dict[str, Any]:
@@ -44,10 +40,7 @@ def _progressing(status: dict[str, Any]) -> dict[str, Any]:
 def test_s4_shadow_on_traefik_is_refused_with_the_missing_feature_named(
     real_stack: RealStack, real_namespace: str, gateway: str
 ) -> None:
-    name, host = "fraud", f"{real_namespace}.real.test"
-    _apply(real_stack, real_namespace, model_deployment(real_stack, name, "model.txt", "v1", host))
-    _wait_md_ready(real_stack, real_namespace, name)
-    _wait("v1 through the Gateway", lambda: _through_gateway(gateway, host, name) == "v1", 60)
+    name, host = _start_v1(real_stack, real_namespace, gateway)
     gateway_class = _get(real_stack, "/apis/gateway.networking.k8s.io/v1/gatewayclasses/traefik")
     features = {f["name"] for f in gateway_class["status"].get("supportedFeatures", [])}
     assert "HTTPRoute" in features  # Traefik filled it in
