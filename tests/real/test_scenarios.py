@@ -25,6 +25,7 @@ from realnode.images import SERVER_REF
 from realnode.load import Load
 
 from tests.real.conftest import RealStack
+from tests.real.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +35,8 @@ SHARE_TOLERANCE = 3.0  # points
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = 180.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(every)
-    return result
+    """`wait_for` with the scenarios' longer default timeout."""
+    return wait_for(what, check, timeout, every)
 
 
 def _get(stack: RealStack, path: str, **params: str) -> dict[str, Any]:
