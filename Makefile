@@ -122,6 +122,12 @@ bench-model-aware: $(STAMP) ## Benchmark a silent-bug canary: time to rollback w
 	$(MAKE) --no-print-directory setup
 	$(PY) bench/rollout/model_aware.py $(BENCH_MODEL_AWARE_ARGS)
 
+.PHONY: bench-real
+bench-real: $(STAMP) ## Benchmark rollouts and rollbacks through Traefik on the real tier (shares, weight → proxy, error → weight 0, warm start)
+	$(MAKE) --no-print-directory setup
+	bash hack/setup-real.sh
+	$(PY) bench/real/run.py $(BENCH_REAL_ARGS)
+
 docs: $(STAMP) ## Regenerate docs/reference.md from the API models
 	$(PY) -m modelfleet.operator.reference > docs/reference.md
 

@@ -302,9 +302,15 @@ def _windows(changes: dict[str, Any]) -> list[tuple[int, float, float]]:
 
 
 def _follow_rollout(
-    stack: RealStack, namespace: str, name: str, old_slot: str, load: Load, timeout: float = 300
+    stack: RealStack,
+    namespace: str,
+    name: str,
+    old_slot: str,
+    load: Load,
+    timeout: float = 300,
+    version: str = "v2",
 ) -> dict[str, Any]:
-    """Poll status; when each weight appeared, when v2 became active, when the old slot's pods
+    """Poll status; when each weight appeared, when `version` became active, when the old slot's pods
     were gone (monotonic times, like the load's)."""
     weights: list[tuple[int, float]] = []
     promoted = None
@@ -313,11 +319,11 @@ def _follow_rollout(
         now = time.monotonic()
         status = _get(stack, _md_path(namespace, name)).get("status", {})
         canary = status.get("canary")
-        if canary and canary.get("version") == "v2":
+        if canary and canary.get("version") == version:
             weight = int(canary.get("weight", 0))
             if weight and (not weights or weights[-1][0] != weight):
                 weights.append((weight, now))
-        if promoted is None and status.get("activeVersion") == "v2" and not canary:
+        if promoted is None and status.get("activeVersion") == version and not canary:
             promoted = now
         if promoted is not None:
             selector = f"modelfleet.io/deployment={name},modelfleet.io/slot={old_slot}"
@@ -331,7 +337,7 @@ def _follow_rollout(
         if not load.running:
             pytest.fail("the load generator ended before the rollout", pytrace=False)
         time.sleep(0.25)
-    pytest.fail(f"v2 not promoted and the old slot not gone in {timeout:.0f}s: {weights}")
+    pytest.fail(f"{version} not promoted, the old slot not gone in {timeout:.0f}s: {weights}")
 
 
 # --- S3 ------------------------------------------------------------------------------------
