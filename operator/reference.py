@@ -47,7 +47,7 @@ annotations (`examples/ingress-nginx.yaml`).
 | controller (measured on this project) | main Ingress | `canary-weight` | `mirror-target` |
 |---|---|---|---|
 | ingress-nginx controller | served | honoured | honoured |
-| Traefik v3.6, Kubernetes Ingress NGINX provider | served | ignored: the canary gets no traffic | ignored: nothing is mirrored |
+| Traefik v3.6, Kubernetes Ingress NGINX provider | served | ignored: both Ingresses match alike and either one takes all the traffic (no fixed order) | ignored: nothing is mirrored |
 
 With neither block, the split is the ratio of Ready pods behind the Service `<name>`: coarse, and
 no shadow step."""
