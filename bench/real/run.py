@@ -234,11 +234,11 @@ def rollout(
             }
         )
     to_proxy = []
-    for written, weight in watch.canary_weights(f"{NAME}-{old_slot}", began):
-        if weight == 0:
+    for written, canary in watch.canary_weights(f"{NAME}-{old_slot}", began):
+        if canary == 0:
             continue
-        seconds = weight_to_proxy(answers, version, written, weight)
-        to_proxy.append({"weight": weight, "s": None if seconds is None else round(seconds, 2)})
+        seconds = weight_to_proxy(answers, version, written, canary)
+        to_proxy.append({"weight": canary, "s": None if seconds is None else round(seconds, 2)})
     return {"version": version, "steps": steps, "weight_to_proxy": to_proxy}
 
 
@@ -274,9 +274,10 @@ def fault_run(
     weights = watch.canary_weights(f"{NAME}-{old_slot}", 0.0)
     zero = next((at for at, w in weights if first is not None and at >= first and w == 0), None)
     seconds = None if first is None or zero is None else round(zero - first, 2)
-    condition = next((c for c in status.get("conditions", []) if c["type"] == "Degraded"), {}).get(
-        "message", ""
+    degraded: dict[str, Any] = next(
+        (c for c in status.get("conditions", []) if c["type"] == "Degraded"), {}
     )
+    condition = str(degraded.get("message", ""))
     log(f"{version}: detect {seconds} s; {condition}")
     return {"version": version, "detect_s": seconds, "message": condition}
 
