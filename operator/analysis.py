@@ -233,8 +233,11 @@ def judge_metric(check: MetricCheck, value: float | None) -> CheckResult:
     return CheckResult(check.name, "Pass", f"{check.name} = {value:g}")
 
 
-# A canary whose share is surely below this fraction of its expected share is not getting traffic.
+# A canary whose share is surely below this fraction of its expected share is not getting traffic;
+# one whose share is surely above its expected share plus this fraction of the rest is getting
+# traffic its weight does not give it (halfway to nothing, halfway to everything).
 SHARE_SHORTFALL = 0.5
+SHARE_EXCESS = 0.5
 
 
 def judge_request_share(
@@ -244,22 +247,40 @@ def judge_request_share(
     expected_share: float,
     min_requests: int,
     z: float = DEFAULT_Z,
+    *,
+    splits_by_weight: bool = False,
 ) -> RequestShareResult:
-    """Is the traffic reaching the canary? Both counts are since the step's weight was set.
+    """Is the traffic reaching the canary, and only as much as its weight gives it? Both counts
+    are since the step's weight was set.
 
     Held (Inconclusive) only when the upper bound of the share's Wilson interval, with the same
     look-corrected z as the error rate, is below half the expected share, over at least
     `min_requests` requests of both slots: noise and scrape lag never hold a canary, while a router
     that ignores the weight is caught (0 of 250 requests at weight 10 %). Otherwise a Pass with no
     words: the share alone never makes a canary pass, the other checks decide.
+
+    A Fail (rolled back) when the router splits each request by weight and the share's lower bound
+    is above the expected share plus half of the rest (above 55 % at weight 10 %): a proxy that
+    ignores the weight is exposing users to the canary far beyond the step (measured on Traefik's
+    ingress-nginx provider: the canary Ingress at weight 10 took 100 % of requests). Not for the
+    replica-ratio split, where a keep-alive client's connections stick to a few pods.
     """
     canary_requests, stable_requests = max(canary_requests, 0.0), max(stable_requests, 0.0)
     total = canary_requests + stable_requests
     if total <= 0:
         return RequestShareResult("request share", "Pass", "")
     share = canary_requests / total
-    _, upper = wilson_interval(canary_requests, total, z)
-    if total < min_requests or upper >= expected_share * SHARE_SHORTFALL:
+    lower, upper = wilson_interval(canary_requests, total, z)
+    if total < min_requests:
+        return RequestShareResult("request share", "Pass", "", share=share)
+    ceiling = expected_share + (1 - expected_share) * SHARE_EXCESS
+    if splits_by_weight and expected_share < 1 and lower > ceiling:
+        message = (
+            f"traffic to the canary far exceeds its weight: {percent(share)} of requests at "
+            f"weight {weight} % (the router does not honour the weight)"
+        )
+        return RequestShareResult("request share", "Fail", message, share=share)
+    if upper >= expected_share * SHARE_SHORTFALL:
         return RequestShareResult("request share", "Pass", "", share=share)
     message = (
         f"traffic is not reaching the canary: {percent(share)} of requests at weight {weight} %"

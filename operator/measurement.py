@@ -28,6 +28,8 @@ class AnalysisTarget:
     since: datetime  # when this step's weight was set: counts start here
     # the share of requests the router should give the canary (0-1); None: not checked (shadow)
     expected_share: float | None = None
+    # the router splits each request by weight: a share surely far above it is a Fail
+    splits_by_weight: bool = False
     # host:port of the metrics port of one Ready pod per slot (the paired gate replays rows there)
     canary_address: str | None = None
     stable_address: str | None = None

@@ -256,6 +256,7 @@ class PrometheusAnalyzer:
             target.expected_share,
             spec.min_requests,
             self._z,
+            splits_by_weight=target.splits_by_weight,
         )
 
     async def _predictions(

@@ -241,7 +241,9 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         shadow_refusal=await _shadow_refusal(ctx, owner, spec, old_status, revision, generation),
     )
     expected_share = _expected_share(router, old_status, observed)
-    measurement = await _measure(ctx, owner, spec, old_status, now, expected_share)
+    measurement = await _measure(
+        ctx, owner, spec, old_status, now, expected_share, router.splits_by_weight
+    )
     transition = next_action(inp, measurement, now)
     new_status = transition.status
     plan = plan_replicas(inp, new_status)
@@ -378,6 +380,7 @@ async def _measure(
     status: ModelDeploymentStatus,
     now: datetime,
     expected_share: float | None,
+    splits_by_weight: bool,
 ) -> Measurement | None:
     canary = status.canary
     if canary is None or not analysis_due(spec, status, now):
@@ -393,6 +396,7 @@ async def _measure(
         weight=canary.weight,
         since=parse_timestamp(canary.step_started_at),
         expected_share=expected_share,
+        splits_by_weight=splits_by_weight,
     )
     analysis = spec.rollout.analysis
     if paired_gate_enabled(analysis) and status.active_slot is not None:

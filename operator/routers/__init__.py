@@ -29,6 +29,9 @@ class Routing:
 class Router(Protocol):
     name: str
     managed_kinds: tuple[tuple[str, str], ...]  # (apiVersion, kind) of the objects it owns
+    # True: a proxy splits each request by the weight, so a share far above it means the weight
+    # is not honoured; False: connections spread over pods (a keep-alive client sticks to one)
+    splits_by_weight: bool
 
     def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
         """The router's objects for this routing (may be empty)."""

@@ -12,6 +12,7 @@ from modelfleet.operator.routers import Routing, proportional_replicas
 class GatewayRouter:
     name = "gateway-api"
     managed_kinds: tuple[tuple[str, str], ...] = (("gateway.networking.k8s.io/v1", "HTTPRoute"),)
+    splits_by_weight = True
 
     def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
         assert traffic.gateway is not None

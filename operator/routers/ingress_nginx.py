@@ -29,6 +29,7 @@ MIRROR_REQUEST_BODY = "nginx.ingress.kubernetes.io/mirror-request-body"
 class IngressNginxRouter:
     name = "ingress-nginx"
     managed_kinds: tuple[tuple[str, str], ...] = (("networking.k8s.io/v1", "Ingress"),)
+    splits_by_weight = True
 
     def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
         assert traffic.ingress is not None

@@ -14,6 +14,7 @@ from modelfleet.operator.routers import Routing
 class ReplicaRatioRouter:
     name = "replica-ratio"
     managed_kinds: tuple[tuple[str, str], ...] = ()
+    splits_by_weight = False
 
     def build(self, owner: Owner, traffic: TrafficSpec, routing: Routing) -> list[dict[str, Any]]:
         return []

@@ -270,6 +270,44 @@ def test_request_share_message_names_share_and_weight() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("canary", "stable", "weight", "splits_by_weight", "phase"),
+    [
+        (1000, 0, 10, True, "Fail"),  # Traefik's NGINX provider: the canary Ingress took it all
+        (700, 300, 10, True, "Fail"),  # 70 % surely above 55 %
+        (150, 850, 10, True, "Pass"),  # 15 %: above the weight, not surely above halfway
+        (60, 40, 10, True, "Pass"),  # too few requests to tell
+        (900, 100, 50, True, "Fail"),  # 90 % surely above 75 %
+        (1000, 0, 10, False, "Pass"),  # replica ratio: keep-alive connections stick to pods
+    ],
+)
+def test_request_share_far_above_the_weight_fails_where_the_router_splits_by_weight(
+    canary: int, stable: int, weight: int, splits_by_weight: bool, phase: str
+) -> None:
+    result = judge_request_share(
+        canary, stable, weight, weight / 100, min_requests=200, splits_by_weight=splits_by_weight
+    )
+    assert result.phase == phase, result.message
+    if phase == "Fail":
+        assert result.message.startswith("traffic to the canary far exceeds its weight: ")
+        assert f"at weight {weight} %" in result.message
+
+
+@given(
+    total=st.integers(min_value=1, max_value=100_000),
+    weight=st.integers(min_value=1, max_value=99),
+    data=st.data(),
+)
+def test_request_share_never_fails_a_canary_at_or_below_its_weight(
+    total: int, weight: int, data: st.DataObject
+) -> None:
+    canary = data.draw(st.integers(min_value=0, max_value=total * weight // 100))
+    result = judge_request_share(
+        canary, total - canary, weight, weight / 100, min_requests=100, splits_by_weight=True
+    )
+    assert result.phase != "Fail"
+
+
 @given(
     total=st.integers(min_value=1, max_value=100_000),
     weight=st.integers(min_value=1, max_value=100),
