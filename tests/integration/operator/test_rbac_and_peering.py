@@ -62,6 +62,18 @@ def _service_account_kubeconfig(cluster: Any, path: Path) -> Path:
     return path
 
 
+def _peering_for_this_test(cluster: Any) -> str:
+    """A ClusterKopfPeering of the test's own, so the operator under test acts alone."""
+    peering = f"rbac-{uuid.uuid4().hex[:6]}"
+    body = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": peering},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+    return peering
+
+
 def test_the_operator_needs_nothing_beyond_its_cluster_role(
     cluster: Any,
     namespace: str,
@@ -71,19 +83,7 @@ def test_the_operator_needs_nothing_beyond_its_cluster_role(
     tmp_path: Path,
 ) -> None:
     kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
-    peering = f"rbac-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": peering},
-            }
-        ),
-    )
+    peering = _peering_for_this_test(cluster)
     operator = start_operator(namespace, kubeconfig=kubeconfig, peering=peering)
     spec: dict[str, Any] = {
         "model": {"uri": example_model(), "version": "v1"},
@@ -120,19 +120,7 @@ def test_with_its_cluster_role_the_operator_reads_the_gateway_class_before_a_sha
     tmp_path: Path,
 ) -> None:
     kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
-    peering = f"rbac-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": peering},
-            }
-        ),
-    )
+    peering = _peering_for_this_test(cluster)
     # like Traefik's: the class publishes its features, no mirror among them
     install_gateway(cluster.api_client(), namespace, "gw", "modelfleet-rbac", BASE_FEATURES)
     operator = start_operator(namespace, kubeconfig=kubeconfig, peering=peering)
