@@ -2,8 +2,9 @@
 
 It sends OIP v2 infer requests at a steady rate to one URL (the gateway's listener through a
 loopback forwarder, or any loopback address) and records every answer: when it was sent, the
-HTTP code (0 for a transport error), and the `model_version` the server put in the body. It is
-bounded in requests and in time and stops by itself; `stop()` ends it sooner.
+HTTP code (0 for a transport error), the `model_version` the server put in the body, and how long
+the answer took. It is bounded in requests and in time and stops by itself; `stop()` ends it
+sooner.
 
     load = Load("http://127.0.0.1:18000/v2/models/fraud/infer", body, rate=60, seconds=300)
     load.start()
@@ -36,6 +37,7 @@ class Answer:
     code: int  # HTTP status, or TRANSPORT_ERROR
     version: str | None  # the body's model_version, when the answer was a 200 with one
     error: str = ""  # the transport error or a short body of a failed answer
+    elapsed: float = 0.0  # seconds from sending to the whole answer (or the transport error)
 
     @property
     def ok(self) -> bool:
@@ -206,5 +208,8 @@ class Load:
                     answer = parse(response.status_code, response.content)
                 except httpx.HTTPError as error:
                     answer = Answer(0.0, TRANSPORT_ERROR, None, f"{type(error).__name__}: {error}")
+                elapsed = time.monotonic() - sent
                 with self._lock:
-                    self._answers.append(Answer(sent, answer.code, answer.version, answer.error))
+                    self._answers.append(
+                        Answer(sent, answer.code, answer.version, answer.error, elapsed)
+                    )

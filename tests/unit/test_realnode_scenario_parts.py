@@ -93,6 +93,46 @@ def test_load_counts_transport_errors_as_failed() -> None:
     assert result.failed == 10
 
 
+class _Slow(BaseHTTPRequestHandler):
+    """Answers v1 at once, and v2 (every other request) after 0.3 s."""
+
+    count = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        with _Slow.lock:
+            _Slow.count += 1
+            slow = _Slow.count % 2 == 0
+        if slow:
+            time.sleep(0.3)
+        body = json.dumps({"model_version": "v2" if slow else "v1"}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_load_records_how_long_each_answer_took() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        result = load.Load(url, {}, rate=40, seconds=0.5, workers=8).start().wait(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.by_version == {"v1": 10, "v2": 10}
+    slow = [a.elapsed for a in result.answers if a.version == "v2"]
+    fast = [a.elapsed for a in result.answers if a.version == "v1"]
+    assert min(slow) >= 0.3
+    assert min(fast) < 0.3  # each answer its own time, not one figure for all
+    assert result.failed == 0  # a slow answer is an answer
+
+
 def test_buckets_and_windows_split_by_send_time() -> None:
     answers = [
         load.Answer(10.0, 200, "v1"),
