@@ -382,6 +382,124 @@ class AuthSpec(CamelModel):
     )
 
 
+class MonitoringThresholds(CamelModel):
+    psi: float = Field(
+        default=0.2,
+        gt=0,
+        description="Largest population stability index of a feature (or output) against the "
+        "baseline on its bins.",
+    )
+    ks: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Largest Kolmogorov–Smirnov statistic (greatest gap between the binned "
+        "cumulative distributions).",
+    )
+    wasserstein: float = Field(
+        default=0.1,
+        gt=0,
+        description="Largest Wasserstein-1 distance on the binned distributions, divided by the "
+        "baseline's standard deviation of that feature.",
+    )
+    missing_rate: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Largest rise of a feature's missing-value rate over the baseline's "
+        "(absolute: 0.05 = five points).",
+    )
+    out_of_range_rate: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Largest rise of a feature's out-of-range rate over the baseline's (absolute).",
+    )
+
+
+class WebhookSecretRef(CamelModel):
+    name: str = Field(description="Secret name.", min_length=1)
+    key: str = Field(default="token", description="Key inside the Secret holding the token.")
+
+
+class MonitoringWebhook(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.url.startsWith('http://') || self.url.startsWith('https://')",
+                    "message": "monitoring.webhook.url must be an http:// or https:// URL",
+                    "fieldPath": ".url",
+                }
+            ]
+        }
+    )
+    url: str = Field(
+        description="Receives a CloudEvents JSON on every change of the Drifting or DataQuality "
+        "condition.",
+        min_length=8,
+        max_length=2048,
+    )
+    bearer_token_secret_ref: WebhookSecretRef | None = Field(
+        default=None, description="Optional Secret whose key is sent as `Authorization: Bearer`."
+    )
+
+
+class MonitoringSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "duration(self.window) >= duration(self.interval)",
+                    "message": "monitoring.window must be at least monitoring.interval",
+                    "fieldPath": ".window",
+                }
+            ]
+        }
+    )
+    baseline_uri: str | None = Field(
+        default=None,
+        description="Rows of the training data (a URI like the model's; CSV or JSON rows as "
+        "replay.referenceUri) each server reads at start to derive per-feature bins. Part of the "
+        "revision: setting or changing it rolls out through the canary. Without it only data "
+        "quality runs.",
+        pattern=MODEL_URI_PATTERN,
+        max_length=2048,
+    )
+    bins: int = Field(
+        default=10,
+        ge=2,
+        le=50,
+        description="Bins per numeric feature (quantiles of the baseline); part of the revision.",
+    )
+    interval: str = Field(
+        default="1m",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="How often the operator evaluates the active slot.",
+    )
+    window: str = Field(
+        default="1h",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="Sliding window of live counts compared with the baseline.",
+    )
+    min_samples: int = Field(
+        default=1000,
+        ge=1,
+        description="Fewer non-missing rows of a feature in the window → no drift verdict for it "
+        "(never a pass).",
+    )
+    thresholds: MonitoringThresholds = Field(
+        default_factory=MonitoringThresholds,
+        description="Drift and data-quality limits; a feature drifts only above both its "
+        "threshold and the noise floor for its sample sizes (docs/monitoring.md).",
+    )
+    webhook: MonitoringWebhook | None = Field(
+        default=None, description="Where condition changes are sent."
+    )
+
+
 class ModelDeploymentSpec(CamelModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -435,6 +553,11 @@ class ModelDeploymentSpec(CamelModel):
     )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Progressive delivery.")
     auth: AuthSpec | None = Field(default=None, description="API-key auth on inference routes.")
+    monitoring: MonitoringSpec | None = Field(
+        default=None,
+        description="Drift and data quality of the active slot against a training baseline; "
+        "absent: no monitoring.",
+    )
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -444,7 +567,10 @@ MeasurementPhase = Literal["Pass", "Fail", "Inconclusive", "Error"]
 
 
 class Condition(CamelModel):
-    type: str = Field(description="Ready, Progressing or Degraded.")
+    type: str = Field(
+        description="Ready, Progressing, Degraded, Drifting or DataQuality (the last two: True "
+        "= a problem)."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason.")
     message: str = Field(default="", description="Human-readable detail with measured values.")
@@ -549,6 +675,62 @@ class HistoryEntry(CamelModel):
     finished_at: str = Field(description="Rollout end (RFC 3339).")
 
 
+class DriftFigures(CamelModel):
+    name: str = Field(description="Feature or output name.")
+    rows: int | None = Field(
+        default=None, description="Non-missing live rows in the window (of this feature)."
+    )
+    psi: float | None = Field(default=None, description="PSI against the baseline.")
+    ks: float | None = Field(default=None, description="Kolmogorov–Smirnov statistic.")
+    wasserstein: float | None = Field(
+        default=None, description="Binned Wasserstein-1 over the baseline's standard deviation."
+    )
+    drifting: bool | None = Field(
+        default=None,
+        description="Beyond threshold and noise floor; absent: no verdict (too few samples).",
+    )
+
+
+class FeatureMonitoring(DriftFigures):
+    missing_rate: float | None = Field(default=None, description="Live missing-value rate.")
+    baseline_missing_rate: float | None = Field(
+        default=None, description="The baseline's missing-value rate."
+    )
+    out_of_range_rate: float | None = Field(default=None, description="Live out-of-range rate.")
+    baseline_out_of_range_rate: float | None = Field(
+        default=None, description="The baseline's out-of-range rate."
+    )
+
+
+class OutputMonitoring(DriftFigures):
+    """Drift figures of one prediction output (a class probability, or the regressor's value)."""
+
+
+class WebhookStatus(CamelModel):
+    last_delivered: str | None = Field(
+        default=None, description="When an event was last accepted (RFC 3339)."
+    )
+    last_error: str | None = Field(default=None, description="The last delivery error.")
+    failures: int = Field(default=0, ge=0, description="Failed attempts since the last success.")
+    pending: int = Field(default=0, ge=0, description="Events not yet delivered.")
+
+
+class MonitoringStatus(CamelModel):
+    last_evaluated: str | None = Field(default=None, description="When (RFC 3339).")
+    window: str | None = Field(default=None, description="Window the figures cover.")
+    rows: int | None = Field(default=None, description="Rows scored in the window.")
+    revision: str | None = Field(default=None, description="Revision evaluated (active slot).")
+    features: list[FeatureMonitoring] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Per feature, worst first (at most 64).",
+    )
+    outputs: list[OutputMonitoring] = Field(
+        default_factory=list, description="Per prediction output, worst first."
+    )
+    webhook: WebhookStatus | None = Field(default=None, description="Webhook delivery.")
+
+
 class ModelDeploymentStatus(CamelModel):
     model_config = ConfigDict(extra="ignore")  # kopf writes its own keys next to ours
 
@@ -578,7 +760,11 @@ class ModelDeploymentStatus(CamelModel):
         default_factory=list, max_length=10, description="The last 10 rollout outcomes."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Progressing, Degraded."
+        default_factory=list,
+        description="Ready, Progressing, Degraded; Drifting and DataQuality with monitoring.",
+    )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="The latest monitoring figures of the active slot."
     )
     acknowledged_command: str | None = Field(
         default=None, description="Last kubectl-modelfleet command id the operator acted on."

@@ -31,6 +31,7 @@ from modelfleet.operator.api import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     Slot,
+    parse_duration,
 )
 from modelfleet.operator.builders.common import Owner, selector
 from modelfleet.operator.desired import (
@@ -180,6 +181,14 @@ def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
             "spec.rollout.analysis.replay: minAgreement and maxScoreDelta need rows to replay: "
             "set replay.referenceUri or replay.liveSample"
         )
+    monitoring = spec.monitoring
+    if monitoring is not None and parse_duration(monitoring.window) < parse_duration(
+        monitoring.interval
+    ):
+        return "spec.monitoring.window must be at least monitoring.interval"
+    webhook = monitoring.webhook if monitoring is not None else None
+    if webhook is not None and not webhook.url.startswith(("http://", "https://")):
+        return "spec.monitoring.webhook.url must be an http:// or https:// URL"
     if spec.model.format is None and not spec.model.uri.endswith(MODEL_EXTENSIONS):
         return "spec.model.format is required when model.uri does not end in " + ", ".join(
             MODEL_EXTENSIONS

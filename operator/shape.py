@@ -1,8 +1,9 @@
 """The pod shape of a slot and the revision hash derived from it.
 
-Everything that shapes the pod (model, server, resources, GPU, scheduling, auth) lives in `PodShape`;
-its short hash is the revision. A slot keeps the shape of the revision it runs: the shape is stored
-as an annotation on the slot's Deployment and rebuilt from there even after the spec moved on.
+Everything that shapes the pod (model, server, resources, GPU, scheduling, auth, the monitoring
+baseline) lives in `PodShape`; its short hash is the revision. A slot keeps the shape of the
+revision it runs: the shape is stored as an annotation on the slot's Deployment and rebuilt from
+there even after the spec moved on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from modelfleet.operator.settings import OperatorSettings
 SHAPE_ANNOTATION = "modelfleet.io/pod-shape"
 
 
+class BaselineShape(BaseModel):
+    """The training baseline the servers bin their inputs against: it belongs to the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uri: str
+    bins: int
+
+
 class PodShape(BaseModel):
     """The pod-shaping part of a spec, with operator defaults resolved (image, format, version)."""
 
@@ -39,6 +49,8 @@ class PodShape(BaseModel):
     affinity: dict[str, Any] | None = None
     topology_spread: list[dict[str, Any]] | None = None
     auth: AuthSpec | None = None
+    # None (left out of the hash) without spec.monitoring.baselineUri: older revisions keep theirs
+    baseline: BaselineShape | None = None
 
     @property
     def image(self) -> str:
@@ -74,7 +86,16 @@ def shape_of(spec: ModelDeploymentSpec, settings: OperatorSettings) -> PodShape:
         affinity=spec.affinity,
         topology_spread=spec.topology_spread,
         auth=spec.auth,
+        baseline=baseline_of(spec),
     )
+
+
+def baseline_of(spec: ModelDeploymentSpec) -> BaselineShape | None:
+    """The baseline part of the shape; interval, window, thresholds and webhook stay out of it."""
+    monitoring = spec.monitoring
+    if monitoring is None or monitoring.baseline_uri is None:
+        return None
+    return BaselineShape(uri=monitoring.baseline_uri, bins=monitoring.bins)
 
 
 def revision_of(shape: PodShape) -> str:

@@ -149,6 +149,33 @@ def rollout() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def monitoring() -> st.SearchStrategy[dict[str, Any]]:
+    thresholds = _block(
+        psi=_optional(st.sampled_from([0.2, 0, -1])),
+        ks=_optional(st.sampled_from([0.1, 1, 1.5])),
+        wasserstein=_optional(st.sampled_from([0.1, 0])),
+        missingRate=_optional(st.sampled_from([0.05, 2])),
+        outOfRangeRate=_optional(st.sampled_from([0.05, -0.1])),
+    )
+    webhook = _block(
+        url=st.sampled_from(
+            ["https://alerts.example.org/hook", "http://10.0.0.1:8080/x", "ftp://alerts/x"]
+        ),
+        bearerTokenSecretRef=_optional(
+            st.sampled_from([{"name": "hook"}, {"name": "hook", "key": "t"}, {"key": "t"}])
+        ),
+    )
+    return _block(
+        baselineUri=_optional(st.sampled_from(["s3://m/train.csv", "ftp://m/train.csv"])),
+        bins=_optional(st.sampled_from([10, 2, 50, 1, 51])),
+        interval=_optional(st.sampled_from(DURATIONS)),
+        window=_optional(st.sampled_from(["1h", "30s", "1m30s", "250ms", "soon"])),
+        minSamples=_optional(st.integers(0, 2000)),
+        thresholds=_optional(thresholds),
+        webhook=_optional(webhook),
+    )
+
+
 def model_deployment_spec() -> st.SearchStrategy[dict[str, Any]]:
     """A whole spec: the model always, every other block sometimes, now and then a typo'd key; or
     a good model and one block, so that a single wrong value is often the only one."""
@@ -165,6 +192,7 @@ def model_deployment_spec() -> st.SearchStrategy[dict[str, Any]]:
         "traffic": traffic(),
         "rollout": rollout(),
         "auth": st.sampled_from([{"apiKeySecretRef": {"name": "keys"}}, {}]),
+        "monitoring": monitoring(),
         "replica": st.just(3),  # a typo of replicas: an unknown field
     }
     everything = st.fixed_dictionaries({"model": model()}, optional=blocks)

@@ -68,12 +68,11 @@ def _pod_spec(owner: Owner, plan: SlotPlan, settings: OperatorSettings) -> dict[
         {"name": "model-cache", "mountPath": CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    claim = _pvc_claim(shape.model.uri)
-    if claim is not None:
+    for name, claim in _pvc_volumes(shape).items():
         volumes.append(
-            {"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "model-pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": name, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
     if shape.auth is not None and shape.auth.api_key_secret_ref is not None:
         ref = shape.auth.api_key_secret_ref
         volumes.append({"name": "api-keys", "secret": {"secretName": ref.name}})
@@ -153,6 +152,9 @@ def _env(owner: Owner, plan: SlotPlan) -> list[dict[str, Any]]:
     }
     if shape.model.sha256:
         values["MODELFLEET_MODEL_SHA256"] = shape.model.sha256
+    if shape.baseline is not None:
+        values["MODELFLEET_BASELINE_URI"] = _served_uri(shape.baseline.uri)
+        values["MODELFLEET_BASELINE_BINS"] = str(shape.baseline.bins)
     if plan.live_sample_rows:
         values["MODELFLEET_LIVE_SAMPLE_ROWS"] = str(plan.live_sample_rows)
     if shape.auth is not None and shape.auth.api_key_secret_ref is not None:
@@ -192,6 +194,18 @@ def _scheduling(shape: PodShape, settings: OperatorSettings) -> dict[str, Any]:
     if shape.topology_spread:
         out["topologySpreadConstraints"] = shape.topology_spread
     return out
+
+
+def _pvc_volumes(shape: PodShape) -> dict[str, str]:
+    """Volume name → claim for the model's and the baseline's pvc:// URIs (one mount per claim)."""
+    volumes: dict[str, str] = {}
+    model_claim = _pvc_claim(shape.model.uri)
+    if model_claim is not None:
+        volumes["model-pvc"] = model_claim
+    baseline_claim = _pvc_claim(shape.baseline.uri) if shape.baseline is not None else None
+    if baseline_claim is not None and baseline_claim != model_claim:
+        volumes["baseline-pvc"] = baseline_claim
+    return volumes
 
 
 def _pvc_claim(uri: str) -> str | None:

@@ -107,6 +107,45 @@ def test_pvc_uri_is_mounted_read_only(owner: Owner, settings: OperatorSettings) 
     assert _env(deployment)["MODELFLEET_MODEL_URI"] == "file:///mnt/models/models/fraud/v7.onnx"
 
 
+def test_baseline_reaches_the_server_env_only_when_set(
+    owner: Owner, settings: OperatorSettings
+) -> None:
+    plan = _plan(settings, monitoring={"baselineUri": "s3://m/v7/train.csv", "bins": 20})
+    env = _env(build_deployment(owner, plan, settings))
+    assert env["MODELFLEET_BASELINE_URI"] == "s3://m/v7/train.csv"
+    assert env["MODELFLEET_BASELINE_BINS"] == "20"
+    assert "MODELFLEET_BASELINE_ROWS" not in env  # the server's default cap
+    bare = _env(build_deployment(owner, _plan(settings, monitoring={"window": "5m"}), settings))
+    assert not any(name.startswith("MODELFLEET_BASELINE_") for name in bare)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "volumes"),
+    [
+        ("pvc://models/fraud/train.csv", {"model-pvc": "models"}),
+        ("pvc://training/fraud/train.csv", {"model-pvc": "models", "baseline-pvc": "training"}),
+    ],
+)
+def test_pvc_baseline_is_mounted_read_only_once_per_claim(
+    owner: Owner, settings: OperatorSettings, baseline: str, volumes: dict[str, str]
+) -> None:
+    plan = _plan(
+        settings, model={"uri": "pvc://models/fraud/v7.onnx"}, monitoring={"baselineUri": baseline}
+    )
+    deployment = build_deployment(owner, plan, settings)
+    pod = deployment["spec"]["template"]["spec"]
+    claims = {
+        volume["name"]: volume["persistentVolumeClaim"]["claimName"]
+        for volume in pod["volumes"]
+        if "persistentVolumeClaim" in volume
+    }
+    assert claims == volumes
+    mounts = {mount["name"] for mount in pod["containers"][0]["volumeMounts"]}
+    assert set(volumes) <= mounts
+    path = baseline.removeprefix("pvc://")
+    assert _env(deployment)["MODELFLEET_BASELINE_URI"] == f"file:///mnt/models/{path}"
+
+
 @pytest.mark.parametrize(
     ("gpu", "selector", "tolerations"),
     [

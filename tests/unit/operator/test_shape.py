@@ -32,6 +32,7 @@ BASE = _revision()
         {"nodeSelector": {"pool": "ml"}},
         {"tolerations": [{"key": "k", "operator": "Exists"}]},
         {"auth": {"apiKeySecretRef": {"name": "keys"}}},
+        {"monitoring": {"baselineUri": "s3://models/fraud/v7/train.csv"}},
     ],
 )
 def test_pod_shaping_changes_make_a_new_revision(overrides: dict[str, Any]) -> None:
@@ -48,6 +49,9 @@ def test_pod_shaping_changes_make_a_new_revision(overrides: dict[str, Any]) -> N
         # defaults written out explicitly are the same shape
         {"model": {"uri": "s3://models/fraud/v7/model.onnx", "format": "onnx"}},
         {"server": {"image": "example.org/server:1", "workers": 1}},
+        # monitoring without a baseline touches no pod: the operator alone evaluates
+        {"monitoring": {"interval": "30s", "window": "10m", "thresholds": {"psi": 0.3}}},
+        {"monitoring": {"webhook": {"url": "https://alerts.example.org/hook"}}},
     ],
 )
 def test_other_changes_keep_the_revision(overrides: dict[str, Any]) -> None:
@@ -73,3 +77,15 @@ def test_version_defaults_to_a_hash_of_the_uri() -> None:
     named = shape_of(make_spec(model={"uri": "file:///m.txt", "version": "v7"}), SETTINGS)
     assert named.version == "v7"
     assert named.model.format == "lightgbm"
+
+
+def test_the_baseline_and_its_bins_are_the_revision_but_evaluation_settings_are_not() -> None:
+    uri = "s3://models/fraud/v7/train.csv"
+    with_baseline = _revision(monitoring={"baselineUri": uri})
+    assert _revision(monitoring={"baselineUri": uri, "bins": 10}) == with_baseline
+    assert _revision(monitoring={"baselineUri": uri, "bins": 20}) != with_baseline
+    assert _revision(monitoring={"baselineUri": uri + ".v2"}) != with_baseline
+    evaluation = {"interval": "5s", "window": "1m", "minSamples": 50, "thresholds": {"ks": 0.2}}
+    assert _revision(monitoring={"baselineUri": uri, **evaluation}) == with_baseline
+    shape = shape_of(make_spec(monitoring={"baselineUri": uri, "bins": 20}), SETTINGS)
+    assert PodShape.from_annotation(shape.to_annotation()) == shape
