@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from modelfleet import __version__
-from modelfleet.server import codecs
+from modelfleet.server import baseline, codecs
 from modelfleet.server.batching import MicroBatcher
 from modelfleet.server.errors import InjectedFaultError, ModelNotFoundError, NotReadyError
 from modelfleet.server.faults import FaultInjector
@@ -49,6 +50,9 @@ class DataPlane:
                 feature_ranges=settings.feature_ranges,
             )
             self.predictions = metrics.track_predictions(model.metadata, config)
+            self._load_baseline(self.predictions)
+        elif settings.baseline_uri:
+            log.warning("MODELFLEET_BASELINE_URI is ignored: MODELFLEET_PREDICTION_METRICS is off")
         self.live_sample: LiveSample | None = None
         if settings.live_sample_rows:
             width = max(model.metadata.n_features, 0)
@@ -65,6 +69,40 @@ class DataPlane:
             model.version, model.format, model.metadata.backend, model.sha256, model.load_seconds
         )
         metrics.set_ready(True)
+
+    def _load_baseline(self, predictions: PredictionStats) -> None:
+        """Read, score and summarise the baseline before the server is ready; a baseline that
+        cannot be used is one error line, and the server serves without drift monitoring."""
+        settings, metadata = self.settings, self.model.metadata
+        if not settings.baseline_uri:
+            return
+        started = time.perf_counter()
+        try:
+            rows = baseline.read_rows(
+                settings.baseline_uri,
+                settings.cache_dir,
+                settings.baseline_rows,
+                len(predictions.features),
+            )
+            outputs = baseline.score(self.model.runtime, rows, metadata.input_dtype)
+            summary = predictions.use_baseline(rows, outputs, settings.baseline_bins)
+        except baseline.BaselineError as error:
+            log.error(
+                "baseline not used, serving without drift monitoring "
+                "(modelfleet_baseline_loaded 0): %s",
+                error,
+                extra={"uri": settings.baseline_uri},
+            )
+            return
+        log.info(
+            "baseline loaded",
+            extra={
+                "uri": settings.baseline_uri,
+                "rows": summary.rows,
+                "bins": settings.baseline_bins,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
     def _predict(self, rows: npt.NDArray[np.generic]) -> Outputs:
         """Score one micro-batch with the runtime's current engine (it may switch to its

@@ -11,10 +11,15 @@ one-row request on its own cost ~50 % more server CPU per request (a dozen numpy
 a few µs each on tiny arrays); in bulk it is within the noise (docs/benchmarks.md).
 Exposed by the same registry as the request metrics, with the same identity labels, so
 both slots of a rollout can be compared bucket by bucket.
+
+With a baseline (`baseline.py`), each feature's values are also counted on the baseline's
+edges (`modelfleet_input`, one histogram per feature) in the same flush: one `searchsorted`
+per feature column over all pending rows and one `bincount` over every feature's slots.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import deque
@@ -25,7 +30,10 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
+from modelfleet.server import baseline as baselines
+from modelfleet.server.baseline import Baseline
 from modelfleet.server.runtimes.base import ModelMetadata, Outputs
 
 # Probabilities: fixed edges, identical for every model and slot. 0.05 steps in the middle,
@@ -79,6 +87,60 @@ class _ValueHistogram:
         total = self.total
         les = [repr(float(edge)) for edge in self.edges] + ["+Inf"]
         return [(le, float(count)) for le, count in zip(les, cumulative, strict=True)], total
+
+
+class _InputHistograms:
+    """Counts of every feature's values on that feature's baseline edges (`le` semantics).
+
+    Feature j owns len(edges[j]) + 1 consecutive slots of one flat count array, from
+    `offsets[j]`; a NaN sorts after every edge, into the feature's +Inf slot, and is taken
+    out again with the feature's missing count, so the count of NaNs is never done twice."""
+
+    def __init__(self, edges: tuple[npt.NDArray[np.float64], ...]) -> None:
+        self.edges = edges
+        sizes = np.array([len(e) + 1 for e in edges], dtype=np.intp)
+        self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.intp)
+        self.last = self.offsets + sizes - 1  # each feature's +Inf slot
+        self.counts = np.zeros(int(sizes.sum()), dtype=np.int64)
+        self.sums = np.zeros(len(edges), dtype=np.float64)
+        self.seen = np.zeros(len(edges), dtype=np.int64)  # non-missing values per feature
+
+    def observe(self, rows: npt.NDArray[np.generic], missing: npt.NDArray[np.int64]) -> None:
+        """Count a (rows × features) batch whose per-feature NaN counts are `missing`."""
+        slots = np.empty((len(self.edges), rows.shape[0]), dtype=np.intp)
+        for column, edges in enumerate(self.edges):
+            slots[column] = np.searchsorted(edges, rows[:, column], side="left")
+        slots += self.offsets[:, None]
+        counts = np.bincount(slots.ravel(), minlength=self.counts.shape[0])
+        counts[self.last] -= missing  # the NaNs in the +Inf slots
+        self.counts += counts
+        self.seen += rows.shape[0] - missing
+        sums = rows.sum(axis=0, dtype=np.float64)
+        if np.isnan(sums).any():
+            sums = np.nansum(rows, axis=0, dtype=np.float64)
+        self.sums += sums
+
+    def family(self, identity: dict[str, str], features: list[str]) -> Metric:
+        counts, sums = self.counts.copy(), self.sums.copy()  # the flush may add meanwhile
+        family = HistogramMetricFamily(
+            "modelfleet_input",
+            "Non-missing values of this feature on the baseline's edges (MODELFLEET_BASELINE_URI)",
+            labels=[*identity, "feature"],
+        )
+        family_labels = [*identity, "feature"]
+        for index, name in enumerate(features):
+            start, stop = self.offsets[index], self.last[index] + 1
+            cumulative = np.cumsum(counts[start:stop]).tolist()
+            les = baselines.le_labels(self.edges[index])
+            buckets = [(le, float(count)) for le, count in zip(les, cumulative, strict=True)]
+            labels = [*identity.values(), name]
+            family.add_metric(labels, buckets, None)
+            # _count and _sum even below a negative edge, where prometheus_client leaves
+            # them out: the count is what rates are divided by (docs/server.md)
+            named = dict(zip(family_labels, labels, strict=True))
+            family.samples.append(Sample("modelfleet_input_count", named, buckets[-1][1]))
+            family.samples.append(Sample("modelfleet_input_sum", named, float(sums[index])))
+        return family
 
 
 @dataclass(frozen=True)
@@ -148,6 +210,10 @@ class PredictionStats(Collector):
                 low[index], high[index] = ranges[name]
         self._ranged = bool(np.isfinite(low).any() or np.isfinite(high).any())
         self._low, self._high = low, high
+        self._categorical = [name in metadata.categorical_features for name in self.features]
+        self.rows_total = 0
+        self.baseline: Baseline | None = None
+        self._inputs: _InputHistograms | None = None
         self._count_lock = threading.Lock()  # the counts: one bulk update at a time
         self._pending: deque[tuple[npt.NDArray[np.generic], Outputs]] = deque()
         self._pending_values = 0
@@ -184,13 +250,40 @@ class PredictionStats(Collector):
             }
             self._count(rows, outputs)
 
+    def use_baseline(self, rows: npt.NDArray[np.float64], outputs: Outputs, bins: int) -> Baseline:
+        """Derive the baseline from its rows and the model's answers to them, and count
+        every feature on its edges from now on."""
+        summary = baselines.summarise(rows, bins, self._categorical, self._low, self._high)
+        shares: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+        for histogram in self.histograms:
+            values = outputs.get(histogram.source)
+            if values is None or values.shape[0] == 0:
+                continue
+            picked = values.reshape(-1) if histogram.column is None else values[:, histogram.column]
+            column = np.asarray(picked, dtype=np.float64)
+            column = column[~np.isnan(column)]  # as live: a NaN answer is not a prediction
+            if column.size:
+                cumulative = baselines.cumulative_shares(column, histogram.edges)
+                shares[histogram.output] = (histogram.edges, cumulative)
+        summary = dataclasses.replace(summary, prediction_share=shares)
+        with self._count_lock:
+            self._inputs = _InputHistograms(summary.edges)
+            self.baseline = summary
+        return summary
+
     def _count(self, rows: npt.NDArray[np.generic], outputs: Outputs) -> None:
+        if rows.ndim == 2:
+            self.rows_total += rows.shape[0]
         if rows.ndim == 2 and rows.shape[1] == self.missing.shape[0]:
+            missing = np.zeros(rows.shape[1], dtype=np.int64)
             if self._floats:
-                self.missing += np.count_nonzero(rows != rows, axis=0)  # NaN != NaN
+                missing = np.count_nonzero(rows != rows, axis=0)  # NaN != NaN
+                self.missing += missing
             if self._ranged:
                 outside = (rows < self._low) | (rows > self._high)  # NaN is neither
                 self.out_of_range += np.count_nonzero(outside, axis=0)
+            if self._inputs is not None:
+                self._inputs.observe(rows, missing)
         for histogram in self.histograms:
             values = outputs.get(histogram.source)
             if values is None:
@@ -276,3 +369,13 @@ class PredictionStats(Collector):
                 outside.add_metric([*values, name], outside_counts[index])
         yield missing
         yield outside
+        rows = CounterMetricFamily(
+            "modelfleet_input_rows",
+            "Rows scored (the denominator of missing and out-of-range rates)",
+            labels=keys,
+        )
+        rows.add_metric(values, self.rows_total)
+        yield rows
+        if self._inputs is not None:
+            yield self._inputs.family(self.identity, self.features)
+        yield from baselines.gauge_families(self.identity, self.features, ranged, self.baseline)

@@ -104,6 +104,20 @@ class ServerSettings(BaseSettings):
         "LightGBM model carries",
     )
 
+    baseline_uri: str = Field(
+        "",
+        description="Training rows for drift monitoring (any URI the model may come from; CSV "
+        'one row per line or JSON {"rows": [...]}, columns in the model\'s feature order): '
+        "read once at start; per-feature edges, counts on them and baseline gauges follow "
+        "(empty: none)",
+    )
+    baseline_bins: int = Field(
+        10, ge=2, le=50, description="Quantile bins per numeric feature of the baseline"
+    )
+    baseline_rows: int = Field(
+        100_000, ge=1, description="Rows read from the baseline at most (the first ones)"
+    )
+
     @field_validator("prediction_buckets", mode="before")
     @classmethod
     def _split_buckets(cls, value: Any) -> Any:
