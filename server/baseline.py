@@ -84,6 +84,8 @@ def parse_rows(text: str, source: str, max_rows: int, width: int) -> Floats:
         rows = _as_matrix(listed[:max_rows], source, width)
     else:
         lines = [line for line in text.splitlines() if line.strip()][:max_rows]
+        if not lines:
+            raise BaselineError(f"{source}: no rows")
         try:  # numpy's C parser when every value is a plain number (the usual case)
             rows = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2, dtype=np.float64)
         except ValueError:  # quotes, empty values, `null`, ragged rows: value by value
