@@ -328,26 +328,7 @@ class PrometheusAnalyzer:
     # --- the HTTP API -------------------------------------------------------------------------
 
     async def _query(self, url: str, query: str, at: float) -> tuple[str, list[Any]]:
-        try:
-            response = await self._client.get(
-                f"{url}/api/v1/query",
-                params={"query": query, "time": f"{at:.3f}"},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as error:
-            raise PrometheusError(f"timed out after {self._timeout:g} s") from error
-        except httpx.HTTPError as error:
-            raise PrometheusError(f"unreachable ({type(error).__name__}: {error})") from error
-        try:
-            body = response.json()
-        except ValueError as error:
-            raise PrometheusError(f"HTTP {response.status_code}, not a JSON answer") from error
-        if response.status_code != 200 or body.get("status") != "success":
-            detail = body.get("error") if isinstance(body, dict) else None
-            raise PrometheusError(f"HTTP {response.status_code}: {detail or 'query failed'}")
-        data = body["data"]
-        result = data["result"]
-        return data["resultType"], result if isinstance(result, list) else [result]
+        return await query_api(self._client, url, query, at, self._timeout)
 
     async def _vector(self, url: str, query: str, at: float) -> dict[Labels, float]:
         kind, result = await self._query(url, query, at)
@@ -379,6 +360,33 @@ class PrometheusAnalyzer:
             raise PrometheusError(f"{query!r} returned {len(values)} series, not one number")
         finite = [value for value in values if not math.isnan(value)]
         return finite[0] if finite else None
+
+
+async def query_api(
+    client: httpx.AsyncClient, url: str, query: str, at: float, timeout_s: float
+) -> tuple[str, list[Any]]:
+    """One instant query at `at`: the result type and the result list; `PrometheusError` when
+    Prometheus is unreachable, times out or refuses the query."""
+    try:
+        response = await client.get(
+            f"{url}/api/v1/query",
+            params={"query": query, "time": f"{at:.3f}"},
+            timeout=timeout_s,
+        )
+    except httpx.TimeoutException as error:
+        raise PrometheusError(f"timed out after {timeout_s:g} s") from error
+    except httpx.HTTPError as error:
+        raise PrometheusError(f"unreachable ({type(error).__name__}: {error})") from error
+    try:
+        body = response.json()
+    except ValueError as error:
+        raise PrometheusError(f"HTTP {response.status_code}, not a JSON answer") from error
+    if response.status_code != 200 or body.get("status") != "success":
+        detail = body.get("error") if isinstance(body, dict) else None
+        raise PrometheusError(f"HTTP {response.status_code}: {detail or 'query failed'}")
+    data = body["data"]
+    result = data["result"]
+    return data["resultType"], result if isinstance(result, list) else [result]
 
 
 async def _none() -> None:
