@@ -5,6 +5,8 @@ from __future__ import annotations
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+DRIFTING = "Drifting"  # monitoring: True = inputs or predictions moved away from the baseline
+DATA_QUALITY = "DataQuality"  # monitoring: True = missing or out-of-range rates rose
 
 # Ready
 AVAILABLE = "Available"
@@ -37,3 +39,10 @@ RECONCILE_ERROR = "ReconcileError"
 AS_EXPECTED = "AsExpected"
 COMMAND = "CommandAcknowledged"
 COMMAND_IGNORED = "CommandIgnored"
+# Drifting / DataQuality (monitoring; METRICS_UNAVAILABLE when Prometheus cannot be read)
+DRIFT_DETECTED = "DriftDetected"
+NO_DRIFT = "NoDrift"
+NO_BASELINE = "NoBaseline"
+TOO_FEW_SAMPLES = "TooFewSamples"
+DATA_QUALITY_DEGRADED = "DataQualityDegraded"
+WITHIN_BASELINE = "WithinBaseline"
