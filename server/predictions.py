@@ -12,9 +12,8 @@ a few µs each on tiny arrays); in bulk it is within the noise (docs/benchmarks.
 Exposed by the same registry as the request metrics, with the same identity labels, so
 both slots of a rollout can be compared bucket by bucket.
 
-With a baseline (`baseline.py`), each feature's values are also counted on the baseline's
-edges (`modelfleet_input`, one histogram per feature) in the same flush: one `searchsorted`
-per feature column over all pending rows and one `bincount` over every feature's slots.
+With a baseline, each feature's values are also counted on the baseline's edges
+(`modelfleet_input`, one histogram per feature) in the same flush (`baseline.EdgeCounts`).
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 from modelfleet.server import baseline as baselines
 from modelfleet.server.baseline import Baseline
@@ -87,60 +85,6 @@ class _ValueHistogram:
         total = self.total
         les = [repr(float(edge)) for edge in self.edges] + ["+Inf"]
         return [(le, float(count)) for le, count in zip(les, cumulative, strict=True)], total
-
-
-class _InputHistograms:
-    """Counts of every feature's values on that feature's baseline edges (`le` semantics).
-
-    Feature j owns len(edges[j]) + 1 consecutive slots of one flat count array, from
-    `offsets[j]`; a NaN sorts after every edge, into the feature's +Inf slot, and is taken
-    out again with the feature's missing count, so the count of NaNs is never done twice."""
-
-    def __init__(self, edges: tuple[npt.NDArray[np.float64], ...]) -> None:
-        self.edges = edges
-        sizes = np.array([len(e) + 1 for e in edges], dtype=np.intp)
-        self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.intp)
-        self.last = self.offsets + sizes - 1  # each feature's +Inf slot
-        self.counts = np.zeros(int(sizes.sum()), dtype=np.int64)
-        self.sums = np.zeros(len(edges), dtype=np.float64)
-        self.seen = np.zeros(len(edges), dtype=np.int64)  # non-missing values per feature
-
-    def observe(self, rows: npt.NDArray[np.generic], missing: npt.NDArray[np.int64]) -> None:
-        """Count a (rows × features) batch whose per-feature NaN counts are `missing`."""
-        slots = np.empty((len(self.edges), rows.shape[0]), dtype=np.intp)
-        for column, edges in enumerate(self.edges):
-            slots[column] = np.searchsorted(edges, rows[:, column], side="left")
-        slots += self.offsets[:, None]
-        counts = np.bincount(slots.ravel(), minlength=self.counts.shape[0])
-        counts[self.last] -= missing  # the NaNs in the +Inf slots
-        self.counts += counts
-        self.seen += rows.shape[0] - missing
-        sums = rows.sum(axis=0, dtype=np.float64)
-        if np.isnan(sums).any():
-            sums = np.nansum(rows, axis=0, dtype=np.float64)
-        self.sums += sums
-
-    def family(self, identity: dict[str, str], features: list[str]) -> Metric:
-        counts, sums = self.counts.copy(), self.sums.copy()  # the flush may add meanwhile
-        family = HistogramMetricFamily(
-            "modelfleet_input",
-            "Non-missing values of this feature on the baseline's edges (MODELFLEET_BASELINE_URI)",
-            labels=[*identity, "feature"],
-        )
-        family_labels = [*identity, "feature"]
-        for index, name in enumerate(features):
-            start, stop = self.offsets[index], self.last[index] + 1
-            cumulative = np.cumsum(counts[start:stop]).tolist()
-            les = baselines.le_labels(self.edges[index])
-            buckets = [(le, float(count)) for le, count in zip(les, cumulative, strict=True)]
-            labels = [*identity.values(), name]
-            family.add_metric(labels, buckets, None)
-            # _count and _sum even below a negative edge, where prometheus_client leaves
-            # them out: the count is what rates are divided by (docs/server.md)
-            named = dict(zip(family_labels, labels, strict=True))
-            family.samples.append(Sample("modelfleet_input_count", named, buckets[-1][1]))
-            family.samples.append(Sample("modelfleet_input_sum", named, float(sums[index])))
-        return family
 
 
 @dataclass(frozen=True)
@@ -213,7 +157,7 @@ class PredictionStats(Collector):
         self._categorical = [name in metadata.categorical_features for name in self.features]
         self.rows_total = 0
         self.baseline: Baseline | None = None
-        self._inputs: _InputHistograms | None = None
+        self._inputs: baselines.EdgeCounts | None = None
         self._count_lock = threading.Lock()  # the counts: one bulk update at a time
         self._pending: deque[tuple[npt.NDArray[np.generic], Outputs]] = deque()
         self._pending_values = 0
@@ -267,7 +211,7 @@ class PredictionStats(Collector):
                 shares[histogram.output] = (histogram.edges, cumulative)
         summary = dataclasses.replace(summary, prediction_share=shares)
         with self._count_lock:
-            self._inputs = _InputHistograms(summary.edges)
+            self._inputs = baselines.EdgeCounts(summary.edges)
             self.baseline = summary
         return summary
 

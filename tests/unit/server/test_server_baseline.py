@@ -211,12 +211,21 @@ def baseline_rows() -> np.ndarray[Any, Any]:
     return rows
 
 
+@pytest.mark.parametrize("bins", [5, 40])
 def test_live_values_are_counted_on_the_baseline_edges(
-    serve: Any, connect: Any, tmp_path: Path, baseline_rows: np.ndarray[Any, Any]
+    serve: Any, connect: Any, tmp_path: Path, baseline_rows: np.ndarray[Any, Any], bins: int
 ) -> None:
+    """5 bins: every feature counted by comparison with its edges; 40: most features have
+    more than COMPARED_EDGES edges and are binary-searched, f4 (few values) still compared."""
     path = _write_baseline(tmp_path / "baseline.csv", baseline_rows)
-    app, plane = serve("binary.txt", baseline_uri=str(path), baseline_bins=5)
+    app, plane = serve("binary.txt", baseline_uri=str(path), baseline_bins=bins)
     edges = {f"f{j}": plane.predictions.baseline.edges[j].tolist() for j in range(FEATURES)}
+    counting = plane.predictions._inputs
+    if bins == 40:
+        assert counting.compared == [4]
+        assert counting.searched == [0, 1, 2, 3, 5]
+    else:
+        assert counting.searched == []
     live = np.random.default_rng(8).normal(loc=0.3, size=(300, FEATURES))
     live[::7, 1] = np.nan  # missing: counted as missing, never in a bin
     live[0, 0] = edges["f0"][2]  # exactly on an edge: in that bucket (le)
