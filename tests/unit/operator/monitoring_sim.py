@@ -131,9 +131,11 @@ class Population:
         shifts: dict[str, float] | None = None,
         missing: dict[str, float] | None = None,
         window: str = "1h",
+        shifted_share: float = 1.0,
     ) -> list[MonitoredWindow]:
-        """`count` windows of `rows` rows; `shifts` moves features by that many sd, `missing`
-        overrides their live missing rate."""
+        """`count` windows of `rows` rows; `shifts` moves features by that many sd in
+        `shifted_share` of the rows (a step change part of the window old), `missing` overrides
+        their live missing rate."""
         per_feature = [
             self._feature_windows(
                 rng,
@@ -143,6 +145,7 @@ class Population:
                 count,
                 (shifts or {}).get(model.name, 0.0),
                 (missing or {}).get(model.name, model.missing),
+                shifted_share,
             )
             for model, baseline in zip(self.models, self.baselines, strict=True)
         ]
@@ -167,8 +170,12 @@ class Population:
         count: int,
         shift_sd: float,
         missing_rate: float,
+        shifted_share: float,
     ) -> list[FeatureCounts]:
-        below = model.cdf(np.array(baseline.edges), shift_sd)
+        edges_array = np.array(baseline.edges)
+        below = (1 - shifted_share) * model.cdf(edges_array) + shifted_share * model.cdf(
+            edges_array, shift_sd
+        )
         probabilities = np.diff(np.concatenate([[0.0], below, [1.0]]))
         probabilities = np.clip(probabilities, 0.0, None)
         probabilities /= probabilities.sum()
