@@ -1,12 +1,14 @@
 """The real tier's container images, built locally and kept as OCI archives for containerd.
 
-    localhost/modelfleet-pause:1          the pod sandbox: a static Go program, from scratch
-    localhost/traefik:v3.6.12             Traefik built from its Go module, from scratch
-    localhost/modelfleet-server:dev       Dockerfile.server  } buildah bud on a debootstrap base
-    localhost/modelfleet-operator:dev     Dockerfile.operator} (images_base.py)
+    localhost/modelfleet-pause:1                 the pod sandbox: a static Go program, from scratch
+    localhost/traefik:v3.6.12                    Traefik built from its Go module, from scratch
+    localhost/modelfleet-server:dev              Dockerfile.server   } buildah bud on a
+    localhost/modelfleet-operator:dev            Dockerfile.operator } debootstrap base
+    localhost/prometheus-operator:v0.85.0        } from prometheus-operator's Go module,
+    localhost/prometheus-config-reloader:v0.85.0 } from scratch
+    localhost/prometheus:v3.5.0                  Prometheus' Go module, on the debootstrap base
 
-and, only when named: prometheus-operator v0.85.0 and its config reloader (from their Go module)
-and Prometheus 2.42 (Debian's package on the same base), for Prometheus through PodMonitors.
+The last three are the real tier's Prometheus, run by prometheus-operator (prometheus.py).
 
 `ensure_images()` builds what is missing or stale and returns one archive per image, for
 `ctr -n k8s.io images import`. Archives live in `<localcluster cache root>/images/`, named by
@@ -30,9 +32,11 @@ from pathlib import Path
 from .images_base import base_key, ensure_base
 from .images_go import (
     PAUSE,
+    PROMETHEUS,
     PROMETHEUS_CONFIG_RELOADER,
     PROMETHEUS_OPERATOR,
     PROMETHEUS_OPERATOR_VERSION,
+    PROMETHEUS_VERSION,
     TRAEFIK,
     TRAEFIK_VERSION,
     GoBinary,
@@ -57,16 +61,15 @@ PAUSE_REF = "localhost/modelfleet-pause:1"
 TRAEFIK_REF = f"localhost/traefik:{TRAEFIK_VERSION}"
 SERVER_REF = "localhost/modelfleet-server:dev"
 OPERATOR_REF = "localhost/modelfleet-operator:dev"
-ALL_REFS = (PAUSE_REF, TRAEFIK_REF, SERVER_REF, OPERATOR_REF)
-# Prometheus through prometheus-operator on the real tier: built only when asked for by name.
-# prometheus-operator v0.85 accepts any 2.x or 3.x `spec.version` and leaves out what a release
-# older than its compatibility matrix (v2.45.0 and up) lacks: Debian's 2.42 is `v2.42.0`.
+# Prometheus through prometheus-operator on the real tier (prometheus.py): the operator, the
+# config reloader it adds to the Prometheus pod, and Prometheus (spec.version v3.5.0).
 PROMETHEUS_OPERATOR_REF = f"localhost/prometheus-operator:{PROMETHEUS_OPERATOR_VERSION}"
 PROMETHEUS_CONFIG_RELOADER_REF = (
     f"localhost/prometheus-config-reloader:{PROMETHEUS_OPERATOR_VERSION}"
 )
-PROMETHEUS_REF = "localhost/prometheus:v2.42.0"
+PROMETHEUS_REF = f"localhost/prometheus:{PROMETHEUS_VERSION}"
 PROMETHEUS_REFS = (PROMETHEUS_OPERATOR_REF, PROMETHEUS_CONFIG_RELOADER_REF, PROMETHEUS_REF)
+ALL_REFS = (PAUSE_REF, TRAEFIK_REF, SERVER_REF, OPERATOR_REF, *PROMETHEUS_REFS)
 
 
 @dataclass(frozen=True)
@@ -123,46 +126,38 @@ class DockerfileImage:
 
 
 @dataclass(frozen=True)
-class DebianPackageImage:
-    """A Debian package's command on the local base, installed with apt inside the image."""
+class BaseGoImage:
+    """A static Go binary at `path` (its entrypoint) on the local debootstrap base, with
+    `workdir` made for the image's user, as upstream images of the command have it."""
 
     ref: str
-    package: str
-    version_prefix: str  # what the installed version must start with (the tag promises it)
-    entrypoint: str
-    workdir: str  # created for the image's user (nobody, like upstream images)
+    binary: GoBinary
+    user: str
+    path: str
+    workdir: str
 
     def key(self) -> str:
-        parts = (self.package, self.version_prefix, self.entrypoint, self.workdir)
-        return content_key("debian", self.ref, *parts, base_key())
+        parts = (self.user, self.path, self.workdir, self.binary.key())
+        return content_key("base", self.ref, *parts, base_key())
 
     def build(self, logs: Path) -> None:
+        binary = ensure_binary(self.binary, logs)
         base = ensure_base(logs)
         container = buildah("from", "--pull=never", base)
         try:
-            # policy-rc.d: the package's service must not start (the chroot shares our network)
-            script = (
-                "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d"
-                " && chmod +x /usr/sbin/policy-rc.d && apt-get update"
-                f" && apt-get install -y --no-install-recommends {self.package}"
-                " && rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d"
-                f" && install -d -o 65534 -g 65534 {self.workdir}"
-                f" && dpkg-query -W -f '\\n${{Version}}\\n' {self.package}"
-            )
-            cmd = ["buildah", "run", "--isolation", "chroot", container, "--", "sh", "-c", script]
-            out = run_step(f"install {self.package}", cmd, logs / f"apt-{slug(self.ref)}.log")
-            version = out.strip().splitlines()[-1]
-            if not version.startswith(self.version_prefix):
-                raise ImageBuildError(f"{self.package} {version} is not {self.version_prefix}*")
-            entrypoint = json.dumps([self.entrypoint])
+            buildah("copy", "--chmod", "0755", container, str(binary), self.path)
+            uid, _, gid = self.user.partition(":")
+            script = f"install -d -o {uid} -g {gid} {self.workdir}"
+            buildah("run", "--isolation", "chroot", container, "--", "sh", "-c", script)
+            entrypoint = json.dumps([self.path])
             buildah("config", "--entrypoint", entrypoint, "--cmd", "", container)
-            buildah("config", "--user", "65534:65534", "--workingdir", self.workdir, container)
+            buildah("config", "--user", self.user, "--workingdir", self.workdir, container)
             buildah("commit", "--quiet", container, self.ref)
         finally:
             buildah("rm", container)
 
 
-Recipe = ScratchImage | DockerfileImage | DebianPackageImage
+Recipe = ScratchImage | DockerfileImage | BaseGoImage
 
 RECIPES: dict[str, Recipe] = {
     PAUSE_REF: ScratchImage(PAUSE_REF, PAUSE, user="65535:65535", path="/pause"),
@@ -179,11 +174,13 @@ RECIPES: dict[str, Recipe] = {
         user="65534:65534",
         path="/bin/prometheus-config-reloader",
     ),
-    PROMETHEUS_REF: DebianPackageImage(
+    # upstream's image: /bin/prometheus, user nobody, data in /prometheus (the operator passes
+    # only arguments, and mounts the data volume there)
+    PROMETHEUS_REF: BaseGoImage(
         PROMETHEUS_REF,
-        "prometheus",
-        "2.42.",
-        entrypoint="/usr/bin/prometheus",
+        PROMETHEUS,
+        user="65534:65534",
+        path="/bin/prometheus",
         workdir="/prometheus",
     ),
 }
@@ -214,7 +211,7 @@ def archive_path(ref: str) -> Path:
 
 
 def ensure_images(refs: Iterable[str] | None = None) -> list[ImageArchive]:
-    """Build what is missing or stale among `refs` (default: all four); one archive each."""
+    """Build what is missing or stale among `refs` (default: ALL_REFS); one archive each."""
     wanted = list(ALL_REFS if refs is None else refs)
     unknown = [ref for ref in wanted if ref not in RECIPES]
     if unknown:

@@ -43,6 +43,12 @@ class GoBinary:
         return images_dir() / "go" / f"{self.name}-{self.key()}" / self.name
 
 
+def older_builds(folder: Path, name: str) -> list[Path]:
+    """The builds of `name` under `folder` (`<name>-<key>`), not those of another binary whose
+    name starts with it (prometheus-operator beside prometheus)."""
+    return [path for path in folder.glob(f"{name}-*") if path.name.rpartition("-")[0] == name]
+
+
 def ensure_binary(binary: GoBinary, logs: Path) -> Path:
     """The binary's cached path, built first if missing (the caller holds the images lock)."""
     target = binary.path()
@@ -71,8 +77,8 @@ def ensure_binary(binary: GoBinary, logs: Path) -> Path:
             cwd=binary.module_dir,
             env=env,
         )
-        for stale in target.parent.parent.glob(f"{binary.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # an older key's build
+        for stale in older_builds(target.parent.parent, binary.name):
+            shutil.rmtree(stale, ignore_errors=True)
         staging.chmod(0o755)  # mkdtemp's 0700 would hide it from other users
         staging.rename(target.parent)
     finally:
@@ -106,4 +112,19 @@ PROMETHEUS_CONFIG_RELOADER = GoBinary(
     ldflags=f"-s -w {_PO_VERSION_FLAGS}",
     cold_hint="about 1 minute on 2 cores",
     module="prometheus-operator",
+)
+# Prometheus at the version prometheus-operator v0.85.0's module graph requires (module
+# github.com/prometheus/prometheus v0.305.0 is Prometheus 3.5.0). That version has no per-plugin
+# build tags (plugins/plugins.go imports every service discovery unconditionally), so the
+# binary carries them all; the real tier uses Kubernetes' (a PodMonitor's role: pod).
+PROMETHEUS_VERSION = "v3.5.0"
+_PROMETHEUS_VERSION_FLAGS = " ".join(
+    f"-X github.com/prometheus/common/version.{name}={value}"
+    for name, value in (("Version", PROMETHEUS_VERSION.lstrip("v")), ("Branch", "local"))
+)
+PROMETHEUS = GoBinary(
+    "prometheus",
+    "github.com/prometheus/prometheus/cmd/prometheus",
+    ldflags=f"-s -w {_PROMETHEUS_VERSION_FLAGS}",
+    cold_hint="about 5 minutes on 2 cores",
 )
