@@ -154,6 +154,7 @@ class _Judged:
 
     name: str
     drift: Drift
+    output: bool = False  # a prediction output, named "prediction <name>" in messages
     missing_rate: float | None = None
     baseline_missing_rate: float | None = None
     out_of_range_rate: float | None = None
@@ -219,7 +220,7 @@ def _judge_feature(counts: FeatureCounts, window: MonitoredWindow, spec: Monitor
         out_flagged = rate_rise_beyond_noise(
             counts.out_of_range, rows, base_out or 0.0, thresholds.out_of_range_rate
         )
-    ratios = [*_drift_ratios(drift, thresholds)]
+    ratios = _drift_ratios(drift, thresholds)
     if missing_rate is not None:
         ratios.append((missing_rate - (base_missing or 0.0)) / thresholds.missing_rate)
     if out_rate is not None:
@@ -227,19 +228,19 @@ def _judge_feature(counts: FeatureCounts, window: MonitoredWindow, spec: Monitor
     return _Judged(
         counts.name,
         drift,
-        missing_rate,
-        base_missing,
-        out_rate,
-        base_out,
-        missing_flagged,
-        out_flagged,
-        max(ratios, default=0.0),
+        missing_rate=missing_rate,
+        baseline_missing_rate=base_missing,
+        out_of_range_rate=out_rate,
+        baseline_out_of_range_rate=base_out,
+        missing_flagged=missing_flagged,
+        out_of_range_flagged=out_flagged,
+        severity=max(ratios, default=0.0),
     )
 
 
 def _judge_output(counts: OutputCounts, window: MonitoredWindow, spec: MonitoringSpec) -> _Judged:
     if not counts.baseline_shares:
-        return _Judged(counts.name, Drift(rows=max(counts.live.values(), default=0.0)))
+        return _Judged(counts.name, Drift(rows=max(counts.live.values(), default=0.0)), output=True)
     drift = measure_drift(
         counts.live,
         counts.baseline_shares,
@@ -248,9 +249,8 @@ def _judge_output(counts: OutputCounts, window: MonitoredWindow, spec: Monitorin
         spec.thresholds,
         spec.min_samples,
     )
-    return _Judged(
-        counts.name, drift, severity=max(_drift_ratios(drift, spec.thresholds), default=0.0)
-    )
+    severity = max(_drift_ratios(drift, spec.thresholds), default=0.0)
+    return _Judged(counts.name, drift, output=True, severity=severity)
 
 
 def _drift_ratios(drift: Drift, thresholds: MonitoringThresholds) -> list[float]:
@@ -285,12 +285,9 @@ def _drifting(
         )
         return condition("Unknown", reasons.NO_BASELINE, message)
     named = [*features, *outputs]
-    outputs_named = {id(judged) for judged in outputs}
     drifting = [judged for judged in named if judged.drift.drifting]
     if drifting:
-        parts = [
-            _drift_text(judged, id(judged) in outputs_named) for judged in drifting[:MAX_NAMED]
-        ]
+        parts = [_drift_text(judged) for judged in drifting[:MAX_NAMED]]
         parts[0] += f" in the last {window.window}"
         if len(drifting) > MAX_NAMED:
             parts.append(f"and {len(drifting) - MAX_NAMED} more")
@@ -314,7 +311,7 @@ def _drifting(
         counted += f" and {sum(1 for j in outputs if j.drift.drifting is not None)} outputs"
     message = (
         f"no drift in {counted} over {round(window.rows):,} rows in the last {window.window} "
-        f"(largest: {_drift_text(largest, id(largest) in outputs_named)})"
+        f"(largest: {_drift_text(largest)})"
     )
     if unjudged:
         few = ", ".join(f"{j.name} {round(j.drift.rows):,}" for j in unjudged[:MAX_NAMED])
@@ -323,12 +320,12 @@ def _drifting(
     return condition("False", reasons.NO_DRIFT, message)
 
 
-def _drift_text(judged: _Judged, output: bool) -> str:
+def _drift_text(judged: _Judged) -> str:
     drift = judged.drift
     figures = [f"PSI {drift.psi:.2f}" if drift.psi is not None else None]
     figures.append(f"KS {drift.ks:.2f}" if drift.ks is not None else None)
     figures.append(f"W1 {drift.wasserstein:.2f}" if drift.wasserstein is not None else None)
-    name = f"prediction {judged.name}" if output else judged.name
+    name = f"prediction {judged.name}" if judged.output else judged.name
     shown = ", ".join(figure for figure in figures if figure is not None)
     return f"{name} {shown} over {round(drift.rows):,} rows"
 

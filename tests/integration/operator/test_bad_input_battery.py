@@ -64,6 +64,26 @@ def _refusal(body: dict[str, Any]) -> str | None:
 @example(
     spec={"model": GOOD_MODEL, "rollout": {"analysis": {"minAgreement": 0.9}}}, md_name="fraud"
 )
+# the monitoring block's CEL rules (durations compared by CEL's duration()), and one accepted
+@example(
+    spec={"model": GOOD_MODEL, "monitoring": {"interval": "2m", "window": "90s"}}, md_name="fraud"
+)
+@example(
+    spec={"model": GOOD_MODEL, "monitoring": {"webhook": {"url": "ftp://alerts/x"}}},
+    md_name="fraud",
+)
+@example(
+    spec={
+        "model": GOOD_MODEL,
+        "monitoring": {
+            "baselineUri": "s3://m/train.csv",
+            "interval": "1m30s",
+            "window": "1.5h",
+            "webhook": {"url": "https://alerts.example.org/x"},
+        },
+    },
+    md_name="fraud",
+)
 def test_every_spec_is_rejected_naming_the_field_or_accepted_and_the_operator_agrees(
     cluster: Any, operator_crds: None, namespace: str, spec: dict[str, Any], md_name: str
 ) -> None:

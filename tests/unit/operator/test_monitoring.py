@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import MonitoringSpec, MonitoringThresholds, WebhookStatus
@@ -164,6 +166,37 @@ def test_w1_needs_a_stddev_and_two_finite_edges() -> None:
     )
     assert constant.wasserstein is None
     assert constant.ks == 0.0
+
+
+@given(
+    live=st.lists(st.integers(0, 10_000), min_size=4, max_size=4).filter(lambda c: sum(c) > 0),
+    shares=st.lists(st.floats(0.01, 1.0), min_size=4, max_size=4),
+    widths=st.lists(st.floats(0.01, 100.0), min_size=2, max_size=2),
+    stddev=st.floats(0.01, 100.0),
+)
+def test_figures_stay_in_range_and_w1_never_passes_ks_times_the_span(
+    live: list[int], shares: list[float], widths: list[float], stddev: float
+) -> None:
+    """The W1 floor rests on W1 ≤ KS · span / σ: it must hold for any counts on any edges."""
+    edges = [0.0, widths[0], widths[0] + widths[1]]
+    total = sum(shares)
+    cumulative_shares, below = {}, 0.0
+    for edge, share in zip([*edges, INF], shares, strict=True):
+        below += share / total
+        cumulative_shares[edge] = min(below, 1.0)
+    cumulative_shares[INF] = 1.0
+    cumulative_live, counted = {}, 0.0
+    for edge, count in zip([*edges, INF], live, strict=True):
+        counted += count
+        cumulative_live[edge] = counted
+    drift = measure_drift(cumulative_live, cumulative_shares, 5_000, stddev, SPEC.thresholds, 1)
+    assert drift.ks is not None
+    assert drift.psi is not None
+    assert drift.wasserstein is not None
+    assert 0.0 <= drift.ks <= 1.0 + 1e-12
+    assert drift.psi >= 0.0
+    span = edges[-1] - edges[0]
+    assert 0.0 <= drift.wasserstein <= drift.ks * span / stddev + 1e-9
 
 
 @pytest.mark.parametrize(
