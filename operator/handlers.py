@@ -6,6 +6,8 @@ rollout waits (pods coming up, a step's dwell, the next analysis), the per-objec
 reconciles again after the delay the state machine asked for, or at the resync interval. API
 errors are `kopf.TemporaryError` with a short delay. A bad spec is a `kopf.PermanentError`.
 Progress and diff-base live in annotations under `kopf.modelfleet.io/`, so status holds only our fields.
+A ModelDeployment with `spec.monitoring` also gets a `monitor` daemon (`monitor_loop.Monitor`): its
+own task on its own interval, sharing only the object's status lock with the reconcile.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from modelfleet.operator import api
 from modelfleet.operator.kube import KubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
+from modelfleet.operator.monitor_read import PrometheusWindowReader
 from modelfleet.operator.peering import Presence, own_identity, serve_health, start_priority
 from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.reconcile import (
@@ -108,6 +112,36 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             applied: AppliedCache | None = memo["ctx"].applied
             if applied is not None:
                 applied.forget_owner(body.metadata.uid or "")
+
+    @kopf.daemon(
+        *RESOURCE, registry=registry, id="monitor", cancellation_timeout=5, when=_monitored
+    )
+    async def monitor(
+        stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """spec.monitoring's loop; kopf stops it when monitoring leaves the spec."""
+        deps: MonitorDeps | None = memo.get("monitor")
+        if deps is None:
+            return  # a registry run without monitoring (unit tests)
+        looker = Monitor(
+            deps,
+            body.metadata.namespace or "",
+            body.metadata.name or "",
+            lock=_lock(memo),
+            on_written=lambda written: _remember(memo, written),
+        )
+
+        async def wait(delay: float) -> bool:
+            await stopped.wait(delay)
+            return bool(stopped)
+
+        try:
+            await looker.run(body, wait)
+        finally:
+            removed = stopped.reason is not None and bool(
+                stopped.reason & kopf.DaemonStoppingReason.FILTERS_MISMATCH
+            )
+            await looker.stop(clear=removed)
 
     @kopf.on.event(
         "apps",
@@ -223,6 +257,28 @@ async def _reconcile_quietly(body: kopf.Body, memo: kopf.Memo) -> None:
         memo["requeue_after"] = 10.0
 
 
+def _monitored(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("monitoring"))
+
+
+def _lock(memo: kopf.Memo) -> asyncio.Lock:
+    """The object's status lock: reconciles and the monitor's status writes take it in turn."""
+    if "lock" not in memo:
+        memo["lock"] = asyncio.Lock()
+    lock: asyncio.Lock = memo["lock"]
+    return lock
+
+
+def _remember(memo: kopf.Memo, written: dict[str, Any]) -> None:
+    """The object as our last status write left it: the next reconcile starts from it when the
+    watch has not caught up yet (see `_freshest`)."""
+    memo["written"] = {
+        "resourceVersion": resource_version(written),
+        "generation": written["metadata"].get("generation"),
+        "status": orjson.dumps(written.get("status") or {}),  # bytes: a tenth of the dicts
+    }
+
+
 def _wake(memo: kopf.Memo) -> asyncio.Event:
     if "wake" not in memo:
         memo["wake"] = asyncio.Event()
@@ -232,10 +288,8 @@ def _wake(memo: kopf.Memo) -> asyncio.Event:
 
 async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
     """One reconcile under the object's lock; records when to look again and wakes the daemon."""
-    if "lock" not in memo:
-        memo["lock"] = asyncio.Lock()
     ctx: Context = memo["ctx"]
-    async with memo["lock"], memo["reconciles"]:
+    async with _lock(memo), memo["reconciles"]:
         try:
             # after a failed reconcile, what our writes left is unknown: read the object
             fresh = None if memo.get("stale") else _freshest(body, memo.get("written"))
@@ -256,12 +310,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         except httpx.TransportError as error:
             raise kopf.TemporaryError(f"Kubernetes API unreachable: {error}", delay=5) from error
     if outcome.written is not None:
-        written = outcome.written
-        memo["written"] = {
-            "resourceVersion": resource_version(written),
-            "generation": written["metadata"].get("generation"),
-            "status": orjson.dumps(written.get("status") or {}),  # bytes: a tenth of the dicts
-        }
+        _remember(memo, outcome.written)
     memo["requeue_after"] = outcome.requeue_after
     _wake(memo).set()
 
@@ -313,9 +362,19 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 applied=AppliedCache(max_age=REAPPLY_RESYNCS * settings.resync_seconds),
                 deployments=LiveDeployments(),
             )
+            monitor = MonitorDeps(
+                kube=kube,
+                http=http,
+                reader_for=lambda url: PrometheusWindowReader(http, url),
+                default_prometheus_url=settings.prometheus_url,
+                judge=judge_window,
+                metrics=metrics,
+            )
             await kopf.operator(
                 registry=build_registry(settings),
-                memo=kopf.Memo(ctx=ctx, reconciles=asyncio.Semaphore(RECONCILES_AT_ONCE)),
+                memo=kopf.Memo(
+                    ctx=ctx, reconciles=asyncio.Semaphore(RECONCILES_AT_ONCE), monitor=monitor
+                ),
                 clusterwide=not settings.namespaces,
                 namespaces=settings.namespaces,
                 standalone=settings.peering is None,

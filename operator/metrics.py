@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from modelfleet.operator.api import FeatureMonitoring
 from modelfleet.operator.measurement import Measurement
+
+MONITORING_LABELS = ("namespace", "deployment", "feature")
 
 
 class OperatorMetrics:
@@ -95,6 +99,41 @@ class OperatorMetrics:
         )
         # the canary revision whose model-aware series are exposed, per ModelDeployment
         self._gated_revision: dict[tuple[str, str], str] = {}
+        self.monitoring = {
+            "psi": Gauge(
+                "modelfleet_monitoring_psi",
+                "PSI of a feature's live values (monitoring window) against the baseline.",
+                MONITORING_LABELS,
+                registry=self.registry,
+            ),
+            "ks": Gauge(
+                "modelfleet_monitoring_ks",
+                "Kolmogorov–Smirnov statistic of a feature against the baseline (binned).",
+                MONITORING_LABELS,
+                registry=self.registry,
+            ),
+            "wasserstein": Gauge(
+                "modelfleet_monitoring_wasserstein",
+                "Binned Wasserstein-1 distance of a feature to the baseline, in baseline sd.",
+                MONITORING_LABELS,
+                registry=self.registry,
+            ),
+            "missing_rate": Gauge(
+                "modelfleet_monitoring_missing_ratio",
+                "Share of live rows missing this feature in the monitoring window.",
+                MONITORING_LABELS,
+                registry=self.registry,
+            ),
+            "drifting": Gauge(
+                "modelfleet_monitoring_drifting",
+                "1 when the feature drifts (beyond threshold and noise floor), 0 when checked and "
+                "fine; absent without a verdict (too few rows, no baseline).",
+                MONITORING_LABELS,
+                registry=self.registry,
+            ),
+        }
+        # the features whose monitoring series are exposed, per ModelDeployment
+        self._monitored: dict[tuple[str, str], set[str]] = {}
 
     def record_gates(
         self, namespace: str, name: str, revision: str, measurement: Measurement
@@ -126,6 +165,32 @@ class OperatorMetrics:
             _remove(gauge, labels)
         for stat in ("mean", "max"):
             _remove(self.replay_score_delta, (*labels, stat))
+
+    def record_monitoring(
+        self, namespace: str, name: str, features: Iterable[FeatureMonitoring]
+    ) -> None:
+        """The latest figures per feature; a figure without a value (no verdict) has no series."""
+        key = (namespace, name)
+        seen: set[str] = set()
+        for feature in features:
+            seen.add(feature.name)
+            labels = (namespace, name, feature.name)
+            for field, gauge in self.monitoring.items():
+                value = getattr(feature, field)
+                if value is None:
+                    _remove(gauge, labels)
+                else:
+                    gauge.labels(*labels).set(float(value))
+        for gone in self._monitored.get(key, set()) - seen:
+            for gauge in self.monitoring.values():
+                _remove(gauge, (namespace, name, gone))
+        self._monitored[key] = seen
+
+    def forget_monitoring(self, namespace: str, name: str) -> None:
+        """Drop this ModelDeployment's monitoring series (monitoring off, or the object gone)."""
+        for feature in self._monitored.pop((namespace, name), set()):
+            for gauge in self.monitoring.values():
+                _remove(gauge, (namespace, name, feature))
 
 
 def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:

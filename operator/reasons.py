@@ -7,6 +7,7 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 DRIFTING = "Drifting"  # monitoring: True = inputs or predictions moved away from the baseline
 DATA_QUALITY = "DataQuality"  # monitoring: True = missing or out-of-range rates rose
+MONITORING = (DRIFTING, DATA_QUALITY)  # written by the monitoring loop, not by the reconcile
 
 # Ready
 AVAILABLE = "Available"
@@ -39,6 +40,11 @@ RECONCILE_ERROR = "ReconcileError"
 AS_EXPECTED = "AsExpected"
 COMMAND = "CommandAcknowledged"
 COMMAND_IGNORED = "CommandIgnored"
+# Drifting / DataQuality without a verdict (Unknown) from the loop, and webhook deliveries
+NO_ACTIVE_SLOT = "NoActiveSlot"
+MONITORING_ERROR = "MonitoringError"
+WEBHOOK_FAILING = "WebhookDeliveryFailed"
+WEBHOOK_RECOVERED = "WebhookDelivered"
 # Drifting / DataQuality (monitoring; METRICS_UNAVAILABLE when Prometheus cannot be read)
 DRIFT_DETECTED = "DriftDetected"
 NO_DRIFT = "NoDrift"

@@ -7,6 +7,7 @@ change (as `meta.SetStatusCondition` does), so an unchanged world produces an un
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
@@ -21,14 +22,14 @@ from modelfleet.operator.rollout import SlotObservation, timestamp
 def set_condition(
     conditions: list[Condition],
     type_: str,
-    status: bool,
+    status: bool | Literal["Unknown"],
     reason: str,
     message: str,
     generation: int | None,
     now: datetime,
 ) -> list[Condition]:
     """The list with this condition set; lastTransitionTime moves only when status flips."""
-    value = "True" if status else "False"
+    value = "Unknown" if status == "Unknown" else "True" if status else "False"
     previous = next((c for c in conditions if c.type == type_), None)
     transition = (
         previous.last_transition_time
@@ -44,7 +45,7 @@ def set_condition(
         last_transition_time=transition,
     )
     kept = [c for c in conditions if c.type != type_]
-    order = [reasons.READY, reasons.PROGRESSING, reasons.DEGRADED]
+    order = [reasons.READY, reasons.PROGRESSING, reasons.DEGRADED, *reasons.MONITORING]
     merged = [*kept, condition]
     return sorted(merged, key=lambda c: order.index(c.type) if c.type in order else len(order))
 

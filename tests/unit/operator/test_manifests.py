@@ -41,6 +41,7 @@ def test_cluster_role_has_no_wildcards() -> None:
         ("gateway.networking.k8s.io", "gatewayclasses", "get"),  # what that class can serve
         ("keda.sh", "scaledobjects", "delete"),
         ("", "events", "create"),
+        ("", "secrets", "get"),  # a monitoring webhook's bearer token
         ("kopf.dev", "clusterkopfpeerings", "patch"),
         ("kopf.dev", "clusterkopfpeerings", "create"),  # its peering object, when missing
     ],
@@ -50,6 +51,16 @@ def test_cluster_role_grants_what_the_operator_does(group: str, resource: str, v
         group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
         for rule in _load("clusterrole.yaml")["rules"]
     )
+
+
+def test_secrets_are_only_read_one_by_one_never_listed_or_watched() -> None:
+    verbs = {
+        verb
+        for rule in _load("clusterrole.yaml")["rules"]
+        if "" in rule["apiGroups"] and "secrets" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert verbs == {"get"}
 
 
 def test_deployment_runs_two_hardened_replicas_with_probes() -> None:
