@@ -93,14 +93,24 @@ def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
 def operator_crds(cluster: Any) -> None:
     kubeconfig = Path(cluster.kubeconfig)
     _kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    _kubectl(
-        kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "crd/modeldeployments.modelfleet.io",
-        "crd/clusterkopfpeerings.kopf.dev",
-        "--timeout=60s",
-    )
+    # A CRD created a moment ago may have no status yet, and `kubectl wait` then fails at once
+    # ("<nil> accessor error") instead of waiting: ask again until it has one.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _kubectl(
+                kubeconfig,
+                "wait",
+                "--for=condition=Established",
+                "crd/modeldeployments.modelfleet.io",
+                "crd/clusterkopfpeerings.kopf.dev",
+                "--timeout=60s",
+            )
+            return
+        except AssertionError as error:
+            if "accessor error" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
