@@ -5,7 +5,8 @@ through the API server, traffic through Traefik's Gateway, counted by a client (
 S1  install → operator Pod Ready → a ModelDeployment v1 Ready (test_s1_…)
 S8  a client Pod calls the model through its ClusterIP Service (test_s8_…)
 S3  a v2 answering 5 % 5xx through Traefik is rolled back at 10 %, the measured rate in the
-    condition, and the client sees v1 only afterwards (test_s3_…)
+    condition, and the client sees v1 only afterwards (test_s3_…);
+    its other half, a slow canary rolled back on p99, is test_scenario_slow_canary.py
 S2  v2 promoted 10 → 25 → 50 → 100 through Traefik under steady traffic: the client's measured
     canary share within 3 points of each weight, 0 failed requests including the old slot's
     scale-down (test_s2_…)
