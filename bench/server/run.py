@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -83,10 +84,13 @@ def ensure_venv(name: str, packages: list[str]) -> Path:
     return venv
 
 
-def ensure_model() -> Path:
-    out = CACHE / "model"
+def ensure_model(features: int = 64) -> Path:
+    """The benchmark's model (900 trees) with `features` inputs, trained once into the cache."""
+    out = CACHE / ("model" if features == 64 else f"model-{features}f")
     command = [sys.executable, str(REPO / "examples" / "train_models.py"), "--out", str(out)]
-    subprocess.run([*command, *MODEL_ARGS, "--only-v1"], check=True)
+    model_args = list(MODEL_ARGS)
+    model_args[model_args.index("--features") + 1] = str(features)
+    subprocess.run([*command, *model_args, "--only-v1"], check=True)
     return out
 
 
@@ -396,68 +400,231 @@ def overhead(args: argparse.Namespace, wrk: str, model_dir: Path, key: str) -> d
     on both alike; the result is the median CPU per request (one row, 16 connections) and
     per row (256-row batches, 4 connections) of each. For the live sample, also the time of
     a 512-row replay on the metrics port of the idle server."""
-    import statistics
-
     flag, env_name, off_value, on_value = OVERHEADS[key][:4]
-    results: dict[str, dict[str, list[float]]] = {}
+    variants = {
+        "off": Variant(model_dir, {env_name: off_value}),
+        "on": Variant(model_dir, {env_name: on_value}),
+    }
     replay: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
-        servers: dict[str, Server] = {}
-        try:
-            for variant in ("off", "on"):
-                work = Path(tmp) / variant
-                work.mkdir()
-                server = modelfleet_server(model_dir, Path(tmp))
-                server.name = f"modelfleet-{key}-{variant}"
-                server.env[env_name] = on_value if variant == "on" else off_value
-                server.start(work)
-                servers[variant] = server
-                # one after the other: the second reuses the first's cached ONNX conversion
-                if not server.wait_for_backend("onnxruntime (converted)"):
-                    log(f"{server.name} did not switch to its ONNX twin")
-                results[variant] = {"request": [], "row": [], "rps": []}
-            script = Path(tmp) / "post.lua"
-            script.write_text(WRK_SCRIPT)
-            one_row, batch = model_dir / "request.json", model_dir / "request-batch.json"
-            for server in servers.values():
-                run_wrk(wrk, server.url + server.infer_path, one_row, 16, 2, script)  # warm-up
-            for round_index in range(args.rounds):
-                order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
-                for variant in order:
-                    server = servers[variant]
-                    cpu, result = _cpu_per_unit(server, wrk, one_row, 16, args.seconds, script, 1)
-                    results[variant]["request"].append(cpu)
-                    results[variant]["rps"].append(result["rps"])
-                    cpu_row, _ = _cpu_per_unit(server, wrk, batch, 4, args.seconds, script, 256)
-                    results[variant]["row"].append(cpu_row)
-                    log(
-                        f"round {round_index} {variant}: {cpu:.1f} µs/request, {cpu_row:.2f} µs/row"
-                    )
-            if key == "live_sample_overhead":
-                replay = _replay_ms(servers["on"], model_dir)
-        finally:
-            for server in servers.values():
-                server.stop()
 
-    def median(variant: str, name: str) -> float:
-        return round(statistics.median(results[variant][name]), 2)
+    def after(servers: dict[str, Server]) -> None:
+        if key == "live_sample_overhead":
+            replay.update(_replay_ms(servers["on"], model_dir))
 
-    off_request, on_request = median("off", "request"), median("on", "request")
-    off_row, on_row = median("off", "row"), median("on", "row")
+    results = alternate(args, wrk, key, variants, after)
     return {
         "command": f"python bench/server/run.py {flag}",
         "rounds": args.rounds,
         "seconds_per_run": args.seconds,
+        **compare_medians(results, "off", "on"),
+        **({"replay_512_rows": replay} if replay else {}),
+        "samples": _rounded(results),
+    }
+
+
+@dataclass
+class Variant:
+    """One server of an alternating comparison: its model and the env that sets it apart."""
+
+    model_dir: Path
+    env: dict[str, str]
+
+
+def alternate(
+    args: argparse.Namespace,
+    wrk: str,
+    label: str,
+    variants: dict[str, Variant],
+    after: Callable[[dict[str, Server]], None] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Start every variant's server, then drive them in rounds, each round in the reverse
+    order of the last, so that the load of a shared machine falls on all alike; per variant
+    the server CPU per request (one row, 16 connections) and per row (256-row batches,
+    4 connections) of every round, and its req/s."""
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        servers: dict[str, Server] = {}
+        try:
+            for name, variant in variants.items():
+                work = Path(tmp) / name
+                work.mkdir()
+                server = modelfleet_server(variant.model_dir, Path(tmp))
+                server.name = f"modelfleet-{label}-{name}"
+                server.env.update(variant.env)
+                server.start(work)
+                servers[name] = server
+                # one after the other: the next reuses the first's cached ONNX conversion
+                if not server.wait_for_backend("onnxruntime (converted)"):
+                    log(f"{server.name} did not switch to its ONNX twin")
+                results[name] = {"request": [], "row": [], "rps": []}
+            script = Path(tmp) / "post.lua"
+            script.write_text(WRK_SCRIPT)
+            for name, server in servers.items():
+                one_row = variants[name].model_dir / "request.json"
+                run_wrk(wrk, server.url + server.infer_path, one_row, 16, 2, script)  # warm-up
+            for round_index in range(args.rounds):
+                order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    server, model_dir = servers[name], variants[name].model_dir
+                    one_row, batch = model_dir / "request.json", model_dir / "request-batch.json"
+                    cpu, result = _cpu_per_unit(server, wrk, one_row, 16, args.seconds, script, 1)
+                    results[name]["request"].append(cpu)
+                    results[name]["rps"].append(result["rps"])
+                    cpu_row, _ = _cpu_per_unit(server, wrk, batch, 4, args.seconds, script, 256)
+                    results[name]["row"].append(cpu_row)
+                    log(f"round {round_index} {name}: {cpu:.1f} µs/request, {cpu_row:.2f} µs/row")
+            if after is not None:
+                after(servers)
+        finally:
+            for server in servers.values():
+                server.stop()
+    return results
+
+
+def compare_medians(
+    results: dict[str, dict[str, list[float]]], off: str, on: str
+) -> dict[str, Any]:
+    """Medians of the `off` and `on` variants' samples, and the relative overhead of `on`."""
+    import statistics
+
+    def median(variant: str, name: str) -> float:
+        return round(statistics.median(results[variant][name]), 2)
+
+    off_request, on_request = median(off, "request"), median(on, "request")
+    off_row, on_row = median(off, "row"), median(on, "row")
+    return {
         "cpu_us_per_request": {"off": off_request, "on": on_request},
         "cpu_us_per_row_256": {"off": off_row, "on": on_row},
-        "rps_16_connections": {"off": median("off", "rps"), "on": median("on", "rps")},
+        "rps_16_connections": {"off": median(off, "rps"), "on": median(on, "rps")},
         "overhead_per_request": round(on_request / off_request - 1, 4),
         "overhead_per_row_256": round(on_row / off_row - 1, 4),
-        **({"replay_512_rows": replay} if replay else {}),
-        "samples": {
-            v: {k: [round(x, 2) for x in xs] for k, xs in r.items()} for v, r in results.items()
-        },
     }
+
+
+def _rounded(results: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    return {v: {k: [round(x, 2) for x in xs] for k, xs in r.items()} for v, r in results.items()}
+
+
+BASELINE_FEATURES = (16, 64)
+IN_PROCESS_CALLS = 25_600  # one-row batches per in-process timing (100 flushes); /64 of 256 rows
+
+
+def baseline_overhead(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
+    """Drift monitoring's cost: for the same 900-tree model shape at 16 and 64 features, our
+    server without and with `MODELFLEET_BASELINE_URI` (the model's reference.csv, 512 rows,
+    10 bins), all four driven in the same alternating rounds; plus the counting measured in
+    process (process CPU time, no HTTP), which the noise of a shared machine barely moves."""
+    models = {features: ensure_model(features) for features in BASELINE_FEATURES}
+    variants: dict[str, Variant] = {}
+    for features, model_dir in models.items():
+        baseline = {"MODELFLEET_BASELINE_URI": str(model_dir / "reference.csv")}
+        variants[f"{features}f-off"] = Variant(model_dir, {})
+        variants[f"{features}f-on"] = Variant(model_dir, baseline)
+    results = alternate(args, wrk, "baseline", variants)
+    by_features: dict[str, Any] = {}
+    for features, model_dir in models.items():
+        measured = compare_medians(results, f"{features}f-off", f"{features}f-on")
+        counting = in_process_cost(model_dir)
+        request_cpu = measured["cpu_us_per_request"]["off"]
+        row_cpu = measured["cpu_us_per_row_256"]["off"]
+        counting["share_of_request_cpu"] = round(counting["extra_us_per_request"] / request_cpu, 4)
+        counting["share_of_row_cpu"] = round(counting["extra_us_per_row_256"] / row_cpu, 4)
+        by_features[str(features)] = {**measured, "in_process": counting}
+    return {
+        "command": "python bench/server/run.py --baseline-overhead",
+        "rounds": args.rounds,
+        "seconds_per_run": args.seconds,
+        "baseline": "the model's reference.csv: 512 rows, 10 bins per feature",
+        "features": by_features,
+        "samples": _rounded(results),
+    }
+
+
+def in_process_cost(model_dir: Path) -> dict[str, float]:
+    """Process CPU µs that the prediction metrics spend per one-row batch and per row of
+    256-row batches (observe + the bulk flush), without and with a baseline: best of 5."""
+    import numpy as np
+
+    from modelfleet.server.baseline import read_rows
+    from modelfleet.server.model import load_model
+    from modelfleet.server.predictions import PredictionStats
+    from modelfleet.server.settings import ServerSettings
+
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        settings = ServerSettings(
+            model_uri=str(model_dir / "model.txt"), cache_dir=Path(tmp), lightgbm_backend="native"
+        )
+        model = load_model(settings)
+        width = model.metadata.n_features
+        reference = read_rows(str(model_dir / "reference.csv"), Path(tmp), 100_000, width)
+    request = json.loads((model_dir / "request-batch.json").read_text())["inputs"][0]
+    batch = np.asarray(request["data"], dtype=np.float64).reshape(-1, width)
+    one_row = np.ascontiguousarray(batch[:1])
+    outputs = {size: model.runtime.predict(rows) for size, rows in ((1, one_row), (256, batch))}
+
+    def cost(with_baseline: bool, rows: Any, calls: int) -> float:
+        best = math.inf
+        for _ in range(5):
+            stats = PredictionStats({"deployment": "bench"}, model.metadata)
+            if with_baseline:
+                stats.use_baseline(reference, model.runtime.predict(reference), 10)
+            started = time.process_time()
+            for _ in range(calls):
+                stats.observe(rows, outputs[rows.shape[0]])
+            stats.flush()
+            best = min(best, (time.process_time() - started) / calls / rows.shape[0] * 1e6)
+        return best
+
+    figures = {
+        "us_per_request_off": cost(False, one_row, IN_PROCESS_CALLS),
+        "us_per_request_on": cost(True, one_row, IN_PROCESS_CALLS),
+        "us_per_row_256_off": cost(False, batch, IN_PROCESS_CALLS // 64),
+        "us_per_row_256_on": cost(True, batch, IN_PROCESS_CALLS // 64),
+    }
+    figures["extra_us_per_request"] = figures["us_per_request_on"] - figures["us_per_request_off"]
+    figures["extra_us_per_row_256"] = figures["us_per_row_256_on"] - figures["us_per_row_256_off"]
+    return {key: round(value, 3) for key, value in figures.items()}
+
+
+def write_baseline_overhead(args: argparse.Namespace, measured: dict[str, Any]) -> None:
+    """`baseline_overhead` in server.json (other keys untouched) and its table in the docs."""
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    load = round(os.getloadavg()[0], 2)
+    report["baseline_overhead"] = {"date": date, "load_average": load, **measured}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "| features | baseline | CPU µs per request (1 row, 16 conns) | CPU µs per row "
+        "(256-row batches) | req/s | counting in process, µs per request / per row |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for features, figures in measured["features"].items():
+        request, row = figures["cpu_us_per_request"], figures["cpu_us_per_row_256"]
+        rps, counting = figures["rps_16_connections"], figures["in_process"]
+        lines += [
+            f"| {features} | off | {request['off']} | {row['off']} | {rps['off']} | "
+            f"{counting['us_per_request_off']} / {counting['us_per_row_256_off']} |",
+            f"| {features} | on | {request['on']} | {row['on']} | {rps['on']} | "
+            f"{counting['us_per_request_on']} / {counting['us_per_row_256_on']} |",
+            f"| {features} | overhead | {figures['overhead_per_request']:+.1%} | "
+            f"{figures['overhead_per_row_256']:+.1%} | | "
+            f"{counting['share_of_request_cpu']:+.1%} / {counting['share_of_row_cpu']:+.1%} |",
+        ]
+    lines += [
+        "",
+        f"Medians of {measured['rounds']} alternating rounds of {measured['seconds_per_run']} s "
+        f"each, four servers in the same rounds (`{measured['command']}`, {date}, load average "
+        f"{load} on {os.cpu_count()} cores); the last column is the counting alone, in process "
+        "(best of 5, process CPU time), and its share of the server's CPU without a baseline.",
+    ]
+    begin, end = "<!-- bench-baseline:begin -->", "<!-- bench-baseline:end -->"
+    text = args.docs.read_text() if args.docs.exists() else "# Benchmarks\n"
+    block = f"{begin}\n" + "\n".join(lines) + f"\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n### Cost of drift monitoring (a baseline)\n\n{block}\n"
+    args.docs.write_text(text)
 
 
 def _replay_ms(server: Server, model_dir: Path) -> dict[str, float]:
@@ -545,9 +712,19 @@ def main() -> int:
         help="only our server, live sample off vs 1024 rows, in alternating rounds, "
         "and the time of a 512-row replay",
     )
+    parser.add_argument(
+        "--baseline-overhead",
+        action="store_true",
+        help="only our server, without and with a drift-monitoring baseline, at 16 and 64 "
+        "features, in alternating rounds, plus the counting measured in process",
+    )
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     wrk = ensure_wrk()
+    if args.baseline_overhead:
+        write_baseline_overhead(args, baseline_overhead(args, wrk))
+        log(f"wrote baseline_overhead to {args.out} and {args.docs}")
+        return 0
     model_dir = ensure_model()
     for key, wanted in (
         ("prediction_metrics_overhead", args.prediction_overhead),
