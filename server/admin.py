@@ -7,6 +7,10 @@ No ingress routes this port; the operator reaches each pod on it directly.
                                         "classes" (classifiers, else null), "scores"}
     GET  /modelfleet/v1/sample?limit=N  → {"rows", "features", "capacity"}: the newest live rows
                                         (404 while MODELFLEET_LIVE_SAMPLE_ROWS is 0)
+    POST /modelfleet/v1/feedback        {"labels": [{"id": x-request-id, "label": ...}, ...]} →
+                                        {"labelled", "rows", "unknown", "unknownIds"}: true labels
+                                        of earlier answers, counted (`feedback.py`; 404 while
+                                        MODELFLEET_FEEDBACK_ROWS is 0)
 
 A small WSGI app on a thread-per-request server in the background, as prometheus_client's
 own exposition server is: the event loop that answers inference never runs this code.
@@ -52,8 +56,10 @@ log = logging.getLogger(__name__)
 
 REPLAY_PATH = "/modelfleet/v1/replay"
 SAMPLE_PATH = "/modelfleet/v1/sample"
+FEEDBACK_PATH = "/modelfleet/v1/feedback"
 MAX_REPLAY_ROWS = 4096
-_METHODS = {REPLAY_PATH: "POST", SAMPLE_PATH: "GET"}
+MAX_FEEDBACK_BYTES = 4 * 1024 * 1024  # 10,000 labels of 128-character ids fit twice
+_METHODS = {REPLAY_PATH: "POST", SAMPLE_PATH: "GET", FEEDBACK_PATH: "POST"}
 _NUMBERS = frozenset({int, float, type(None)})  # bool is not a number here
 _JSON_BYTES_PER_VALUE = 32  # generous: "-0.12345678901234567," is 21
 StartResponse = Callable[..., Any]
@@ -163,7 +169,8 @@ class AdminApp:
         method = _METHODS.get(path)
         if method is None:
             raise RouteNotFoundError(
-                f"no admin route at {path}; there are {REPLAY_PATH} (POST) and {SAMPLE_PATH} (GET)"
+                f"no admin route at {path}; there are {REPLAY_PATH} (POST), {SAMPLE_PATH} (GET) "
+                f"and {FEEDBACK_PATH} (POST)"
             )
         if environ.get("REQUEST_METHOD") != method:
             raise MethodNotAllowedError(f"{path} answers {method} only")
@@ -172,15 +179,26 @@ class AdminApp:
             raise NotReadyError("not ready: the model is still loading")
         if path == REPLAY_PATH:
             return self._replay(plane, environ)
+        if path == FEEDBACK_PATH:
+            return self._feedback(plane, environ)
         return self._sample(plane, environ.get("QUERY_STRING", ""))
 
     def _replay(self, plane: DataPlane, environ: dict[str, Any]) -> bytes:
         metadata = plane.model.runtime.metadata()
         limit = MAX_REPLAY_ROWS * max(metadata.n_features, 1) * _JSON_BYTES_PER_VALUE + 65536
-        body = _read_body(environ, limit)
+        body = _read_body(environ, limit, f"send at most {MAX_REPLAY_ROWS} rows")
         rows = decode_replay(body, metadata)
         outputs = plane.replay(rows)
         return replay_answer(outputs, metadata, plane.model.name, plane.settings.revision)
+
+    def _feedback(self, plane: DataPlane, environ: dict[str, Any]) -> bytes:
+        if plane.feedback is None:
+            raise RouteNotFoundError(
+                "feedback is off: set MODELFLEET_FEEDBACK_ROWS to the number of answered rows "
+                "to keep for labels"
+            )
+        body = _read_body(environ, MAX_FEEDBACK_BYTES, "send fewer labels per request")
+        return plane.feedback.label(body)
 
     def _sample(self, plane: DataPlane, query: str) -> bytes:
         sample = plane.live_sample
@@ -194,20 +212,18 @@ class AdminApp:
         return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)  # NaN → null
 
 
-def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+def _read_body(environ: dict[str, Any], limit: int, advice: str) -> bytes:
     declared = str(environ.get("CONTENT_LENGTH") or "")
     if not declared.isdigit():
         raise LengthRequiredError("send the JSON body with a Content-Length header")
     if int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"the body is larger than {limit} bytes: send at most {MAX_REPLAY_ROWS} rows"
-        )
+        raise PayloadTooLargeError(f"the body is larger than {limit} bytes: {advice}")
     body: bytes = environ["wsgi.input"].read(int(declared))
     return body
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """No access log line per scrape or replay (rows are never logged)."""
+    """No access log line per scrape, replay or label (rows and labels are never logged)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -148,7 +148,8 @@ def _inference_routes(api: FastAPI, server: Server) -> None:
             raise HTTPException(404, f"no inference route at {request.url.path}")
         headers = {k.encode(): v.encode() for k, v in request.headers.items()}
         body = await request.body()  # already read (and size-checked) for validation
-        status, response_headers, payload = await server.answer(route, headers, body)
+        request_id = request.scope.get("modelfleet.request_id")  # set by `Server`, echoed back
+        status, response_headers, payload = await server.answer(route, headers, body, request_id)
         return Response(payload, status, {k.decode(): v.decode() for k, v in response_headers})
 
     @api.post(

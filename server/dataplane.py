@@ -18,6 +18,7 @@ from modelfleet.server import baseline, codecs
 from modelfleet.server.batching import MicroBatcher
 from modelfleet.server.errors import InjectedFaultError, ModelNotFoundError, NotReadyError
 from modelfleet.server.faults import FaultInjector
+from modelfleet.server.feedback import FeedbackStore
 from modelfleet.server.metrics import ServerMetrics
 from modelfleet.server.model import LoadedModel
 from modelfleet.server.predictions import (
@@ -53,6 +54,13 @@ class DataPlane:
             self._load_baseline(self.predictions)
         elif settings.baseline_uri:
             log.warning("MODELFLEET_BASELINE_URI is ignored: MODELFLEET_PREDICTION_METRICS is off")
+        self.feedback: FeedbackStore | None = None  # answers kept for labels (feedback.py)
+        if settings.feedback_rows:
+            self.feedback = FeedbackStore(
+                metrics.identity, model.metadata, settings.feedback_rows,
+                settings.feedback_ttl_seconds,
+            )  # fmt: skip
+            metrics.registry.register(self.feedback)
         self.live_sample: LiveSample | None = None
         if settings.live_sample_rows:
             width = max(model.metadata.n_features, 0)
@@ -163,19 +171,36 @@ class DataPlane:
         return await self.batcher.submit(rows, self.settings.request_timeout_seconds)
 
     async def infer_v2(
-        self, name: str, version: str | None, body: bytes, header_length: int | None
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        header_length: int | None,
+        request_id: bytes | None = None,
     ) -> tuple[bytes, int | None]:
         model = self.find(name, version)
         self.inject_fault()
         request = codecs.decode_v2(body, header_length, model.metadata)
         outputs = await self.score(request.rows)
+        self._remember(request_id, outputs)
         return codecs.encode_v2(request, outputs, model.metadata, model.name, model.version)
 
-    async def predict_v1(self, name: str, body: bytes) -> bytes:
+    async def predict_v1(self, name: str, body: bytes, request_id: bytes | None = None) -> bytes:
         model = self.find(name)
         self.inject_fault()
         rows = codecs.decode_v1(body, model.metadata)
-        return codecs.encode_v1(await self.score(rows), model.metadata)
+        outputs = await self.score(rows)
+        self._remember(request_id, outputs)
+        return codecs.encode_v1(outputs, model.metadata)
+
+    def _remember(self, request_id: bytes | None, outputs: Outputs) -> None:
+        """Keep the answer for a later label (feedback.py); never fails the request."""
+        if self.feedback is None or not request_id:
+            return
+        try:
+            self.feedback.remember(request_id, outputs)
+        except Exception:
+            log.exception("feedback: answer not kept")
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}

@@ -108,22 +108,29 @@ class Server:
             if route is not None:
                 await self._infer(route, headers, request_id, receive, send)
                 return
+            scope["modelfleet.request_id"] = request_id  # the answer's, for feedback (app.py)
             await self.api(scope, receive, _with_request_id(send, request_id))
             return
         await self.api(scope, receive, send)
 
     async def answer(
-        self, route: tuple[str, str, str | None], headers: dict[bytes, bytes], body: bytes
+        self,
+        route: tuple[str, str, str | None],
+        headers: dict[bytes, bytes],
+        body: bytes,
+        request_id: bytes | None = None,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Status, headers and body for one inference request whose body has been read."""
+        """Status, headers and body for one inference request whose body has been read;
+        `request_id` (the answer's x-request-id) keys the answer for a later label."""
         kind, name, version = route
         if kind == "v1":
-            return 200, [(b"content-type", _JSON)], await self.plane.predict_v1(name, body)
+            answer = await self.plane.predict_v1(name, body, request_id)
+            return 200, [(b"content-type", _JSON)], answer
         length = headers.get(b"inference-header-content-length")
         if length is not None and not length.isdigit():
             raise MalformedRequestError("Inference-Header-Content-Length must be an integer")
         payload, json_length = await self.plane.infer_v2(
-            name, version, body, int(length) if length is not None else None
+            name, version, body, int(length) if length is not None else None, request_id
         )
         if json_length is None:
             return 200, [(b"content-type", _JSON)], payload
@@ -157,7 +164,9 @@ class Server:
         started = time.perf_counter()
         self.inflight += 1
         try:
-            status, response_headers, body = await self._respond(route, headers, receive)
+            status, response_headers, body = await self._respond(
+                route, headers, request_id, receive
+            )
             if self.plane.faults.latency_s:
                 await asyncio.sleep(self.plane.faults.latency_s)
             response_headers.append((b"x-request-id", request_id))
@@ -190,12 +199,16 @@ class Server:
         )
 
     async def _respond(
-        self, route: tuple[str, str, str | None], headers: dict[bytes, bytes], receive: Receive
+        self,
+        route: tuple[str, str, str | None],
+        headers: dict[bytes, bytes],
+        request_id: bytes,
+        receive: Receive,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         try:
             self._admit(route, headers)
             body = await read_body(receive, self._limit, headers.get(b"content-length"))
-            return await self.answer(route, headers, body)
+            return await self.answer(route, headers, body, request_id)
         except ServerError as error:
             status, payload = render_error(error)
         except ClientDisconnectedError:

@@ -108,6 +108,7 @@ class ServerMetrics:
         PlatformCollector(registry=self.registry)
         identity = dict(zip(_LABELS, (deployment, slot, revision, model), strict=True))
         self._identity = identity
+        self.identity = identity  # read-only: what every series of this server carries
         self._hot = _HotPathStats(identity)
         self.registry.register(self._hot)
         self._inflight = Gauge(

@@ -118,6 +118,16 @@ class ServerSettings(BaseSettings):
         100_000, ge=1, description="Rows read from the baseline at most (the first ones)"
     )
 
+    feedback_rows: int = Field(
+        50_000,
+        ge=0,
+        description="Answered rows kept (class probabilities or values, never inputs) so that "
+        "labels POSTed later to /modelfleet/v1/feedback can be scored; 0 turns it off",
+    )
+    feedback_ttl_seconds: float = Field(
+        3600.0, gt=0, description="How long an answer waits for its label at most"
+    )
+
     @field_validator("prediction_buckets", mode="before")
     @classmethod
     def _split_buckets(cls, value: Any) -> Any:
