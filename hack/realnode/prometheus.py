@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,22 @@ from . import clients, netns
 from .cluster import RealCluster
 from .node import wait_for
 
+# Which Prometheus `start` runs: "operator" (prometheus-operator from the `Prometheus` object in
+# monitoring/) or "file-sd" (Debian's Prometheus on the namespace's API address, below).
+MODE_ENV = "MODELFLEET_REAL_PROMETHEUS"
+MODES = ("operator", "file-sd")
+DEFAULT_MODE = "file-sd"
+MANIFESTS_DIR = Path(__file__).resolve().parent / "monitoring"
+NAMESPACE = "monitoring"
+SERVICE = "prometheus"  # monitoring/service.yaml: a ClusterIP beside headless prometheus-operated
+PROMETHEUS_NAME = "modelfleet"  # the `Prometheus` object; its StatefulSet is prometheus-<name>
+OPERATOR_DEPLOYMENT = "prometheus-operator"
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+CRD_FOLDER = "example/prometheus-operator-crd"
+# the local cluster installs PodMonitor, ServiceMonitor and PrometheusRule (localcluster.paths);
+# the Prometheus controller also needs these two (Probe: it watches them beside the monitors)
+CRDS = ("prometheuses", "probes")
+FIELD_MANAGER = "modelfleet-real-tier"
 PORT = 9090
 SCRAPE_INTERVAL = "2s"
 USER = "modelfleet-real-prometheus"
@@ -56,12 +73,8 @@ class PrometheusError(RuntimeError):
 
 
 def address() -> str:
-    """Where Prometheus listens, inside the namespace (pods and the operator use this)."""
+    """Where the file-SD Prometheus listens, inside the namespace."""
     return f"{netns.API_ADDRESS}:{PORT}"
-
-
-def url() -> str:
-    return f"http://{address()}"
 
 
 def _label(key: str) -> str:
@@ -204,15 +217,128 @@ def _grant(real: RealCluster) -> None:
 
 
 # --- life cycle --------------------------------------------------------------------------------
-def _ready(real: RealCluster) -> bool:
+def _ready(real: RealCluster, base_url: str) -> bool:
     check = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2"]
-    done = clients.run_inside(real.netns, [*check, f"{url()}/-/ready"], timeout=10)
+    done = clients.run_inside(real.netns, [*check, f"{base_url}/-/ready"], timeout=10)
     return done.stdout == "200"
 
 
-def start(real: RealCluster, timeout: float = 60.0) -> str:
-    """Start the pod discovery and Prometheus in the run's namespace; return Prometheus' URL
-    there once it is ready."""
+def mode() -> str:
+    chosen = os.environ.get(MODE_ENV) or DEFAULT_MODE
+    if chosen not in MODES:
+        raise PrometheusError(f"{MODE_ENV}={chosen!r}: expected one of {', '.join(MODES)}")
+    return chosen
+
+
+def start(real: RealCluster, timeout: float = 180.0) -> str:
+    """Start the tier's Prometheus (see `mode()`); return its URL inside the namespace once it
+    is ready. `url`, `targets` and `query` use that URL afterwards."""
+    started = start_operated(real, timeout) if mode() == "operator" else _start_file_sd(real)
+    _url_file(real).write_text(started)
+    return started
+
+
+def _url_file(real: RealCluster) -> Path:
+    directory = real.state_dir / "prometheus"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / "url"
+
+
+def url(real: RealCluster) -> str:
+    """The URL `start` returned (inside the namespace)."""
+    path = _url_file(real)
+    if not path.is_file():
+        raise PrometheusError("the real tier's Prometheus was not started (prometheus.start)")
+    return path.read_text()
+
+
+# --- prometheus-operator --------------------------------------------------------------------
+def crd_files(module_at_version: str = PROMETHEUS_OPERATOR_MODULE) -> list[Path]:
+    """The CRDs of `CRDS`, as YAML inside prometheus-operator's module (Go's module cache)."""
+    done = subprocess.run(
+        ["go", "mod", "download", "-json", module_at_version],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(done.stdout or "{}")
+    if done.returncode != 0 or info.get("Error") or "Dir" not in info:
+        raise PrometheusError(f"go mod download {module_at_version}: {info or done.stderr}")
+    paths = [Path(info["Dir"]) / CRD_FOLDER / f"monitoring.coreos.com_{n}.yaml" for n in CRDS]
+    if missing := [p.name for p in paths if not p.is_file()]:
+        raise PrometheusError(f"{missing} not found in {module_at_version}/{CRD_FOLDER}")
+    return paths
+
+
+def install_steps(crds: list[Path]) -> list[list[str]]:
+    """kubectl arguments, in order: the CRDs (server-side: too large for the last-applied
+    annotation) until established, then monitoring/ (the operator, the `Prometheus` object, its
+    Service), until the operator Deployment is available."""
+    apply = ["apply", "--server-side", f"--field-manager={FIELD_MANAGER}"]
+    return [
+        *([*apply, "-f", str(crd)] for crd in crds),
+        [
+            "wait", "--for=condition=Established", "--timeout=60s",
+            *(f"crd/{name}.monitoring.coreos.com" for name in CRDS),
+        ],
+        [*apply, "-k", str(MANIFESTS_DIR)],
+        [
+            "-n", NAMESPACE, "rollout", "status", f"deployment/{OPERATOR_DEPLOYMENT}",
+            "--timeout=100s",
+        ],
+    ]  # fmt: skip
+
+
+def service_url(real: RealCluster) -> str:
+    """`http://<ClusterIP>:9090` of the Service in front of the `Prometheus` object's pods."""
+    service = real.control_plane.kubectl("-n", NAMESPACE, "get", "service", SERVICE, "-o", "json")
+    return f"http://{json.loads(service.stdout)['spec']['clusterIP']}:{PORT}"
+
+
+def start_operated(real: RealCluster, timeout: float = 180.0) -> str:
+    """prometheus-operator and the `Prometheus` object (monitoring/), on the real node; return
+    the Service's URL once Prometheus answers ready through it."""
+    for step in install_steps(crd_files()):
+        done = real.control_plane.kubectl(*step, check=False)
+        # a CRD just created has no status yet, and `kubectl wait` fails at once on it
+        for _ in range(30):
+            if "accessor error" not in done.stderr:
+                break
+            time.sleep(1.0)
+            done = real.control_plane.kubectl(*step, check=False)
+        if done.returncode != 0:
+            raise PrometheusError(f"kubectl {' '.join(step)} failed: {done.stderr.strip()}")
+    base_url = service_url(real)
+    deadline = time.monotonic() + timeout
+    while not _ready(real, base_url):
+        if time.monotonic() > deadline:
+            raise PrometheusError(
+                f"Prometheus not ready at {base_url} after {timeout:.0f}s: {_describe(real)}"
+            )
+        time.sleep(1.0)
+    return base_url
+
+
+def _describe(real: RealCluster) -> str:
+    """What a failed start leaves to read: the Prometheus pods' phases and waiting reasons."""
+    listed = real.control_plane.kubectl("-n", NAMESPACE, "get", "pods", "-o", "json", check=False)
+    if listed.returncode != 0:
+        return listed.stderr.strip()
+    states = []
+    for pod in json.loads(listed.stdout)["items"]:
+        reasons = [
+            f"{c['name']}: {next(iter(c.get('state', {}).values()), {}).get('reason', '?')}"
+            for c in pod.get("status", {}).get("containerStatuses", [])
+        ]
+        phase = pod.get("status", {}).get("phase")
+        states.append(f"{pod['metadata']['name']} {phase} ({', '.join(reasons)})")
+    return "; ".join(states) or f"no pods in {NAMESPACE}"
+
+
+# --- file-SD (the previous path; MODELFLEET_REAL_PROMETHEUS=file-sd) -----------------------
+def _start_file_sd(real: RealCluster, timeout: float = 60.0) -> str:
+    """Start the pod discovery and Debian's Prometheus in the run's namespace; return
+    Prometheus' URL there once it is ready."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise PrometheusError("prometheus is not installed; run `make setup` (hack/setup.sh)")
@@ -239,26 +365,33 @@ def start(real: RealCluster, timeout: float = 60.0) -> str:
         "--log.level=warn",
     ]
     managed = real.processes.start("prometheus", netns.in_netns(real.netns, cmd))
+    base_url = f"http://{address()}"
     try:
-        wait_for(f"Prometheus ready at {url()}", lambda: _ready(real), managed, timeout)
+        wait_for(
+            f"Prometheus ready at {base_url}", lambda: _ready(real, base_url), managed, timeout
+        )
     except RuntimeError as error:
         raise PrometheusError(str(error)) from error
-    return url()
+    return base_url
+
+
+# --- asking it ---------------------------------------------------------------------------------
 
 
 def targets(real: RealCluster) -> list[dict[str, Any]]:
     """Prometheus' active targets (asked from inside the namespace)."""
-    cmd = ["curl", "-s", "--max-time", "5", f"{url()}/api/v1/targets?state=active"]
+    base_url = url(real)
+    cmd = ["curl", "-s", "--max-time", "5", f"{base_url}/api/v1/targets?state=active"]
     done = clients.run_inside(real.netns, cmd, timeout=10)
     if done.returncode != 0:
-        raise PrometheusError(f"cannot read {url()}/api/v1/targets: {done.stderr.strip()}")
+        raise PrometheusError(f"cannot read {base_url}/api/v1/targets: {done.stderr.strip()}")
     active: list[dict[str, Any]] = json.loads(done.stdout)["data"]["activeTargets"]
     return active
 
 
 def query(real: RealCluster, promql: str) -> list[dict[str, Any]]:
     """An instant query's result vector (asked from inside the namespace)."""
-    cmd = ["curl", "-s", "--max-time", "5", "-G", f"{url()}/api/v1/query"]
+    cmd = ["curl", "-s", "--max-time", "5", "-G", f"{url(real)}/api/v1/query"]
     done = clients.run_inside(real.netns, [*cmd, "--data-urlencode", f"query={promql}"])
     body = json.loads(done.stdout or "{}")
     if body.get("status") != "success":
