@@ -19,13 +19,13 @@ the prediction metrics' flush (`predictions.py`); `gauge_families` exposes the b
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +33,9 @@ import numpy.typing as npt
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
 
+from modelfleet.server import storage
 from modelfleet.server.errors import ModelLoadError
 from modelfleet.server.runtimes.base import Outputs, Runtime
-from modelfleet.server.storage import fetch_model
 
 MAX_CATEGORIES = 64
 SCORE_BATCH = 4096  # baseline rows per predict call when scoring the baseline once
@@ -67,16 +67,39 @@ class Baseline:
     prediction_share: dict[str, tuple[Floats, Floats]] = field(default_factory=dict)
 
 
-def read_rows(uri: str, cache_dir: Path, max_rows: int, width: int) -> Floats:
+def read_rows(uri: str, max_rows: int, width: int) -> Floats:
     """The baseline's first `max_rows` rows as a float64 matrix (NaN = missing)."""
     try:
-        path, _ = fetch_model(uri, cache_dir)
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(uri, max_rows)
     except ModelLoadError as error:
-        raise BaselineError(str(error).replace("model file", "file")) from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise BaselineError(f"cannot read {uri}: {error}") from error
+        raise BaselineError(str(error)) from error
+    except UnicodeDecodeError as error:
+        raise BaselineError(f"cannot read {uri}: not UTF-8 text ({error.reason})") from error
     return parse_rows(text, uri, max_rows, width)
+
+
+def _read_text(uri: str, max_rows: int) -> str:
+    """The file's text; for CSV only up to its `max_rows`-th non-blank line (a training set
+    may be far larger than the rows wanted), for JSON all of it."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
+    is_csv: bool | None = None
+    newlines = 0
+    for chunk in storage.stream(uri):
+        text = decoder.decode(chunk)
+        parts.append(text)
+        if is_csv is None and text.strip():
+            is_csv = not "".join(parts).lstrip().startswith("{")
+        if is_csv:
+            newlines += text.count("\n")
+            if newlines > max_rows and _non_blank_lines("".join(parts)) > max_rows:
+                return "".join(parts)  # enough rows; closing the generator closes the file
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
+
+
+def _non_blank_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip())
 
 
 def parse_rows(text: str, source: str, max_rows: int, width: int) -> Floats:

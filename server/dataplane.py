@@ -87,10 +87,7 @@ class DataPlane:
         started = time.perf_counter()
         try:
             rows = baseline.read_rows(
-                settings.baseline_uri,
-                settings.cache_dir,
-                settings.baseline_rows,
-                len(predictions.features),
+                settings.baseline_uri, settings.baseline_rows, len(predictions.features)
             )
             outputs = baseline.score(self.model.runtime, rows, metadata.input_dtype)
             summary = predictions.use_baseline(rows, outputs, settings.baseline_bins)

@@ -75,6 +75,23 @@ def _fsspec_chunks(uri: str) -> Iterator[bytes]:
         raise ModelLoadError(f"cannot read {uri}: {error}") from error
 
 
+def stream(uri: str) -> Iterator[bytes]:
+    """The bytes at `uri` in chunks, read in place (no cache): for files read once, in part
+    (the drift baseline); the same schemes as a model, failures as ModelLoadError."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+        try:
+            with path.open("rb") as handle:
+                yield from iter(lambda: handle.read(_CHUNK), b"")
+        except OSError as error:
+            raise ModelLoadError(f"cannot read {path}: {error.strerror or error}") from error
+    elif parsed.scheme in ("http", "https"):
+        yield from _http_chunks(uri, None)
+    else:
+        yield from _fsspec_chunks(uri)
+
+
 def _download(uri: str, target: Path, chunks: Iterator[bytes], sha256: str | None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()

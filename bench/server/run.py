@@ -556,7 +556,7 @@ def in_process_cost(model_dir: Path) -> dict[str, float]:
         )
         model = load_model(settings)
         width = model.metadata.n_features
-        reference = read_rows(str(model_dir / "reference.csv"), Path(tmp), 100_000, width)
+        reference = read_rows(str(model_dir / "reference.csv"), 100_000, width)
     request = json.loads((model_dir / "request-batch.json").read_text())["inputs"][0]
     batch = np.asarray(request["data"], dtype=np.float64).reshape(-1, width)
     one_row = np.ascontiguousarray(batch[:1])

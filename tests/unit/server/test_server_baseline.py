@@ -27,6 +27,7 @@ from modelfleet.server.baseline import (
     cumulative_shares,
     derive_edges,
     parse_rows,
+    read_rows,
     summarise,
 )
 from modelfleet.server.predictions import PROBABILITY_EDGES
@@ -159,11 +160,27 @@ def test_malformed_rows_say_what_is_wrong(text: str, match: str) -> None:
         parse_rows(text, "ref", 1000, 3)
 
 
-def test_only_the_first_rows_are_read() -> None:
+def test_only_the_first_rows_are_read(tmp_path: Path) -> None:
     csv_text = "\n".join(f"{i},0,0" for i in range(10))
     assert parse_rows(csv_text, "ref", 4, 3)[:, 0].tolist() == [0, 1, 2, 3]
     json_text = json.dumps({"rows": [[i, 0, 0] for i in range(10)]})
     assert parse_rows(json_text, "ref", 3, 3)[:, 0].tolist() == [0, 1, 2]
+    # a large CSV is read only as far as the rows wanted (in 1 MiB chunks): its tail, 2.6 MB
+    # further on and not even UTF-8, is never decoded
+    path = tmp_path / "train.csv"
+    head = "".join(f"{i},1,2\n\n" for i in range(200_000))  # blank lines do not count
+    path.write_bytes(head.encode() + b"\xff\xfe,0,0\n")
+    rows = read_rows(path.as_uri(), 3000, 3)
+    assert rows[:, 0].tolist() == [float(i) for i in range(3000)]
+    with pytest.raises(BaselineError, match="not UTF-8"):
+        read_rows(str(path), 300_000, 3)
+
+
+def test_a_baseline_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"1,2,3\n\xff\xfe,0,0\n")
+    with pytest.raises(BaselineError, match="not UTF-8"):
+        read_rows(str(path), 100, 3)
 
 
 # -- through the served app --------------------------------------------------------------------
@@ -330,7 +347,7 @@ def test_categorical_feature_counted_by_value(serve: Any, connect: Any, tmp_path
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (None, "file not found"),
+        (None, "No such file or directory"),
         ("1,2\n", "rows have 2 values, the model takes 6"),
         ('{"rows": [[1, 2, 3, 4, 5, "six"]]}', "'six' is not a number"),
     ],
