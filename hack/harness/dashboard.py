@@ -9,15 +9,18 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "monitoring" / "
 
 
 def dashboard_queries() -> list[str]:
-    """Every PromQL expression of the dashboard's panels."""
+    """Every PromQL expression of the dashboard's panels (a row has none)."""
     dashboard = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
-def render_dashboard_query(expr: str, namespace: str, deployment: str, range_: str = "1h") -> str:
-    """A panel's query with Grafana's variables filled in."""
+def render_dashboard_query(
+    expr: str, namespace: str, deployment: str, range_: str = "1h", feature: str = ".+"
+) -> str:
+    """A panel's query with Grafana's variables filled in (`feature` as Grafana sends "All")."""
     return (
         expr.replace("$namespace", namespace)
         .replace("$deployment", deployment)
+        .replace("$feature", feature)
         .replace("$__range", range_)
     )

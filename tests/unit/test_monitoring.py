@@ -1,12 +1,15 @@
-"""The monitoring kit: alert and recording rules pass `promtool check rules` and `promtool test rules`."""
+"""The monitoring kit: alert and recording rules pass `promtool check rules` and `promtool test rules`;
+the dashboard's queries are valid PromQL, use only its own variables, and its panels do not overlap."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from harness.dashboard import dashboard_queries, render_dashboard_query
@@ -96,3 +99,60 @@ def test_dashboard_shows_what_only_a_model_aware_tool_sees() -> None:
         assert metric in queries, f"no panel shows {metric}"
     panels = json.loads((MONITORING / "dashboard.json").read_text())["panels"]
     assert len({panel["id"] for panel in panels}) == len(panels), "panel ids must be unique"
+
+
+def _dashboard() -> dict[str, Any]:
+    board: dict[str, Any] = json.loads((MONITORING / "dashboard.json").read_text())
+    return board
+
+
+def test_the_monitoring_row_shows_drift_quality_and_distribution_per_feature() -> None:
+    panels = _dashboard()["panels"]
+    rows = [panel for panel in panels if panel["type"] == "row"]
+    assert [row["title"] for row in rows] == ["Monitoring"]
+    below = [
+        p for p in panels if p["type"] != "row" and p["gridPos"]["y"] > rows[0]["gridPos"]["y"]
+    ]
+    queries = "\n".join(target["expr"] for panel in below for target in panel["targets"])
+    for metric in (
+        "modelfleet_monitoring_psi",
+        "modelfleet_monitoring_ks",
+        "modelfleet_monitoring_wasserstein",
+        "modelfleet_monitoring_drifting",
+        "modelfleet_input_missing_total",
+        "modelfleet_input_out_of_range_total",
+        "modelfleet_input_rows_total",
+        "modelfleet_baseline_input_missing_ratio",
+        "modelfleet_baseline_input_out_of_range_ratio",
+        "modelfleet_baseline_loaded",
+        "modelfleet_input_bucket",
+        "modelfleet_input_count",
+        "modelfleet_baseline_input_share",
+    ):
+        assert metric in queries, f"no monitoring panel shows {metric}"
+    repeated = [panel for panel in below if panel.get("repeat")]
+    assert [panel["repeat"] for panel in repeated] == ["feature"]  # one distribution per feature
+
+
+def test_dashboard_queries_use_only_its_own_variables() -> None:
+    board = _dashboard()
+    declared = {variable["name"] for variable in board["templating"]["list"]}
+    used = {name for q in dashboard_queries() for name in re.findall(r"\$(\w+)", q)}
+    assert used - {"__range"} <= declared
+    for query in dashboard_queries():
+        rendered = render_dashboard_query(query, "ml", "m")
+        assert "$" not in rendered, rendered  # every variable filled in, as Grafana would
+
+
+def test_dashboard_panels_do_not_overlap() -> None:
+    boxes = [(panel["id"], panel["gridPos"]) for panel in _dashboard()["panels"]]
+    for index, (first, a) in enumerate(boxes):
+        assert a["x"] + a["w"] <= 24, first
+        for second, b in boxes[index + 1 :]:
+            apart = (
+                a["x"] + a["w"] <= b["x"]
+                or b["x"] + b["w"] <= a["x"]
+                or a["y"] + a["h"] <= b["y"]
+                or b["y"] + b["h"] <= a["y"]
+            )
+            assert apart, f"panels {first} and {second} overlap"
