@@ -253,27 +253,34 @@ class EdgeCounts:
             sums = np.nansum(rows, axis=0, dtype=np.float64)
         self.sums += sums
 
-    def cumulative(self) -> list[list[int]]:
-        """Per feature: the count at or below each edge, then the +Inf count."""
-        at_or_below, slots, seen = self.at_or_below.copy(), self.slots.copy(), self.seen.copy()
+    def snapshot(self) -> tuple[list[list[int]], list[float]]:
+        """Per feature: the count at or below each edge then the +Inf count, and the sum. The
+        caller holds the lock `observe` runs under, so buckets, count and sum agree."""
         result: list[list[int]] = [[] for _ in self.edges]
         for column, j in enumerate(self.compared):
-            result[j] = [*at_or_below[: len(self.edges[j]), column].tolist(), int(seen[j])]
+            at_or_below = self.at_or_below[: len(self.edges[j]), column].tolist()
+            result[j] = [*at_or_below, int(self.seen[j])]
         for slot_row, j in enumerate(self.searched):
             start, stop = self.offsets[slot_row], self.last[slot_row] + 1
-            result[j] = np.cumsum(slots[start:stop]).tolist()
-        return result
+            result[j] = np.cumsum(self.slots[start:stop]).tolist()
+        return result, self.sums.tolist()
 
-    def family(self, identity: dict[str, str], features: Sequence[str]) -> Metric:
-        """`modelfleet_input`: a histogram per feature, with `_count` and `_sum` always."""
-        sums = self.sums.copy()
+    def family(
+        self,
+        identity: dict[str, str],
+        features: Sequence[str],
+        snapshot: tuple[list[list[int]], list[float]],
+    ) -> Metric:
+        """`modelfleet_input` from a `snapshot()`: a histogram per feature, `_count` and `_sum`
+        always."""
+        counts, sums = snapshot
         label_names = [*identity, "feature"]
         family = HistogramMetricFamily(
             "modelfleet_input",
             "Non-missing values of this feature on the baseline's edges (MODELFLEET_BASELINE_URI)",
             labels=label_names,
         )
-        for index, (name, cumulative) in enumerate(zip(features, self.cumulative(), strict=True)):
+        for index, (name, cumulative) in enumerate(zip(features, counts, strict=True)):
             les = le_labels(self.edges[index])
             buckets = [(le, float(count)) for le, count in zip(les, cumulative, strict=True)]
             labels = [*identity.values(), name]
@@ -282,7 +289,7 @@ class EdgeCounts:
             # is what live shares are divided by, so both are always there (docs/server.md)
             named = dict(zip(label_names, labels, strict=True))
             family.samples.append(Sample("modelfleet_input_count", named, buckets[-1][1]))
-            family.samples.append(Sample("modelfleet_input_sum", named, float(sums[index])))
+            family.samples.append(Sample("modelfleet_input_sum", named, sums[index]))
         return family
 
 

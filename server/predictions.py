@@ -321,5 +321,7 @@ class PredictionStats(Collector):
         rows.add_metric(values, self.rows_total)
         yield rows
         if self._inputs is not None:
-            yield self._inputs.family(self.identity, self.features)
+            with self._count_lock:  # not halfway through a flush
+                snapshot = self._inputs.snapshot()
+            yield self._inputs.family(self.identity, self.features, snapshot)
         yield from baselines.gauge_families(self.identity, self.features, ranged, self.baseline)
