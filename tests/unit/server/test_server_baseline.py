@@ -429,3 +429,42 @@ def test_settings_come_from_the_contracts_env_vars(
     monkeypatch.delenv("MODELFLEET_BASELINE_BINS")
     monkeypatch.delenv("MODELFLEET_BASELINE_ROWS")
     assert (make_settings().baseline_bins, make_settings().baseline_rows) == (10, 100_000)
+
+
+def test_a_baseline_is_read_through_fsspec_like_a_model() -> None:
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/baselines/train.json", json.dumps({"rows": [[1, None, 3], [4, 5, 6]]}).encode())
+    try:
+        rows = read_rows("memory://baselines/train.json", 100, 3)
+        np.testing.assert_array_equal(rows, [[1.0, math.nan, 3.0], [4.0, 5.0, 6.0]])
+        with pytest.raises(BaselineError, match=r"cannot read memory://baselines/absent\.csv"):
+            read_rows("memory://baselines/absent.csv", 100, 3)
+    finally:
+        memory.rm("/baselines", recursive=True)
+
+
+def test_a_baseline_is_read_over_http(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    (tmp_path / "train.csv").write_text("1,2,3\n4,5,6\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert read_rows(f"{base}/train.csv", 100, 3).tolist() == [[1, 2, 3], [4, 5, 6]]
+        with pytest.raises(BaselineError, match="HTTP 404"):
+            read_rows(f"{base}/absent.csv", 100, 3)
+    finally:
+        server.shutdown()
+        server.server_close()
