@@ -306,6 +306,20 @@ class AnalysisSpec(CamelModel):
         default=None, gt=0, description="Largest absolute score difference on replayed rows."
     )
     replay: ReplaySpec | None = Field(default=None, description="Rows for the paired gate.")
+    min_accuracy_delta: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Optional: canary live accuracy minus stable live accuracy, from labels POSTed "
+        "to the servers' /modelfleet/v1/feedback since the step began, must be at least this "
+        "(-0.02: at most 2 points worse); Fail only when surely below it.",
+    )
+    min_labelled_rows: int = Field(
+        default=200,
+        ge=1,
+        description="Fewer labelled canary (or stable) rows in a step → the accuracy check is "
+        "Inconclusive, never Pass.",
+    )
 
 
 class ShadowSpec(CamelModel):
@@ -605,6 +619,13 @@ class AnalysisStatus(CamelModel):
         default=None, description="Largest score difference over replayed rows."
     )
     replayed_rows: int | None = Field(default=None, description="Rows replayed to both slots.")
+    accuracy: float | None = Field(
+        default=None, description="Canary live accuracy from labels since the step (0-1)."
+    )
+    stable_accuracy: float | None = Field(
+        default=None, description="Stable live accuracy from labels since the step (0-1)."
+    )
+    labelled_rows: int | None = Field(default=None, description="Labelled canary rows counted.")
     message: str | None = Field(default=None, description="Why, in words.")
     measured_at: str | None = Field(default=None, description="When (RFC 3339).")
 
@@ -715,6 +736,23 @@ class WebhookStatus(CamelModel):
     pending: int = Field(default=0, ge=0, description="Events not yet delivered.")
 
 
+class SlotFeedback(CamelModel):
+    """Live quality of one slot's revision from labels POSTed to its servers in the window."""
+
+    slot: str = Field(description="Slot (blue or green).")
+    revision: str = Field(description="Revision the labelled answers came from.")
+    rows: int = Field(default=0, ge=0, description="Labelled rows counted in the window.")
+    accuracy: float | None = Field(
+        default=None, description="Share of labelled rows predicted right (classifiers)."
+    )
+    log_loss: float | None = Field(
+        default=None, description="Mean log loss of labelled rows (classifiers)."
+    )
+    mae: float | None = Field(
+        default=None, description="Mean absolute error of labelled rows (regressors)."
+    )
+
+
 class MonitoringStatus(CamelModel):
     last_evaluated: str | None = Field(default=None, description="When (RFC 3339).")
     window: str | None = Field(default=None, description="Window the figures cover.")
@@ -729,6 +767,12 @@ class MonitoringStatus(CamelModel):
         default_factory=list, description="Per prediction output, worst first."
     )
     webhook: WebhookStatus | None = Field(default=None, description="Webhook delivery.")
+    feedback: list[SlotFeedback] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Live accuracy, log loss or MAE per slot and revision from labels in the "
+        "window (active slot first; absent: no labels read).",
+    )
 
 
 class ModelDeploymentStatus(CamelModel):

@@ -25,6 +25,7 @@ import orjson
 from prometheus_client import start_http_server
 
 from modelfleet.operator import api
+from modelfleet.operator.feedback_read import PrometheusFeedbackReader
 from modelfleet.operator.kube import KubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
@@ -369,6 +370,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 default_prometheus_url=settings.prometheus_url,
                 judge=judge_window,
                 metrics=metrics,
+                feedback_reader_for=lambda url: PrometheusFeedbackReader(http, url),
             )
             await kopf.operator(
                 registry=build_registry(settings),

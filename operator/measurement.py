@@ -55,6 +55,9 @@ class Measurement:
     score_delta_mean: float | None = None
     score_delta_max: float | None = None
     replayed_rows: int | None = None
+    accuracy: float | None = None
+    stable_accuracy: float | None = None
+    labelled_rows: int | None = None
 
     def to_status(self) -> AnalysisStatus:
         return AnalysisStatus(
@@ -74,6 +77,9 @@ class Measurement:
             score_delta_mean=self.score_delta_mean,
             score_delta_max=self.score_delta_max,
             replayed_rows=self.replayed_rows,
+            accuracy=self.accuracy,
+            stable_accuracy=self.stable_accuracy,
+            labelled_rows=self.labelled_rows,
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from modelfleet.operator.api import FeatureMonitoring
+from modelfleet.operator.api import FeatureMonitoring, SlotFeedback
 from modelfleet.operator.measurement import Measurement
 
 MONITORING_LABELS = ("namespace", "deployment", "feature")
@@ -134,6 +134,35 @@ class OperatorMetrics:
         }
         # the features whose monitoring series are exposed, per ModelDeployment
         self._monitored: dict[tuple[str, str], set[str]] = {}
+        labelled = ("namespace", "deployment", "slot", "revision")
+        self.feedback = {
+            "rows": Gauge(
+                "modelfleet_monitoring_labelled_rows",
+                "Rows whose true label arrived in the monitoring window, per slot and revision.",
+                labelled,
+                registry=self.registry,
+            ),
+            "accuracy": Gauge(
+                "modelfleet_monitoring_accuracy",
+                "Live accuracy from labels in the monitoring window (classifiers).",
+                labelled,
+                registry=self.registry,
+            ),
+            "log_loss": Gauge(
+                "modelfleet_monitoring_log_loss",
+                "Mean log loss from labels in the monitoring window (classifiers).",
+                labelled,
+                registry=self.registry,
+            ),
+            "mae": Gauge(
+                "modelfleet_monitoring_mae",
+                "Mean absolute error from labels in the monitoring window (regressors).",
+                labelled,
+                registry=self.registry,
+            ),
+        }
+        # the (slot, revision) pairs whose feedback series are exposed, per ModelDeployment
+        self._labelled: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     def record_gates(
         self, namespace: str, name: str, revision: str, measurement: Measurement
@@ -186,8 +215,27 @@ class OperatorMetrics:
                 _remove(gauge, (namespace, name, gone))
         self._monitored[key] = seen
 
+    def record_feedback(self, namespace: str, name: str, slots: Iterable[SlotFeedback]) -> None:
+        """The latest live figures per slot and revision; a figure without a value has no series."""
+        key = (namespace, name)
+        seen: set[tuple[str, str]] = set()
+        for slot in slots:
+            seen.add((slot.slot, slot.revision))
+            labels = (namespace, name, slot.slot, slot.revision)
+            for field, gauge in self.feedback.items():
+                value = getattr(slot, field)
+                if value is None:
+                    _remove(gauge, labels)
+                else:
+                    gauge.labels(*labels).set(float(value))
+        for gone in self._labelled.get(key, set()) - seen:
+            for gauge in self.feedback.values():
+                _remove(gauge, (namespace, name, *gone))
+        self._labelled[key] = seen
+
     def forget_monitoring(self, namespace: str, name: str) -> None:
         """Drop this ModelDeployment's monitoring series (monitoring off, or the object gone)."""
+        self.record_feedback(namespace, name, ())  # and its live accuracy series
         for feature in self._monitored.pop((namespace, name), set()):
             for gauge in self.monitoring.values():
                 _remove(gauge, (namespace, name, feature))

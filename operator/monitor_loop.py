@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,8 +37,11 @@ from modelfleet.operator.api import (
     ModelDeploymentStatus,
     MonitoringSpec,
     MonitoringStatus,
+    SlotFeedback,
     parse_duration,
 )
+from modelfleet.operator.feedback import feedback_status
+from modelfleet.operator.feedback_read import FeedbackReader
 from modelfleet.operator.kube import KubeClient, KubeError
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_read import Slot, SlotCounts, WindowReader
@@ -90,6 +94,8 @@ class MonitorDeps:
     default_prometheus_url: str
     judge: Judge  # `judge_window` in production
     metrics: OperatorMetrics | None = None
+    # Prometheus URL → reader of the labels' counters (feedback.py); None: no live accuracy
+    feedback_reader_for: Callable[[str], FeedbackReader] | None = None
 
 
 class Monitor:
@@ -127,6 +133,7 @@ class Monitor:
             return RETRY_S
         self._spec, self._uid = spec, (body.get("metadata") or {}).get("uid")
         evaluation = await self._evaluate(body, spec, now)
+        evaluation = await self._with_feedback(body, spec, evaluation, now)
         try:
             changed = await self._write(evaluation, now)
         except (KubeError, httpx.HTTPError) as error:
@@ -181,6 +188,42 @@ class Monitor:
         except Exception as error:  # a bug or a malformed answer: said in status, never a crash
             logger.exception("%s/%s: monitoring evaluation failed", *self._key)
             return Evaluation.unknown(reasons.MONITORING_ERROR, f"evaluation failed: {error!r}")
+
+    # --- ground truth (feedback.py): live accuracy, log loss or MAE per slot and revision ---------
+
+    async def _with_feedback(
+        self, body: Mapping[str, Any], spec: MonitoringSpec, evaluation: Evaluation, now: datetime
+    ) -> Evaluation:
+        """The window's labels into `status.monitoring.feedback` and the gauges; when they cannot
+        be read, the figures stay as they were (a warning in the log: no condition rests on them)."""
+        status = body.get("status") or {}
+        slot, revision = status.get("activeSlot"), status.get("activeRevision")
+        reader_for = self._deps.feedback_reader_for
+        if reader_for is None or not slot or not revision:
+            return evaluation
+        url = _prometheus_url(body) or self._deps.default_prometheus_url
+        try:
+            counts = await reader_for(url).read(
+                self.namespace, self.name, parse_duration(spec.window), now.timestamp()
+            )
+        except Exception as error:  # PrometheusError, or a malformed answer
+            logger.warning("%s/%s: labels not read: %s", *self._key, error)
+            last = (status.get("monitoring") or {}).get("feedback") or []
+            if evaluation.figures is None or not last:
+                return evaluation
+            kept = [SlotFeedback.model_validate(figure) for figure in last]
+            return dataclasses.replace(
+                evaluation, figures=evaluation.figures.model_copy(update={"feedback": kept})
+            )
+        feedback = feedback_status(counts, (slot, revision))
+        if self._deps.metrics is not None:
+            self._deps.metrics.record_feedback(*self._key, feedback)
+        figures = evaluation.figures or MonitoringStatus(
+            last_evaluated=timestamp(now), window=spec.window, revision=revision
+        )
+        return dataclasses.replace(
+            evaluation, figures=figures.model_copy(update={"feedback": feedback})
+        )
 
     async def _write(self, evaluation: Evaluation, now: datetime) -> list[Condition]:
         """Write both conditions and the figures; the conditions whose status changed."""

@@ -14,8 +14,10 @@ scrapes yet is Inconclusive: the counts would be mostly scrape lag.
 The model-aware gates ride along: with `maxPredictionDrift` the `modelfleet_prediction` buckets of
 both slots are counted the same exact way over the same window and judged by
 `modelfleet.operator.drift`; with `minAgreement`/`maxScoreDelta` the `PairedGate` of
-`modelfleet.operator.replay` replays rows to both slots' pods at the same time. A Fail of any gate
-wins over a Prometheus that could not be read.
+`modelfleet.operator.replay` replays rows to both slots' pods at the same time; with
+`minAccuracyDelta` both slots' label counters (`modelfleet_feedback_*`) are counted the same way and
+judged by `modelfleet.operator.feedback`. A Fail of any gate wins over a Prometheus that could not
+be read.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from modelfleet.operator.analysis import (
 )
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
 from modelfleet.operator.drift import Cumulative, judge_drift, sum_buckets
+from modelfleet.operator.feedback import COUNTERS as FEEDBACK_COUNTERS
+from modelfleet.operator.feedback import FeedbackCounts, judge_accuracy, sum_feedback
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.replay import PairedGate, ReplayClient
 
@@ -196,13 +200,15 @@ class PrometheusAnalyzer:
             target.stable_revision or "",
         )
         share = target.expected_share is not None and target.stable_slot is not None
+        labelled = spec.min_accuracy_delta is not None and target.stable_slot is not None
         since, at = target.since.timestamp(), now.timestamp()
-        counts, stable_counts, p99_s, stable_p99_s, predictions = await asyncio.gather(
+        counts, stable_counts, p99_s, stable_p99_s, predictions, labels = await asyncio.gather(
             self._requests(url, selector(*canary), since, at, window_s),
             self._requests(url, selector(*stable), since, at, window_s) if share else _none(),
             self._number(url, p99_query(*canary, window_s), at),
             self._number(url, p99_query(*stable, window_s), at) if compare else _none(),
             self._predictions(url, canary, stable, since, at, window_s) if drift else _none(),
+            self._labels_counted(url, canary, stable, since, at, window_s) if labelled else _none(),
         )
         shortfall = self._share(spec, target, counts, stable_counts)
         if shortfall is not None and shortfall.phase != "Pass":
@@ -226,6 +232,12 @@ class PrometheusAnalyzer:
             )
             if drift_result is not None:
                 results.append(drift_result)
+        if labels is not None and spec.min_accuracy_delta is not None:
+            accuracy = judge_accuracy(
+                *labels, spec.min_accuracy_delta, spec.min_labelled_rows, target.weight, self._z
+            )
+            if accuracy is not None:
+                results.append(accuracy)
         results += await self._extra_checks(url, target, spec.metrics, at)
         return _Read(results, counts.requests, p99_ms, stable_p99_ms)
 
@@ -280,6 +292,37 @@ class PrometheusAnalyzer:
 
         canary_counts, stable_counts = await asyncio.gather(one(canary), one(stable))
         return canary_counts, stable_counts
+
+    async def _labels_counted(
+        self,
+        url: str,
+        canary: tuple[str, str, str, str],
+        stable: tuple[str, str, str, str],
+        since: float,
+        at: float,
+        window_s: int,
+    ) -> tuple[FeedbackCounts, FeedbackCounts]:
+        """Both slots' labels counted since `since`, from their feedback counters."""
+
+        async def one(slot: tuple[str, str, str, str]) -> FeedbackCounts:
+            names = '{__name__=~"' + "|".join(FEEDBACK_COUNTERS) + '",'
+            series = names + selector(*slot)[1:]
+            (_, at_start), (_, window) = await asyncio.gather(
+                self._query(url, series, since), self._query(url, f"{series}[{window_s}s]", at)
+            )
+            gains = series_increase(
+                {_named(item["metric"]): float(item["value"][1]) for item in at_start},
+                {
+                    _named(item["metric"]): [(float(t), float(v)) for t, v in item["values"]]
+                    for item in window
+                },
+                since,
+            )
+            summed = sum_feedback((dict(labels), gain) for labels, gain in gains.items())
+            return summed.get((slot[2], slot[3]), FeedbackCounts())
+
+        canary_labels, stable_labels = await asyncio.gather(one(canary), one(stable))
+        return canary_labels, stable_labels
 
     def _judge(
         self,
@@ -395,6 +438,11 @@ async def _none() -> None:
 
 def _labels(metric: Mapping[str, str]) -> Labels:
     return frozenset((key, value) for key, value in metric.items() if key != "__name__")
+
+
+def _named(metric: Mapping[str, str]) -> Labels:
+    """A series' labels with its metric name: one query reads several counters."""
+    return frozenset(metric.items())
 
 
 def _expect(kind: str, wanted: str, query: str) -> None:
