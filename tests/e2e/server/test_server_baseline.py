@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from harness.stack import MODELS, LocalStack, Server
+from harness.stack import LocalStack, Server
 from prometheus_client.parser import text_string_to_metric_families
 
 FEATURES = 16
@@ -75,13 +75,16 @@ def _wait_for(stack: LocalStack, promql: str, expected: float, timeout: float = 
     pytest.fail(f"Prometheus: {promql} = {seen}, expected {expected}")
 
 
-def test_a_real_server_counts_inputs_on_its_baseline_edges(stack: LocalStack) -> None:
-    reference = MODELS / "reference.csv"
+def test_a_real_server_counts_inputs_on_its_baseline_edges(
+    stack: LocalStack, example_models: Path
+) -> None:
+    reference = example_models / "reference.csv"
     server = stack.start_server(
         "with-baseline",
         deployment="fraud",
         slot="blue",
         revision="r1",
+        model=example_models / "model.txt",
         env={
             "MODELFLEET_BASELINE_URI": reference.resolve().as_uri(),
             "MODELFLEET_BASELINE_BINS": str(BINS),
@@ -141,7 +144,7 @@ def test_a_real_server_counts_inputs_on_its_baseline_edges(stack: LocalStack) ->
 
 
 def test_an_unreadable_baseline_leaves_the_server_serving(
-    stack: LocalStack, tmp_path: Path
+    stack: LocalStack, example_models: Path, tmp_path: Path
 ) -> None:
     missing = (tmp_path / "no-such-baseline.csv").as_uri()
     server = stack.start_server(
@@ -149,6 +152,7 @@ def test_an_unreadable_baseline_leaves_the_server_serving(
         deployment="fraud",
         slot="blue",
         revision="r1",
+        model=example_models / "model.txt",
         env={"MODELFLEET_BASELINE_URI": missing},
     )
     _infer(server, np.zeros((2, FEATURES)))
