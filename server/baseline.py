@@ -158,16 +158,17 @@ def _number(value: Any, source: str, line: int) -> float:
 
 
 def derive_edges(values: Floats, bins: int, categorical: bool) -> Floats:
-    """Increasing, distinct edges for one feature from its non-missing baseline values."""
-    if values.size == 0:
+    """Increasing, distinct edges for one feature from its non-missing baseline values; only
+    finite values make edges (an infinite one still counts in the shares, but `le="inf"`
+    would shadow the +Inf bucket)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
         return np.zeros(0, dtype=np.float64)
     if categorical:
-        distinct, counts = np.unique(values, return_counts=True)
+        distinct, counts = np.unique(finite, return_counts=True)
         # most frequent first; equal counts by value (np.unique sorted them, the sort is stable)
-        kept = distinct[np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]]
-        return np.sort(kept)
-    quantiles = np.quantile(values, np.arange(1, bins) / bins)
-    return np.unique(quantiles)
+        return np.sort(distinct[np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]])
+    return np.unique(np.quantile(finite, np.arange(1, bins) / bins))
 
 
 def cumulative_shares(values: Floats, edges: Floats) -> Floats:
@@ -191,7 +192,8 @@ def summarise(
         feature_edges = derive_edges(values, bins, is_categorical)
         edges.append(feature_edges)
         shares.append(cumulative_shares(values, feature_edges) if values.size else None)
-        stddev.append(float(values.std()) if values.size else math.nan)
+        finite = values[np.isfinite(values)]
+        stddev.append(float(finite.std()) if finite.size else math.nan)
     outside = (rows < low) | (rows > high)  # NaN is neither
     return Baseline(
         rows=rows.shape[0],

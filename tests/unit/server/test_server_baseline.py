@@ -94,6 +94,18 @@ def test_no_values_no_edges() -> None:
     assert derive_edges(np.zeros(0), 10, categorical=False).size == 0
 
 
+@pytest.mark.parametrize("categorical", [False, True])
+def test_infinite_values_are_never_edges(categorical: bool) -> None:
+    values = np.array([-math.inf, 1.0, 2.0, 3.0, math.inf, math.inf, math.inf, math.inf])
+    edges = derive_edges(values, 4, categorical=categorical)
+    assert np.isfinite(edges).all()
+    assert edges.size > 0
+    assert cumulative_shares(values, edges)[-1] == 1.0
+    summary = summarise(values[:, None], 4, [categorical], np.array([-9.0]), np.array([9.0]))
+    assert summary.stddev[0] == pytest.approx(float(np.std([1.0, 2.0, 3.0])))
+    assert summary.out_of_range_ratio[0] == 5 / 8
+
+
 def test_cumulative_shares_include_values_on_the_edge() -> None:
     values = np.array([1.0, 2.0, 2.0, 3.0, 10.0])
     shares = cumulative_shares(values, np.array([2.0, 3.0]))
