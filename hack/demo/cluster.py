@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness.rollout import model_uri
 from localcluster.cluster import free_port, run_kubectl
 from localcluster.procs import Managed, ProcessGroup, alive, terminate
 
@@ -38,6 +39,9 @@ def _localcluster(*args: str, capture: bool) -> subprocess.CompletedProcess[str]
 
 class DemoCluster:
     """A running local control plane, known by the env `localcluster up` prints."""
+
+    kind = "kwok"
+    replicas = 2
 
     def __init__(self, env: dict[str, str], started_here: bool) -> None:
         self.environment = env
@@ -80,6 +84,18 @@ class DemoCluster:
             config_file=str(self.kubeconfig), client_configuration=configuration
         )
         return client.ApiClient(configuration)
+
+    # --- what the ModelDeployment says on this tier (demo/spec.py) ------------------------
+    def model_uri(self, file_name: str) -> str:
+        return model_uri(file_name)  # the pods are local processes: a file:// URI
+
+    def traffic(self) -> dict[str, Any]:
+        """HTTPRoute weights, which the traffic driver follows exactly (no Gateway controller is
+        needed for that: the driver plays the proxy)."""
+        return {"gateway": {"parentRefs": [{"name": "demo-gateway"}]}}
+
+    def placement(self) -> dict[str, Any]:
+        return {}
 
     # --- the operator --------------------------------------------------------------------------
     def start_operator(self, namespace: str, timeout: float = 60.0) -> Managed:

@@ -38,11 +38,14 @@ KEEP_PREVIOUS = "5m"
 _AGREEMENT = re.compile(r"agreement ([0-9.]+) % < ")
 
 
-def gates(*, paired: bool) -> dict[str, Any]:
+def gates(story: Story, *, paired: bool) -> dict[str, Any]:
+    """The drift gate, and with `paired` the paired gate replaying examples/models/reference.csv
+    (read by the operator from where this tier serves the model files)."""
     return model_aware_analysis(
         max_prediction_drift=MAX_DRIFT,
         min_drift_samples=MIN_DRIFT_SAMPLES,
         min_agreement=MIN_AGREEMENT if paired else None,
+        reference_uri=story.cluster.model_uri("reference.csv"),
     )
 
 
@@ -51,7 +54,7 @@ def chapter_silent_bug(story: Story) -> None:
         "4/5  v4: a silent bug (features permuted): 200, fast, and a familiar distribution"
     )
     generic = manifest(
-        story.cluster, model="model-permuted.txt", version="v4", gates=gates(paired=False)
+        story.cluster, model="model-permuted.txt", version="v4", gates=gates(story, paired=False)
     )
     apply(story.cluster, NAMESPACE, generic)
     story.view.say(
@@ -71,7 +74,7 @@ def chapter_silent_bug(story: Story) -> None:
         story.failures.append("v4 ended before the paired gate was switched on")
         return
     paired = manifest(
-        story.cluster, model="model-permuted.txt", version="v4", gates=gates(paired=True)
+        story.cluster, model="model-permuted.txt", version="v4", gates=gates(story, paired=True)
     )
     apply(story.cluster, NAMESPACE, paired)
     story.view.say(
@@ -100,7 +103,11 @@ def chapter_silent_bug(story: Story) -> None:
 def chapter_undo(story: Story) -> None:
     story.view.chapter("5/5  v5: a good retrain through every gate, then `kubectl modelfleet undo`")
     body = manifest(
-        story.cluster, model="model.txt", version="v5", gates=gates(paired=True), steps=(50, 100)
+        story.cluster,
+        model="model.txt",
+        version="v5",
+        gates=gates(story, paired=True),
+        steps=(50, 100),
     )
     body["spec"]["rollout"]["keepPrevious"] = KEEP_PREVIOUS
     apply(story.cluster, NAMESPACE, body)

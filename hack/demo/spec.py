@@ -1,13 +1,17 @@
-"""What the demo deploys: the ModelDeployment's name, namespace, limits and manifest."""
+"""What the demo deploys: the ModelDeployment's name, namespace, limits and manifest.
+
+The manifest is the same on both tiers; the cluster says what differs (a `DemoCluster` or a
+`RealDemoCluster`): where the model files are, the HTTPRoute's parent, the pods' placement and
+how many replicas a slot has.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from harness.rollout import model_deployment
 
-from .cluster import DemoCluster
 from .view import Limits
 
 NAME = "fraud"
@@ -25,13 +29,21 @@ LIMITS = Limits(
     max_p99_ms=2000,
     min_requests=50,
 )
-# The gateway block makes the operator set HTTPRoute backendRef weights, which the driver follows
-# exactly (no Gateway controller is needed for that: the driver plays the proxy).
-TRAFFIC = {"gateway": {"parentRefs": [{"name": "demo-gateway"}]}}
+
+
+class Tier(Protocol):
+    """What the manifest needs from the cluster it goes to."""
+
+    prometheus_url: str
+    replicas: int
+
+    def model_uri(self, file_name: str) -> str: ...
+    def traffic(self) -> dict[str, Any]: ...
+    def placement(self) -> dict[str, Any]: ...
 
 
 def manifest(
-    cluster: DemoCluster,
+    cluster: Tier,
     *,
     model: str,
     version: str,
@@ -39,7 +51,7 @@ def manifest(
     steps: Sequence[int] = LIMITS.steps,
     **extra: Any,
 ) -> dict[str, Any]:
-    return model_deployment(
+    body = model_deployment(
         NAME,
         prometheus_url=cluster.prometheus_url,
         model=model,
@@ -56,6 +68,10 @@ def manifest(
             "minRequests": LIMITS.min_requests,
             **(gates or {}),
         },
-        traffic=TRAFFIC,
+        traffic=cluster.traffic(),
+        replicas=cluster.replicas,
         **extra,
     )
+    body["spec"]["model"]["uri"] = cluster.model_uri(model)
+    body["spec"].update(cluster.placement())
+    return body

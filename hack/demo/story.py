@@ -1,4 +1,10 @@
-"""The modelfleet story in five chapters, on the local control plane (`python -m demo [--keep]`).
+"""The modelfleet story in five chapters (`python -m demo [--kwok|--real] [--keep]`).
+
+On the kwok tier (`--kwok`): the local control plane, process-backed pods, the operator as a
+process and a traffic driver that plays the proxy by following the HTTPRoute's weights. On the
+real tier (`--real`, demo/real.py): a real kubelet node running our images, the operator as a Pod
+installed with `kubectl apply -k`, Traefik's Gateway, and a client counting every answer it gets
+through Traefik by the model_version in its body.
 
 1. v1 (the example LightGBM model) is applied and becomes Ready.
 2. Under steady traffic, v2 (a good retrain) walks 10 → 25 → 50 → 100 % and is promoted.
@@ -9,17 +15,19 @@
 5. v5 (an honest retrain) is promoted through every gate, then undone in one router write: the
    time from `kubectl modelfleet undo` to the HTTPRoute flip is printed.
 
-The exit code is 0 only if all of that happened and the traffic driver saw no failed request
-outside the faulty canary. Steps are short (15 s, analysed every 3 s) so it fits in ~6 minutes.
+The exit code is 0 only if all of that happened and the traffic driver (the client, on the real
+tier) saw no failed request outside the faulty canary. Steps are short (15 s, analysed every 3 s)
+so it fits in ~6 minutes (~8 on the real tier).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +36,9 @@ from harness.model_aware import VariedRowsDriver, row_payloads
 from harness.operator import install_crd
 from harness.rollout import apply, read_status
 
-from . import model_chapters
+from . import model_chapters, real_story
 from .cluster import BIN, DemoCluster
+from .real import ClientTraffic, RealDemoCluster
 from .spec import FAULT_RATE, LIMITS, NAME, NAMESPACE, ROWS_PER_REQUEST, RPS, manifest
 from .view import Outcome, View
 from .watch import RolloutWatch, condition, gates_text, measured_error_rate, percent
@@ -37,9 +46,9 @@ from .watch import RolloutWatch, condition, gates_text, measured_error_rate, per
 
 @dataclass
 class Story:
-    cluster: DemoCluster
+    cluster: DemoCluster | RealDemoCluster
     view: View
-    driver: VariedRowsDriver | None = None
+    driver: VariedRowsDriver | ClientTraffic | None = None
     revisions: dict[str, str] = field(default_factory=dict)  # version → revision
     watches: dict[str, RolloutWatch] = field(default_factory=dict)
     ready_s: float | None = None
@@ -51,6 +60,10 @@ class Story:
     failures: list[str] = field(default_factory=list)
 
     # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def real(self) -> bool:
+        return isinstance(self.cluster, RealDemoCluster)
+
     def status(self) -> Mapping[str, Any]:
         return read_status(self.cluster, NAMESPACE, NAME)
 
@@ -104,7 +117,8 @@ class Story:
         self.view.chapter("1/5  v1: apply the example ModelDeployment and wait until Ready")
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model.txt", version="v1"))
         self.view.say(
-            f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, 2 replicas)"
+            f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, "
+            f"{self.cluster.replicas} replica{'s' if self.cluster.replicas > 1 else ''})"
         )
         watch = self.new_watch("v1")
         status = self.follow(
@@ -173,10 +187,13 @@ class Story:
         tally = self.driver.snapshot_tally()
         faulty = self.revisions.get("v3", "")
         outside = tally.failed() - tally.failed(revision=faulty)
+        counter = (
+            "the client counts every answer" if self.real else "the driver counts every answer"
+        )
         self.check(
             outside == 0,
             f"no failed request outside the faulty canary: {outside} of "
-            f"{tally.total() - tally.total(revision=faulty):,} (the driver counts every answer)",
+            f"{tally.total() - tally.total(revision=faulty):,} ({counter})",
         )
 
     def summary(self) -> None:
@@ -207,8 +224,13 @@ class Story:
             "error rate and p99: the worst step's last analysis of the canary's own Prometheus "
             "series (for a rollback, the rate in the Degraded condition); PSI and agreement: the "
             "model-aware gates (largest PSI, lowest agreement measured; for a rollback, the "
-            "agreement in the Degraded condition); requests and failed: what the traffic driver "
-            "saw per version"
+            "agreement in the Degraded condition); requests and failed: "
+            + (
+                "what the client counted through Traefik per version (by the model_version in "
+                "each answer; a failed one by the server's 'injected fault' body)"
+                if self.real
+                else "what the traffic driver saw per version"
+            )
         )
         if self.undo_s is not None:
             self.view.say(
@@ -217,9 +239,11 @@ class Story:
                 "most of it is the plugin's Python start-up on this busy machine)"
             )
         if tally and self.traffic_s:
+            rate = real_story.RATE if self.real else RPS
             self.view.say(
-                f"traffic driver: {tally.total():,} answers in {self.traffic_s:.0f}s "
-                f"({tally.total() / self.traffic_s:.0f}/s; target {RPS:.0f}/s on a shared machine)"
+                f"{'client through Traefik' if self.real else 'traffic driver'}: "
+                f"{tally.total():,} answers in {self.traffic_s:.0f}s "
+                f"({tally.total() / self.traffic_s:.0f}/s; target {rate:.0f}/s on a shared machine)"
             )
 
     def _error_rate(self, version: str, rates: list[float]) -> str:
@@ -267,50 +291,90 @@ def look_around(view: View, cluster: DemoCluster, keep: bool) -> None:
         )
 
 
-def run(keep: bool) -> int:
-    view = View()
-    view.say(
-        "modelfleet demo: local control plane + Prometheus + the operator, then four rollouts "
-        "and an undo"
-    )
-    view.say("short steps for the demo: " + LIMITS.text())
+TIERS = {
+    "kwok": "local control plane + kwok nodes + Prometheus, the operator as a process",
+    "real": "a real kubelet node running our images, the operator as a Pod (kubectl apply -k), "
+    "Traefik's Gateway, Prometheus",
+}
+
+
+def start_cluster(tier: str, view: View) -> DemoCluster | RealDemoCluster:
+    if tier == "real":
+        started = time.monotonic()
+        real = RealDemoCluster.up()
+        view.say(
+            f"real tier started in {time.monotonic() - started:.0f}s (node and control plane "
+            f"{real.timings['real_up_s']:.0f}s) in network namespace {real.netns}; operator "
+            f"Pods Available; Gateway at {real.gateway}, Prometheus at {real.prometheus_url} "
+            "(both inside the namespace)"
+        )
+        return real
     cluster = DemoCluster.up()
     view.say(
         f"control plane {'started' if cluster.started_here else 'already running, reused'}; "
         f"Prometheus at {cluster.prometheus_url}"
     )
+    return cluster
+
+
+@contextlib.contextmanager
+def live_traffic(story: Story) -> Iterator[VariedRowsDriver | ClientTraffic]:
+    """The story's traffic while the rollouts run: the driver (kwok) or the client (real)."""
+    if isinstance(story.cluster, RealDemoCluster):
+        with real_story.client(story, story.cluster) as client:
+            yield client
+        return
+    driver = VariedRowsDriver(
+        kube_snapshot(story.cluster.api_client(), NAMESPACE, NAME),
+        rps=RPS,
+        path=f"/v2/models/{NAME}/infer",
+        payloads=row_payloads(rows=ROWS_PER_REQUEST),
+    )
+    story.view.say(
+        f"traffic: {RPS:.0f} requests/s of {ROWS_PER_REQUEST} varied rows each, through the "
+        "live HTTPRoute weights, every answer counted"
+    )
+    with driver.running():
+        yield driver
+
+
+def run(keep: bool, tier: str = "kwok") -> int:
+    view = View()
+    view.say(f"modelfleet demo: {TIERS[tier]}, then four rollouts and an undo")
+    view.say("short steps for the demo: " + LIMITS.text())
+    cluster = start_cluster(tier, view)
     story = Story(cluster, view)
     finished = False
     try:
         prepare(cluster, view)
         story.chapter_v1()
-        story.driver = VariedRowsDriver(
-            kube_snapshot(cluster.api_client(), NAMESPACE, NAME),
-            rps=RPS,
-            path=f"/v2/models/{NAME}/infer",
-            payloads=row_payloads(rows=ROWS_PER_REQUEST),
-        )
-        view.say(
-            f"traffic: {RPS:.0f} requests/s of {ROWS_PER_REQUEST} varied rows each, through the "
-            "live HTTPRoute weights, every answer counted"
-        )
-        traffic_started = time.monotonic()
-        with story.driver.running():
-            story.chapter_v2()
-            story.chapter_v3()
-            model_chapters.chapter_silent_bug(story)
-            model_chapters.chapter_undo(story)
+        with live_traffic(story) as traffic:
+            story.driver = traffic
+            traffic_started = time.monotonic()
+            for version, chapter in (
+                ("v2", story.chapter_v2),
+                ("v3", story.chapter_v3),
+                ("v4", lambda: model_chapters.chapter_silent_bug(story)),
+                ("v5", lambda: model_chapters.chapter_undo(story)),
+            ):
+                began = time.monotonic()
+                chapter()
+                real_story.after_chapter(story, version, began)
             story.traffic_checks()
-        story.traffic_s = time.monotonic() - traffic_started
+            story.traffic_s = time.monotonic() - traffic_started
         story.summary()
-        look_around(view, cluster, keep)
+        if isinstance(cluster, RealDemoCluster):
+            real_story.look_around(view, cluster, keep)
+        else:
+            look_around(view, cluster, keep)
         finished = True
     except (TimeoutError, RuntimeError) as error:
         story.failures.append(str(error).splitlines()[0])
         view.say(f"FAILED: {error}")
         view.say(f"operator log: {cluster.operator_log()}")
     finally:
-        if not keep or not finished:
+        # the real tier lives in this process: `--keep` waited in look_around until Ctrl-C
+        if not keep or not finished or isinstance(cluster, RealDemoCluster):
             tear_down(cluster, view)
     if story.failures:
         view.say("the story did NOT happen as told: " + "; ".join(story.failures))
@@ -322,7 +386,11 @@ def run(keep: bool) -> int:
     return 0
 
 
-def prepare(cluster: DemoCluster, view: View) -> None:
+def prepare(cluster: DemoCluster | RealDemoCluster, view: View) -> None:
+    if isinstance(cluster, RealDemoCluster):
+        # the CRD and the operator came with `kubectl apply -k` when the tier started
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        return
     install_crd(cluster)  # duck-typed: it only calls cluster.kubectl(...)
     if cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0:
         view.say(f"namespace {NAMESPACE} exists (an earlier demo): deleting it first")
@@ -334,7 +402,14 @@ def prepare(cluster: DemoCluster, view: View) -> None:
     )
 
 
-def tear_down(cluster: DemoCluster, view: View) -> None:
+def tear_down(cluster: DemoCluster | RealDemoCluster, view: View) -> None:
+    if isinstance(cluster, RealDemoCluster):
+        view.say(
+            f"stopping the real tier: its pods, node, control plane and network namespace "
+            f"{cluster.netns} (operator log kept in {cluster.operator_log()})"
+        )
+        cluster.down()
+        return
     cluster.stop_operator()
     if cluster.started_here:
         view.say("stopping the control plane, Prometheus and the server processes")
@@ -350,12 +425,31 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--keep", action="store_true", help="leave everything running afterwards")
+    tier = parser.add_mutually_exclusive_group()
+    tier.add_argument(
+        "--kwok",
+        dest="tier",
+        action="store_const",
+        const="kwok",
+        help="the kwok tier: process-backed pods, a traffic driver that plays the proxy (default)",
+    )
+    tier.add_argument(
+        "--real",
+        dest="tier",
+        action="store_const",
+        const="real",
+        help="the real tier: a real node, our images, the operator as a Pod, Traefik's Gateway",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave everything running afterwards (on the real tier: until Ctrl-C)",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.keep)
+        return run(args.keep, args.tier or "kwok")
     except KeyboardInterrupt:
         return 130
-    except RuntimeError as error:  # the control plane did not start: its output is above
+    except RuntimeError as error:  # the cluster did not start: its output is above
         print(f"[demo] FAILED: {error}", file=sys.stderr)
         return 1
