@@ -345,7 +345,7 @@ def judge_window(
     counts: SlotCounts, spec: MonitoringSpec, target: Slot, now: datetime
 ) -> Evaluation:
     """The pure module's verdict on what the slot's pods counted, with the figures for status."""
-    if counts.pods == 0 and not counts.baseline.loaded:
+    if counts.pods == 0:
         return Evaluation.unknown(
             reasons.TOO_FEW_SAMPLES,
             f"no monitoring series of slot {target.slot} (revision {target.revision}) in "

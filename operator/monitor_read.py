@@ -77,7 +77,7 @@ class BaselineFigures:
 class SlotCounts:
     """What the slot's pods counted in the window (summed over pods) and the baseline they hold."""
 
-    pods: int  # pods that reported any monitored series
+    pods: int  # pods that reported any monitored series (a counter or a baseline gauge)
     rows: float  # rows scored
     inputs: Histograms  # feature → le → cumulative non-missing count
     missing: dict[str, float]
@@ -129,15 +129,18 @@ def window_counts(
 ) -> SlotCounts:
     """The window's counts from raw Prometheus answers (pure: the reader's arithmetic)."""
     gains = series_increase(at_start, window, since)
+    gauge_values = list(gauges)
     inputs: Histograms = {}
     outputs: Histograms = {}
     missing: dict[str, float] = {}
     out_of_range: dict[str, float] = {}
     rows = 0.0
-    pods: set[str] = set()
+    every_series = [*gains, *(labels for labels, _ in gauge_values)]
+    pods = {
+        dict(labels).get("instance", "") + dict(labels).get("pod", "") for labels in every_series
+    }
     for labels, gain in gains.items():
         tags = dict(labels)
-        pods.add(tags.get("instance", "") + tags.get("pod", ""))
         name, feature = tags.get("__name__"), tags.get("feature", "")
         if name == INPUT_BUCKETS:
             _add(inputs.setdefault(feature, {}), parse_le(tags["le"]), gain)
@@ -149,7 +152,9 @@ def window_counts(
             _add(out_of_range, feature, gain)
         elif name == INPUT_ROWS:
             rows += gain
-    return SlotCounts(len(pods), rows, inputs, missing, out_of_range, outputs, _baseline(gauges))
+    return SlotCounts(
+        len(pods), rows, inputs, missing, out_of_range, outputs, _baseline(gauge_values)
+    )
 
 
 def _baseline(gauges: Iterable[tuple[frozenset[tuple[str, str]], float]]) -> BaselineFigures:

@@ -240,6 +240,26 @@ def test_too_few_rows_is_no_verdict() -> None:
     assert loop.gauge("modelfleet_monitoring_drifting", "f0") is None  # no verdict, no series
 
 
+def test_no_series_at_all_is_no_verdict_that_says_so() -> None:
+    nothing = SlotCounts(0, 0.0, {}, {}, {}, {}, BaselineFigures())
+    loop = Loop(FakeReader(nothing))
+    loop.run()
+    drifting = loop.condition("Drifting")
+    assert (drifting["status"], drifting["reason"]) == ("Unknown", "TooFewSamples")
+    assert drifting["message"] == (
+        "no monitoring series of slot blue (revision rev1) in Prometheus over the last 60s"
+    )
+
+
+def test_pods_without_their_baseline_say_so() -> None:
+    loop = Loop(FakeReader(_counts(6000, loaded=False)))
+    loop.run()
+    drifting = loop.condition("Drifting")
+    assert (drifting["status"], drifting["reason"]) == ("Unknown", "NoBaseline")
+    assert "have not loaded the baseline" in drifting["message"]
+    assert loop.condition("DataQuality")["status"] == "False"  # judged without a baseline
+
+
 def test_no_active_slot_yet_is_unknown_and_reads_nothing() -> None:
     body = _monitored()
     body["status"] = {}

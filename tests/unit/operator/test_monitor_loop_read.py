@@ -61,6 +61,7 @@ COUNTERS: list[tuple[dict[str, str], float | None, list[float]]] = [
 GAUGES: list[tuple[dict[str, str], float]] = [
     (_series(BASELINE_LOADED, "a"), 1.0),
     (_series(BASELINE_LOADED, "b"), 0.0),  # a pod whose baseline failed: another pod has it
+    (_series(BASELINE_LOADED, "c"), 1.0),  # a pod that has counted nothing yet
     (_series(BASELINE_ROWS, "a"), 5000.0),
     (_series(BASELINE_INPUT_SHARE, "a", feature="f0", le="-0.5"), 0.3),
     (_series(BASELINE_INPUT_SHARE, "b", feature="f0", le="-0.5"), 0.3),
@@ -122,7 +123,7 @@ def test_counters_are_counted_exactly_over_the_window_and_summed_over_pods() -> 
     assert counts.inputs == {"f0": {-0.5: 30 + 20, math.inf: 200 + 75}}
     assert counts.missing == {"f0": 7}
     assert counts.outputs == {"probabilities[1]": {0.5: 6, math.inf: 10}}
-    assert counts.pods == 2
+    assert counts.pods == 3  # pod c reports only its gauges
 
 
 def test_the_baseline_gauges_are_read_once_whatever_the_pods() -> None:
