@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .images_run import ImageBuildError
@@ -25,6 +26,7 @@ GATEWAY_NAME = "modelfleet"
 GATEWAY_PORT = 8000  # the entryPoint `web` and the Gateway's listener
 GATEWAY_CLASS = "traefik"
 DEFAULT_KUBECTL = str(Path(sys.executable).parent / "kubectl")
+NO_CONDITIONS_YET = ".status.conditions accessor error"
 
 
 def backend_tls_policy_crd() -> Path:
@@ -64,12 +66,28 @@ def install_steps(kubectl: Sequence[str], crd: Path) -> list[list[str]]:
     ]
 
 
-def install(kubeconfig: Path, kubectl: str = DEFAULT_KUBECTL) -> None:
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def install(
+    kubeconfig: Path,
+    kubectl: str = DEFAULT_KUBECTL,
+    run: Callable[[Sequence[str]], subprocess.CompletedProcess[str]] = _run,
+    crd: Path | None = None,
+    retry_s: float = 30.0,
+) -> None:
     """Apply the BackendTLSPolicy CRD and Traefik; return once its Gateway is Programmed.
 
     The localhost/traefik image must already be in the real node's containerd (images.py).
     """
-    for cmd in install_steps([kubectl, "--kubeconfig", str(kubeconfig)], backend_tls_policy_crd()):
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise ImageBuildError(f"{' '.join(cmd[3:])} failed: {done.stderr.strip()}")
+    steps = install_steps(
+        [kubectl, "--kubeconfig", str(kubeconfig)], crd or backend_tls_policy_crd()
+    )
+    for cmd in steps:
+        deadline = time.monotonic() + retry_s
+        while (done := run(cmd)).returncode != 0:
+            # `kubectl wait` fails outright while a just-created CRD has no conditions yet
+            if NO_CONDITIONS_YET not in done.stderr or time.monotonic() > deadline:
+                raise ImageBuildError(f"{' '.join(cmd[3:])} failed: {done.stderr.strip()}")
+            time.sleep(1.0)

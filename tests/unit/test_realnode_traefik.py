@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from realnode import traefik
+from realnode.images_run import ImageBuildError
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
@@ -78,3 +81,30 @@ def test_the_backend_tls_policy_crd_goes_in_before_traefik(tmp_path: Path) -> No
     assert steps[0][-2:] == ["-f", str(tmp_path / "crd.yaml")]
     assert f"crd/{traefik.BACKEND_TLS_POLICY}" in steps[1]
     assert steps[2][-2:] == ["-k", str(traefik.MANIFESTS_DIR)]
+
+
+def _done(cmd: Sequence[str], code: int, stderr: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(list(cmd), code, "", stderr)
+
+
+def test_install_waits_again_while_the_new_crd_has_no_conditions_yet(tmp_path: Path) -> None:
+    """`kubectl wait --for=condition=Established` right after creating a CRD can fail outright
+    ('.status.conditions accessor error: <nil>'); the install asks again instead of failing."""
+    calls: list[str] = []
+    refused = "error: .status.conditions accessor error: <nil> is of the type <nil>"
+
+    def run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd[3])
+        first_wait = cmd[3] == "wait" and calls.count("wait") == 1
+        return _done(cmd, 1 if first_wait else 0, refused if first_wait else "")
+
+    traefik.install(tmp_path / "kubeconfig", "kubectl", run, crd=tmp_path / "crd.yaml")
+    assert calls == ["apply", "wait", "wait", "apply", "-n", "-n"]
+
+
+def test_install_fails_at_once_on_any_other_error(tmp_path: Path) -> None:
+    def run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return _done(cmd, 1, "error: the server could not find the requested resource")
+
+    with pytest.raises(ImageBuildError, match="could not find the requested resource"):
+        traefik.install(tmp_path / "kubeconfig", "kubectl", run, crd=tmp_path / "crd.yaml")
