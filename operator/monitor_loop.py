@@ -139,6 +139,9 @@ class Monitor:
         except (KubeError, httpx.HTTPError) as error:
             logger.warning("%s/%s: monitoring status not written: %s", *self._key, error)
             return RETRY_S
+        except Exception:  # a bug: logged, and the loop goes on
+            logger.exception("%s/%s: monitoring status not written", *self._key)
+            return RETRY_S
         await self._announce(changed, evaluation, spec, now)
         if self._deps.metrics is not None and evaluation.figures is not None:
             self._deps.metrics.record_monitoring(*self._key, evaluation.figures.features)

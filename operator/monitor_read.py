@@ -1,10 +1,14 @@
 """What the active slot's pods counted over the monitoring window, read from Prometheus.
 
-Counters are counted exactly, the way the rollout gates count them (`series_increase`: raw
-samples of each series in the window, diffed against its value at the window's start, resets
-counted from zero), then summed over the pods. The baseline's gauges are identical on every pod
-of a revision: the largest value over the pods is kept. Three queries per look, whatever the
-number of features: the counters at the window's start, their samples in the window, the gauges now.
+Counters are counted exactly, the way the rollout gates count them (`series_increase`: each
+series diffed against its value at the window's start, absent there = born inside the window,
+resets counted from zero), then summed over the pods. Without a reset the last sample in the window
+says all that its raw samples would, so per counter three small answers (the values at the start,
+`last_over_time` and `resets` over the window and the lookback before it) replace a window of raw
+samples; only a counter with a reset (a restarted pod) has its raw samples read. The cost of a look
+then grows with the series, not with window ÷ scrape interval (an hour at 15 s is 240 samples a
+series). The baseline's gauges are identical on every pod of a revision: the largest value over
+the pods is kept.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ GAUGES = (
 )
 
 K = TypeVar("K")
+Labels = frozenset[tuple[str, str]]
+LOOKBACK_S = 300  # Prometheus' default lookback: how old the value at the window's start may be
 
 # a column (feature or output) → le → value
 Histograms = dict[str, dict[float, float]]
@@ -102,20 +108,43 @@ class PrometheusWindowReader:
 
     async def read(self, target: Slot, window_s: float, now: float) -> SlotCounts:
         matchers = selector(target.namespace, target.name, target.slot, target.revision)
-        counters = _with_names(COUNTERS, matchers)
-        since, seconds = now - window_s, math.ceil(window_s)
-        (_, at_start), (_, window), (_, gauges) = await asyncio.gather(
-            self._query(counters, since),
-            self._query(f"{counters}[{seconds}s]", now),
-            self._query(_with_names(GAUGES, matchers), now),
+        since = now - window_s
+        counters, gauges = await asyncio.gather(
+            asyncio.gather(*(self._counter(name, matchers, since, now) for name in COUNTERS)),
+            self._vector(_with_names(GAUGES, matchers), now),
         )
-        baselines = {_labels(item["metric"]): float(item["value"][1]) for item in at_start}
-        samples = {
+        baselines: dict[Labels, float] = {}
+        samples: dict[Labels, list[Sample]] = {}
+        for at_start, window in counters:
+            baselines.update(at_start)
+            samples.update(window)
+        return window_counts(baselines, samples, since, list(gauges.items()))
+
+    async def _counter(
+        self, name: str, matchers: str, since: float, now: float
+    ) -> tuple[dict[Labels, float], dict[Labels, list[Sample]]]:
+        """One counter's values at the window's start and what stands for its samples in it."""
+        series, seconds = f"{name}{matchers}", math.ceil(now - since)
+        at_start, last, resets = await asyncio.gather(
+            self._vector(series, since),
+            self._vector(f"last_over_time({series}[{seconds}s])", now, name),
+            # the lookback too: a reset between the start's value and the window's first sample
+            self._vector(f"resets({series}[{seconds + LOOKBACK_S}s])", now, name),
+        )
+        if not any(count > 0 for count in resets.values()):
+            return at_start, {labels: [(now, value)] for labels, value in last.items()}
+        _, window = await self._query(f"{series}[{seconds}s]", now)
+        raw = {
             _labels(item["metric"]): [(float(t), float(v)) for t, v in item["values"]]
             for item in window
         }
-        gauge_values = [(_labels(item["metric"]), float(item["value"][1])) for item in gauges]
-        return window_counts(baselines, samples, since, gauge_values)
+        return at_start, raw
+
+    async def _vector(self, query: str, at: float, name: str | None = None) -> dict[Labels, float]:
+        """An instant vector; `name` puts back the metric name a function dropped."""
+        _, result = await self._query(query, at)
+        extra = {"__name__": name} if name is not None else {}
+        return {_labels({**item["metric"], **extra}): float(item["value"][1]) for item in result}
 
     async def _query(self, query: str, at: float) -> tuple[str, list[Any]]:
         return await query_api(self._client, self.url, query, at, self._timeout)

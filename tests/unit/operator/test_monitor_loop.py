@@ -16,6 +16,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from modelfleet.operator.kube import KubeError
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
 from modelfleet.operator.monitor_read import BaselineFigures, Slot, SlotCounts
@@ -102,8 +103,10 @@ def _monitored(**monitoring: Any) -> dict[str, Any]:
 class Loop:
     """One Monitor wired to fakes, evaluated at T0, T0 + 5 s, …"""
 
-    def __init__(self, reader: FakeReader, body: dict[str, Any] | None = None) -> None:
-        self.kube = FakeKube()
+    def __init__(
+        self, reader: FakeReader, body: dict[str, Any] | None = None, kube: FakeKube | None = None
+    ) -> None:
+        self.kube = kube or FakeKube()
         self.key = ("ModelDeployment", "ml", "fraud")
         self.kube.objects[self.key] = body or _monitored()
         self.reader = reader
@@ -290,13 +293,15 @@ def test_a_failing_evaluation_is_an_unknown_condition_never_a_crash() -> None:
     assert "a malformed answer" in drifting["message"]
 
 
-def test_a_failed_status_write_is_retried_not_raised() -> None:
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError("api server down"), KubeError(500, "etcd"), RuntimeError("bug")]
+)
+def test_a_failed_status_write_is_retried_not_raised(error: Exception) -> None:
     class BrokenKube(FakeKube):
         async def patch_status(self, *args: Any) -> Any:
-            raise httpx.ConnectError("api server down")
+            raise error
 
-    loop = Loop(FakeReader(_counts(6000)))
-    loop.kube.__class__ = BrokenKube
+    loop = Loop(FakeReader(_counts(6000)), kube=BrokenKube())
     assert loop.run() == [10.0]
     assert loop.kube.events == []
 

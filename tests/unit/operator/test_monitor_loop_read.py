@@ -4,7 +4,9 @@ summed exactly over pods, the baseline's gauges taken once."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import re
 from typing import Any
 
 import httpx
@@ -44,7 +46,8 @@ def _series(name: str, pod: str, **labels: str) -> dict[str, str]:
 
 
 # (labels, value at the window's start or None, samples in the window)
-COUNTERS: list[tuple[dict[str, str], float | None, list[float]]] = [
+Counter = tuple[dict[str, str], float | None, list[float]]
+COUNTERS: list[Counter] = [
     # pod a: 100 rows before the window, 300 more in it
     (_series(INPUT_ROWS, "a"), 100.0, [200.0, 400.0]),
     # pod b restarted inside the window: 50 before the reset, then 0 → 30
@@ -74,11 +77,13 @@ GAUGES: list[tuple[dict[str, str], float]] = [
 
 
 class FakePrometheus:
-    """Answers the reader's three queries from COUNTERS and GAUGES; records what was asked."""
+    """Answers the reader's queries (a counter at the window's start, its last value, its resets,
+    its raw samples; the gauges) from COUNTERS and GAUGES; records what was asked."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, counters: list[Counter] | None = None) -> None:
         self.queries: list[tuple[str, float]] = []
         self.status = status
+        self.counters = COUNTERS if counters is None else counters
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         query, at = request.url.params["query"], float(request.url.params["time"])
@@ -86,8 +91,24 @@ class FakePrometheus:
         if self.status != 200:
             return httpx.Response(self.status, json={"status": "error", "error": "overloaded"})
         if "modelfleet_baseline" in query:
-            result = [{"metric": m, "value": [at, str(v)]} for m, v in GAUGES]
-            return _answer("vector", result)
+            return _answer("vector", [{"metric": m, "value": [at, str(v)]} for m, v in GAUGES])
+        function, name = re.fullmatch(r"(?:(\w+)\()?(\w+)\{.*", query).groups()  # type: ignore[union-attr]
+        mine = [(m, start, samples) for m, start, samples in self.counters if m["__name__"] == name]
+        unnamed = [
+            ({k: v for k, v in m.items() if k != "__name__"}, start, samples)
+            for m, start, samples in mine
+        ]
+        if function == "last_over_time":
+            values = [{"metric": m, "value": [at, str(samples[-1])]} for m, _, samples in unnamed]
+            return _answer("vector", values)
+        if function == "resets":
+            seconds = float(re.findall(r"\[(\d+)s\]", query)[0])
+            reach = (lambda start: [start]) if seconds > WINDOW else (lambda start: [])
+            counted = [
+                {"metric": m, "value": [at, str(_resets([*reach(start), *samples]))]}
+                for m, start, samples in unnamed
+            ]
+            return _answer("vector", counted)
         if query.endswith("s]"):
             step = WINDOW / 4
             result = [
@@ -95,11 +116,19 @@ class FakePrometheus:
                     "metric": m,
                     "values": [[SINCE + step * (i + 1), str(v)] for i, v in enumerate(samples)],
                 }
-                for m, _, samples in COUNTERS
+                for m, _, samples in mine
             ]
             return _answer("matrix", result)
-        start = [{"metric": m, "value": [at, str(v)]} for m, v, _ in COUNTERS if v is not None]
+        start = [{"metric": m, "value": [at, str(v)]} for m, v, _ in mine if v is not None]
         return _answer("vector", start)
+
+    def raw_reads(self) -> list[str]:
+        return [query for query, _ in self.queries if query.endswith("s]") and "(" not in query]
+
+
+def _resets(values: list[float | None]) -> int:
+    known = [value for value in values if value is not None]
+    return sum(1 for before, after in itertools.pairwise(known) if after < before)
 
 
 def _answer(kind: str, result: list[Any]) -> httpx.Response:
@@ -136,17 +165,40 @@ def test_the_baseline_gauges_are_read_once_whatever_the_pods() -> None:
     assert baseline.prediction_shares == {"probabilities[1]": {0.5: 0.6}}
 
 
-def test_three_queries_select_the_active_slot_and_its_revision() -> None:
+def test_the_queries_select_the_active_slot_and_its_revision() -> None:
     prometheus = FakePrometheus()
     _read(prometheus)
-    assert len(prometheus.queries) == 3
-    times = sorted(at for _, at in prometheus.queries)
-    assert times == [SINCE, NOW, NOW]  # counters at the window's start, then now
     for query, _ in prometheus.queries:
-        assert query.startswith('{__name__=~"modelfleet_')
         for key, value in IDENTITY.items():
             assert f'{key}="{value}"' in query
-    assert any(query.endswith("[60s]") for query, _ in prometheus.queries)
+    at_start = [q for q, at in prometheus.queries if at == SINCE]
+    assert len(at_start) == 5  # each counter at the window's start
+    assert f"resets({INPUT_ROWS}" in " ".join(q for q, _ in prometheus.queries)
+    assert any(q.endswith("[360s])") for q, _ in prometheus.queries)  # window + lookback
+
+
+def test_raw_samples_are_read_only_for_a_counter_with_a_reset() -> None:
+    prometheus = FakePrometheus()
+    _read(prometheus)
+    assert [q.split("{")[0] for q in prometheus.raw_reads()] == [INPUT_ROWS]  # pod b restarted
+
+
+def test_a_reset_before_the_window_s_first_sample_is_counted_from_zero() -> None:
+    # 100 at the start, the pod restarts, then 30 and 150: 150 counted, not 150 − 100
+    restarted: list[Counter] = [(_series(INPUT_ROWS, "a"), 100.0, [30.0, 150.0])]
+    counts = _read(FakePrometheus(counters=restarted))
+    assert counts.rows == 150
+
+
+def test_without_resets_the_last_value_stands_for_the_samples() -> None:
+    steady: list[Counter] = [
+        (_series(INPUT_ROWS, "a"), 100.0, [200.0, 400.0]),
+        (_series(INPUT_ROWS, "b"), None, [5.0, 20.0]),  # born inside the window
+    ]
+    prometheus = FakePrometheus(counters=steady)
+    counts = _read(prometheus)
+    assert counts.rows == 300 + 20
+    assert prometheus.raw_reads() == []
 
 
 @pytest.mark.parametrize("status", [500, 503])
