@@ -22,10 +22,10 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from harness.driver import Tally
@@ -38,6 +38,7 @@ from realnode.load import Answer, Load, Summary
 INJECTED = "injected fault"  # the server's 500 body under MODELFLEET_FAULT_ERROR_RATE
 SHARE_WINDOW_S = 2.0  # the live view's share: the client's answers of the last 2 s
 OPERATOR_LOG = "demo-real-operator.log"
+T = TypeVar("T")
 
 
 class RealDemoCluster:
@@ -72,14 +73,31 @@ class RealDemoCluster:
         its pods): Prometheus then the operator pointed at it; the model files then Traefik."""
         with ThreadPoolExecutor(max_workers=2) as pool:
             monitored = pool.submit(self._prometheus_and_operator)
-            self.models_url = install.serve_models(self.real)
-            self.gateway = install.install_gateway(self.real)
+            self.models_url = self._timed("models_s", lambda: install.serve_models(self.real))
+            self.gateway = self._timed("gateway_s", lambda: install.install_gateway(self.real))
             monitored.result()
         self.timings["stack_s"] = round(time.monotonic() - started, 1)
 
     def _prometheus_and_operator(self) -> None:
-        self.prometheus_url = prometheus.start(self.real)
-        install.install_operator(self.real, self.prometheus_url)
+        self.prometheus_url = self._timed("prometheus_s", lambda: prometheus.start(self.real))
+        self._timed("operator_s", lambda: install.install_operator(self.real, self.prometheus_url))
+
+    def _timed(self, key: str, step: Callable[[], T]) -> T:
+        started = time.monotonic()
+        result = step()
+        self.timings[key] = round(time.monotonic() - started, 1)
+        return result
+
+    def timings_text(self) -> str:
+        """'node and control plane 22s (images 0s), then Prometheus 6s → operator 31s ∥ model
+        files 1s → Traefik 25s'."""
+        t = {key: round(value) for key, value in self.timings.items()}
+        return (
+            f"node and control plane {t['real_up_s']}s (image check "
+            f"{round(self.real.timings.get('images_s', 0))}s), then Prometheus "
+            f"{t.get('prometheus_s', '?')}s → operator {t.get('operator_s', '?')}s ∥ model files "
+            f"{t.get('models_s', '?')}s → Traefik {t.get('gateway_s', '?')}s"
+        )
 
     def down(self) -> None:
         self.real.stop()

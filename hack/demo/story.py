@@ -303,9 +303,8 @@ def start_cluster(tier: str, view: View) -> DemoCluster | RealDemoCluster:
         started = time.monotonic()
         real = RealDemoCluster.up()
         view.say(
-            f"real tier started in {time.monotonic() - started:.0f}s (images checked or built "
-            f"{real.real.timings.get('images_s', 0):.0f}s, node and control plane "
-            f"{real.timings['real_up_s']:.0f}s in all) in network namespace {real.netns}; operator "
+            f"real tier started in {time.monotonic() - started:.0f}s ({real.timings_text()}) "
+            f"in network namespace {real.netns}; operator "
             f"Pods Available; Gateway at {real.gateway}, Prometheus at {real.prometheus_url} "
             "(both inside the namespace)"
         )
