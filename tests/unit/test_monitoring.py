@@ -128,6 +128,11 @@ def test_the_monitoring_row_shows_drift_quality_and_distribution_per_feature() -
         "modelfleet_input_bucket",
         "modelfleet_input_count",
         "modelfleet_baseline_input_share",
+        "modelfleet_monitoring_accuracy",
+        "modelfleet_monitoring_log_loss",
+        "modelfleet_monitoring_mae",
+        "modelfleet_feedback_correct_total",
+        "modelfleet_feedback_rows_total",
     ):
         assert metric in queries, f"no monitoring panel shows {metric}"
     repeated = [panel for panel in below if panel.get("repeat")]
