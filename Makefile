@@ -135,7 +135,7 @@ test-kind: $(STAMP) ## The rollout story on a kind cluster (needs Docker and kin
 	bash tests/kind/run.sh
 
 # --- demo (demo issue) ---
-demo: $(STAMP) ## The main job: the story on the kwok tier; DEMO_ARGS=--real on a real node through Traefik (--keep leaves it running)
+demo: $(STAMP) ## The main job: the story on a real node through Traefik (DEMO_ARGS=--kwok: on kwok's fake nodes; --keep)
 	bash hack/setup.sh
-	$(if $(findstring --real,$(DEMO_ARGS)),bash hack/setup-real.sh)
+	$(if $(findstring --kwok,$(DEMO_ARGS)),,bash hack/setup-real.sh)
 	@PYTHONPATH=hack $(PY) -m demo $(DEMO_ARGS)

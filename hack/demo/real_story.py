@@ -106,9 +106,7 @@ def step_shares(story: Story, traffic: ClientTraffic) -> None:
 
 def look_around(view: View, cluster: RealDemoCluster, keep: bool) -> None:
     env = cluster.env()
-    view.say(
-        "how to look around" + (":" if keep else " (next time, with DEMO_ARGS='--real --keep'):")
-    )
+    view.say("how to look around" + (":" if keep else " (next time, with DEMO_ARGS=--keep):"))
     lines = [
         f"export KUBECONFIG={env['KUBECONFIG']}",
         f"export PATH={BIN}:$PATH   # kubectl and the kubectl-modelfleet plugin",

@@ -1,10 +1,10 @@
-"""The modelfleet story in five chapters (`python -m demo [--kwok|--real] [--keep]`).
+"""The modelfleet story in five chapters (`python -m demo [--real|--kwok] [--keep]`).
 
-On the kwok tier (`--kwok`): the local control plane, process-backed pods, the operator as a
-process and a traffic driver that plays the proxy by following the HTTPRoute's weights. On the
-real tier (`--real`, demo/real.py): a real kubelet node running our images, the operator as a Pod
-installed with `kubectl apply -k`, Traefik's Gateway, and a client counting every answer it gets
-through Traefik by the model_version in its body.
+On the real tier (the default, `--real`, demo/real.py): a real kubelet node running our images,
+the operator as a Pod installed with `kubectl apply -k`, Traefik's Gateway, and a client counting
+every answer it gets through Traefik by the model_version in its body. On the kwok tier
+(`--kwok`): the local control plane, process-backed pods, the operator as a process and a traffic
+driver that plays the proxy by following the HTTPRoute's weights.
 
 1. v1 (the example LightGBM model) is applied and becomes Ready.
 2. Under steady traffic, v2 (a good retrain) walks 10 → 25 → 50 → 100 % and is promoted.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -338,7 +339,7 @@ def live_traffic(story: Story) -> Iterator[VariedRowsDriver | ClientTraffic]:
         yield driver
 
 
-def run(keep: bool, tier: str = "kwok") -> int:
+def run(keep: bool, tier: str = "real") -> int:
     view = View()
     view.say(f"modelfleet demo: {TIERS[tier]}, then four rollouts and an undo")
     view.say("short steps for the demo: " + LIMITS.text())
@@ -419,6 +420,10 @@ def tear_down(cluster: DemoCluster | RealDemoCluster, view: View) -> None:
         view.say(f"left the control plane running as found; deleted namespace {NAMESPACE}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m demo",
@@ -431,14 +436,15 @@ def main(argv: list[str] | None = None) -> int:
         dest="tier",
         action="store_const",
         const="kwok",
-        help="the kwok tier: process-backed pods, a traffic driver that plays the proxy (default)",
+        help="the kwok tier: process-backed pods, a traffic driver that plays the proxy",
     )
     tier.add_argument(
         "--real",
         dest="tier",
         action="store_const",
         const="real",
-        help="the real tier: a real node, our images, the operator as a Pod, Traefik's Gateway",
+        help="the real tier: a real node, our images, the operator as a Pod, Traefik's Gateway "
+        "(default)",
     )
     parser.add_argument(
         "--keep",
@@ -446,8 +452,10 @@ def main(argv: list[str] | None = None) -> int:
         help="leave everything running afterwards (on the real tier: until Ctrl-C)",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (a CI job cancelled, `kill`) stops the story like Ctrl-C: the tier is torn down
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return run(args.keep, args.tier or "kwok")
+        return run(args.keep, args.tier or "real")
     except KeyboardInterrupt:
         return 130
     except RuntimeError as error:  # the cluster did not start: its output is above

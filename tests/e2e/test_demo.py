@@ -1,6 +1,7 @@
-"""`make demo` end to end: the demo as a user runs it (a subprocess without a TTY), on its own
-fresh local control plane, must tell the whole story, exit 0 and stop everything it started; and
-its start (control plane, CRD, namespace, operator) works again right after a finished run.
+"""`make demo DEMO_ARGS=--kwok` end to end: the demo as a user runs it (a subprocess without a
+TTY), on its own fresh local control plane, must tell the whole story, exit 0 and stop everything
+it started; and its start (control plane, CRD, namespace, operator) works again right after a
+finished run. (`make demo` without arguments: tests/real/test_demo_real.py.)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _run_demo(state_dir: Path) -> subprocess.CompletedProcess[str]:
     }
     env.pop("FORCE_COLOR", None)
     return subprocess.run(
-        [sys.executable, "-m", "demo"],
+        [sys.executable, "-m", "demo", "--kwok"],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,
