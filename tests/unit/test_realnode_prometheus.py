@@ -1,6 +1,7 @@
 """The real tier's Prometheus through prometheus-operator (hack/realnode/monitoring/): what the
 `Prometheus` object selects, the images it and prometheus-operator run, the Service the modelfleet
-operator queries, and the order realnode.prometheus installs it in."""
+operator queries, and the order realnode.prometheus installs it in; and the image build's cache
+cleanup, which the Prometheus binary's name once tripped."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from realnode import config, prometheus
 from realnode.images import (
@@ -99,14 +99,6 @@ def test_the_crds_are_established_before_the_objects_that_use_them() -> None:
     assert waited < kustomize
     assert all("--server-side" in steps[i] for i in applied)
     assert "crd/prometheuses.monitoring.coreos.com" in steps[waited]
-
-
-def test_an_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(prometheus.MODE_ENV, "kubernetes-sd")
-    with pytest.raises(prometheus.PrometheusError, match="expected one of operator, file-sd"):
-        prometheus.mode()
-    monkeypatch.delenv(prometheus.MODE_ENV)
-    assert prometheus.mode() == prometheus.DEFAULT_MODE
 
 
 def test_a_new_prometheus_build_leaves_prometheus_operators_builds_alone(tmp_path: Path) -> None:
