@@ -1,7 +1,8 @@
 """The real tier's scenario stack, on top of `real_cluster` (hack/realnode/pytest_plugin.py).
 
 `real_stack` (session) adds what the headline scenarios need, each as a user would have it:
-Prometheus inside the run's namespace (realnode.prometheus), the example models served over
+Prometheus run by prometheus-operator from a `Prometheus` object, finding the slot pods through
+the operator's PodMonitors (realnode.prometheus), the example models served over
 HTTP there (realnode.install.serve_models), Traefik's Gateway, and the operator installed with
 `kubectl apply -k` of the real tier's overlay of manifests/ (realnode.install.install_operator).
 `gateway` yields a loopback address forwarding to the Gateway's listener.
