@@ -143,10 +143,12 @@ def _first_flag(
     rate: int,
     shift: float = 0.0,
     missing: float = 0.0,
+    interval_s: int = INTERVAL_S,
 ) -> int | None:
     """Seconds from the step change to the first evaluation that flags the feature: drifting
-    (`shift` sd) or, with `missing`, named by data quality."""
-    for elapsed in range(INTERVAL_S, 2 * window_s + 1, INTERVAL_S):
+    (`shift` sd) or, with `missing`, named by data quality. Evaluations every `interval_s`, the
+    first one interval after the change."""
+    for elapsed in range(interval_s, 2 * window_s + 1, interval_s):
         share = min(elapsed / window_s, 1.0)
         window = population.windows(
             rng,
