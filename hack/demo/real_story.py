@@ -116,7 +116,7 @@ def look_around(view: View, cluster: RealDemoCluster, keep: bool) -> None:
         f"the tier's addresses live in network namespace {cluster.netns}",
     ]
     for line in lines:
-        view.console.print(f"    {line}", markup=False, highlight=False)
+        view.console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
     if not keep:
         return
     with (
@@ -127,7 +127,7 @@ def look_around(view: View, cluster: RealDemoCluster, keep: bool) -> None:
             f"curl -s http://{gateway}/v2/models/{NAME}/infer -d @examples/models/request.json",
             f"Prometheus: http://{prometheus_address}",
         ):
-            view.console.print(f"    {line}", markup=False, highlight=False)
+            view.console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
         view.say("everything keeps running until Ctrl-C; then the tier stops and leaves nothing")
         _wait_for_interrupt()
 

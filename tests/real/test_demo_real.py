@@ -176,7 +176,8 @@ def test_the_real_demo_starts_again_and_a_sigterm_tears_it_down(tmp_path: Path) 
         "TERM": "dumb",
         "PYTHONUNBUFFERED": "1",  # each line as it is printed: the signal follows the chapter's
     }
-    demo = subprocess.Popen(
+    lines = []
+    with subprocess.Popen(
         [sys.executable, "-m", "demo", "--real"],
         cwd=REPO,
         env=env,
@@ -184,20 +185,19 @@ def test_the_real_demo_starts_again_and_a_sigterm_tears_it_down(tmp_path: Path) 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    assert demo.stdout is not None
-    lines = []
-    try:
-        for line in demo.stdout:
-            lines.append(line)
-            if "== 1/5" in line:
-                break
-        demo.send_signal(signal.SIGTERM)
-        lines += demo.stdout.readlines()
-        code = demo.wait(timeout=180)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
+    ) as demo:
+        assert demo.stdout is not None
+        try:
+            for line in demo.stdout:
+                lines.append(line)
+                if "== 1/5" in line:
+                    break
+            demo.send_signal(signal.SIGTERM)
+            lines += demo.stdout.readlines()
+            code = demo.wait(timeout=180)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
     output = "".join(lines)
     print(output)
     started = re.search(r"real tier started in \d+s .* namespace mf-(\w+);", output)
