@@ -177,6 +177,10 @@ def kubelet_config(layout: NodeLayout, ca_cert: Path, cgroup_v1: bool) -> dict[s
         "imageGCLowThresholdPercent": 99,
         "serializeImagePulls": False,
         "nodeStatusUpdateFrequency": "4s",
+        # a Secret's new content reaches a pod's volume at the pod's next sync: with the default
+        # 1 min, Prometheus got a new PodMonitor's scrape job (prometheus-operator writes it to
+        # a Secret the config reloader watches) 30-90 s after the PodMonitor appeared
+        "syncFrequency": "10s",
     }
     if cgroup_v1:
         config["failCgroupV1"] = False  # kubelet 1.35 refuses cgroup v1 unless told otherwise

@@ -192,10 +192,12 @@ def test_s1_apply_k_operator_pod_ready_then_v1_ready(
     slot_pods = _pods(real_stack, real_namespace, "modelfleet.io/deployment=fraud")
     assert slot_pods
     assert all(p["spec"]["nodeName"] in real_stack.real.node_names for p in slot_pods)
-    # Prometheus found the slot pod through the API server, with the labels the operator queries
+    # Prometheus found the slot pod through the API server, with the labels the operator queries;
+    # a new PodMonitor reaches it through prometheus-operator's config Secret, the kubelet's next
+    # sync of the Prometheus pod (every 10 s here), a reload, discovery, and a 5 s scrape
     query = f'up{{namespace="{real_namespace}",container="server"}} == 1'
     scraped = _wait(
-        f"Prometheus scraping {query}", lambda: prometheus.query(real_stack.real, query), 30
+        f"Prometheus scraping {query}", lambda: prometheus.query(real_stack.real, query), 90
     )
     assert {s["metric"]["pod"] for s in scraped} == {p["metadata"]["name"] for p in slot_pods}
 

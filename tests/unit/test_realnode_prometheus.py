@@ -106,3 +106,11 @@ def test_a_new_prometheus_build_leaves_prometheus_operators_builds_alone(tmp_pat
         (tmp_path / name).mkdir()
     assert older_builds(tmp_path, "prometheus") == [tmp_path / "prometheus-0ld"]
     assert older_builds(tmp_path, "prometheus-operator") == [tmp_path / "prometheus-operator-0b98"]
+
+
+def test_the_kubelet_syncs_pods_often_enough_for_a_new_podmonitor_to_be_scraped_soon() -> None:
+    """prometheus-operator hands Prometheus a new PodMonitor's job through a Secret volume,
+    which the kubelet refreshes at each pod sync (default: every minute)."""
+    layout = config.NodeLayout("abc123", 1)
+    kubelet = config.kubelet_config(layout, Path("/ca.crt"), cgroup_v1=False)
+    assert kubelet["syncFrequency"] == "10s"
