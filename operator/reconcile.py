@@ -333,6 +333,8 @@ async def _observe(
     replicas = spec.get("replicas", 1)
     ready = status.get("readyReplicas", 0) if current else 0
     updated = status.get("updatedReplicas", 0) if current else 0
+    # status.replicas counts the non-terminated pods of every ReplicaSet, old templates too
+    stale = max(status.get("replicas", 0) - updated, 0) if current else 0
     problem = None
     if ready < replicas and _starting_for(live, now) >= POD_PROBLEM_AFTER_SECONDS:
         pods = await kube.list("v1", "Pod", owner.namespace, selector(owner, slot))
@@ -343,6 +345,7 @@ async def _observe(
         ready_replicas=ready,
         updated_replicas=updated,
         problem=problem,
+        stale_replicas=stale,
     )
 
 

@@ -573,4 +573,6 @@ class _Machine:
 
 def _waiting(observed: SlotObservation, needed: int, role: str) -> str:
     text = f"waiting for {role} pods: {observed.ready_replicas}/{needed} ready"
+    if observed.stale_replicas:
+        text += f", {observed.stale_replicas} of the previous template still running"
     return f"{text} ({observed.problem})" if observed.problem else text

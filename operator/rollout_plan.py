@@ -38,12 +38,17 @@ class SlotObservation:
     ready_replicas: int = 0
     updated_replicas: int = 0
     problem: str | None = None  # why pods are not Ready, from their containerStatuses
+    # pods of an earlier pod template still running: a slot reused for a new revision keeps the
+    # previous rollout's Ready pods (counted in readyReplicas) until its rolling update ends
+    stale_replicas: int = 0
 
     def ready_for(self, revision: str, count: int) -> bool:
+        """Enough Ready pods of `revision`, and none of an earlier template left to answer."""
         return (
             self.revision == revision
             and self.ready_replicas >= count
             and self.updated_replicas >= count
+            and self.stale_replicas == 0
         )
 
 

@@ -11,6 +11,7 @@ import kopf
 import pytest
 
 from modelfleet.operator.api import ModelDeploymentStatus
+from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.handlers import MemoryDiffBaseStorage, _freshest, build_registry
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
@@ -18,6 +19,7 @@ from modelfleet.operator.reconcile import (
     AppliedCache,
     Context,
     InvalidSpecError,
+    _observe,
     merge_patch,
     parse_spec,
     pod_problem,
@@ -310,6 +312,26 @@ def test_pods_are_asked_why_only_after_a_slot_has_been_starting_for_a_while() ->
     assert kube.reads == []
     _run(kube, ctx, T0 + timedelta(seconds=30))
     assert kube.reads == ["Pods"]
+
+
+@pytest.mark.parametrize(
+    ("status", "stale"),
+    [
+        # a rolling update of a reused slot: the new pod Ready, the previous template's too
+        ({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 1}, 1),
+        ({"observedGeneration": 2, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}, 0),
+        ({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}, 0),
+    ],
+)
+def test_a_slot_s_pods_of_an_earlier_template_are_counted_apart(
+    status: dict[str, Any], stale: int
+) -> None:
+    live = _deployment("1", 2, 0)
+    live["status"] = status
+    owner = Owner("fraud", "ml", "u-1")
+    observed = asyncio.run(_observe(FakeKube(), owner, "blue", live, T0))  # type: ignore[arg-type]
+    assert observed.stale_replicas == stale
+    assert observed.ready_for("abc", 1) is (stale == 0 and status["observedGeneration"] == 2)
 
 
 def _deployment(resource_version: str, generation: int, ready: int) -> dict[str, Any]:

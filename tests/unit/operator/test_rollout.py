@@ -55,6 +55,7 @@ class World:
     revisions: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(SLOTS))
     sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLOTS, 0))
     broken: set[str] = field(default_factory=set)  # revisions whose pods never get Ready
+    stale: set[str] = field(default_factory=set)  # slots still running an earlier template's pods
     analyzer: Callable[[datetime], Measurement] = lambda now: measurement("Pass", now)
     looks: int = 0
     command: Command | None = None
@@ -69,7 +70,8 @@ class World:
             revision = self.revisions[slot]
             ready = 0 if revision in self.broken else self.sizes[slot]
             problem = "CrashLoopBackOff: model failed to load" if revision in self.broken else None
-            out[slot] = SlotObservation(revision, self.sizes[slot], ready, ready, problem)
+            stale = 1 if slot in self.stale else 0
+            out[slot] = SlotObservation(revision, self.sizes[slot], ready, ready, problem, stale)
         return out
 
     def inp(self) -> RolloutInput:
@@ -200,6 +202,21 @@ def test_weight_is_set_only_once_the_canary_pods_are_ready() -> None:
     assert "0/1 ready" in (w.status.message or "")
     assert "CrashLoopBackOff" in (w.status.message or "")
     w.broken.clear()
+    w.run(10)
+    assert w.status.canary.weight == 10
+
+
+def test_no_weight_while_the_canary_slot_still_runs_the_previous_templates_pods() -> None:
+    """A slot reused for a new revision counts its previous rollout's Ready pods in readyReplicas
+    until its rolling update ends: a weight set then sends users to the old model."""
+    w = new_revision(world().deployed())
+    canary_slot = next(slot for slot in SLOTS if slot != w.status.active_slot)
+    w.stale.add(canary_slot)
+    w.run(60)
+    assert w.status.canary is not None
+    assert w.status.canary.weight == 0
+    assert "1 of the previous template still running" in (w.status.message or "")
+    w.stale.clear()
     w.run(10)
     assert w.status.canary.weight == 10
 
