@@ -122,6 +122,12 @@ bench-model-aware: $(STAMP) ## Benchmark a silent-bug canary: time to rollback w
 	$(MAKE) --no-print-directory setup
 	$(PY) bench/rollout/model_aware.py $(BENCH_MODEL_AWARE_ARGS)
 
+.PHONY: bench-monitoring
+bench-monitoring: $(STAMP) ## Benchmark monitoring: simulated windows, then real servers and Prometheus (false alarms, detection delay, operator cost at 100)
+	$(MAKE) --no-print-directory setup
+	$(PY) bench/monitoring/run.py
+	PYTHONPATH=hack $(PY) bench/monitoring/live.py $(BENCH_MONITORING_ARGS)
+
 .PHONY: bench-real
 bench-real: $(STAMP) ## Benchmark rollouts and rollbacks through Traefik on the real tier (shares, weight → proxy, error → weight 0, warm start)
 	$(MAKE) --no-print-directory setup
