@@ -73,15 +73,18 @@ def after_chapter(story: Story, version: str, began: float) -> None:
         )
     during = traffic.summary(began)
     story.view.say(f"client during {version}'s chapter: {describe_answers(during)}")
-    others = {v: n for v, n in during.by_version.items() if v not in EXPECTED[version]}
-    if others:
-        # the operator set the canary's weight while its slot's Ready pods were still the
-        # previous rollout's (old ReplicaSet): shown, not hidden; see the README's demo section
-        story.view.say(
-            f"note: the client also got {', '.join(f'{n:,} answers from {v}' for v, n in others.items())} "
-            f"while {version} was the canary: that slot's earlier pods were still serving when "
-            "its weight was set"
-        )
+    # A canary's slot may still hold the previous rollout's pods (the old slot kept warm, a
+    # rolled-back canary): the weight must wait until they are gone, or users get the old model.
+    # Counted from SETTLE_S in: the previous chapter's last route write (a rollback's weight 0)
+    # takes up to ~2 s to reach Traefik, and its answers then are that chapter's.
+    settled = traffic.summary(began + SETTLE_S)
+    others = {v: n for v, n in settled.by_version.items() if v not in EXPECTED[version]}
+    story.check(
+        not others,
+        f"no answers from any other version during {version}'s chapter "
+        f"(from {SETTLE_S:g} s in, once the previous route write reached Traefik)"
+        + (f" (got {', '.join(f'{n:,} from {v}' for v, n in others.items())})" if others else ""),
+    )
 
 
 def step_shares(story: Story, traffic: ClientTraffic) -> None:
