@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from realnode import config, prometheus
 from realnode.images import (
@@ -71,11 +72,11 @@ def test_the_service_selects_the_pods_prometheus_operator_labels() -> None:
 
 def test_prometheus_reads_pods_and_the_operator_writes_what_it_manages() -> None:
     objects = _objects()
-    binding = objects["ClusterRoleBinding/modelfleet-real-prometheus"]
+    binding = objects["ClusterRoleBinding/modelfleet-real-prometheus-pods"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "prometheus", "namespace": prometheus.NAMESPACE}
     ]
-    rules = objects["ClusterRole/modelfleet-real-prometheus"]["rules"]
+    rules = objects["ClusterRole/modelfleet-real-prometheus-pods"]["rules"]
     pods = {"apiGroups": [""], "resources": ["pods", "services", "endpoints"]}
     assert {**pods, "verbs": ["get", "list", "watch"]} in rules
     operator_rules = objects["ClusterRole/modelfleet-real-prometheus-operator"]["rules"]
@@ -114,3 +115,11 @@ def test_the_kubelet_syncs_pods_often_enough_for_a_new_podmonitor_to_be_scraped_
     layout = config.NodeLayout("abc123", 1)
     kubelet = config.kubelet_config(layout, Path("/ca.crt"), cgroup_v1=False)
     assert kubelet["syncFrequency"] == "10s"
+
+
+def test_an_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(prometheus.MODE_ENV, "kubernetes-sd")
+    with pytest.raises(prometheus.PrometheusError, match="expected one of operator, file-sd"):
+        prometheus.mode()
+    monkeypatch.delenv(prometheus.MODE_ENV)
+    assert prometheus.mode() == prometheus.DEFAULT_MODE

@@ -1,10 +1,12 @@
 """The real tier's scenario parts that run without a real node: the load generator against a
-real HTTP server on loopback, and the operator's install kustomization rendered by kubectl."""
+real HTTP server on loopback, Prometheus' configuration checked by promtool and its relabelling
+run by Prometheus itself, and the operator's install kustomization rendered by kubectl."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from realnode import install, load
+from realnode import install, load, prometheus
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
@@ -152,6 +154,122 @@ def test_parse_reads_the_model_version_and_marks_a_200_without_it_failed() -> No
     assert no_version.error == "no model_version in the body"
     assert not load.parse(200, b"<html>").ok
     assert load.parse(503, b"no healthy upstream").error == "no healthy upstream"
+
+
+# --- prometheus ----------------------------------------------------------------------------
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    path = tmp_path / "prometheus.yml"
+    path.write_text(json.dumps(prometheus.scrape_config(tmp_path / "pods.json")))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed with Debian's prometheus (hack/setup.sh)"
+    done = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _pod(name: str, labels: dict[str, str], port_name: str = "metrics", **status: str) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "labels": labels},
+        "spec": {
+            "nodeName": "real-1",
+            "containers": [
+                {
+                    "name": "server",
+                    "image": "localhost/modelfleet-server:dev",
+                    "ports": [
+                        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                        {"name": port_name, "containerPort": 8082, "protocol": "TCP"},
+                    ],
+                }
+            ],
+        },
+        "status": {"phase": "Running", "podIP": status.get("ip", f"127.0.0.{len(name)}"), **status},
+    }
+
+
+SLOT_LABELS = {
+    "app.kubernetes.io/name": "modelfleet-server",
+    "app.kubernetes.io/instance": "fraud",
+    "app.kubernetes.io/managed-by": "modelfleet",
+    "modelfleet.io/deployment": "fraud",
+    "modelfleet.io/slot": "blue",
+}
+
+
+def test_pod_targets_carry_kubernetes_discovery_meta_labels() -> None:
+    (http, metrics) = prometheus.pod_targets([_pod("fraud-blue-1", SLOT_LABELS, ip="10.241.1.7")])
+    assert http["targets"] == ["10.241.1.7:8080"]
+    assert metrics["targets"] == ["10.241.1.7:8082"]
+    labels = metrics["labels"]
+    assert labels["__meta_kubernetes_pod_label_modelfleet_io_deployment"] == "fraud"
+    assert labels["__meta_kubernetes_pod_labelpresent_app_kubernetes_io_instance"] == "true"
+    assert labels["__meta_kubernetes_pod_container_port_name"] == "metrics"
+    assert labels["__meta_kubernetes_namespace"] == "ns"
+    no_ip = _pod("pending", SLOT_LABELS)
+    del no_ip["status"]["podIP"]
+    assert prometheus.pod_targets([no_ip]) == []
+
+
+def test_prometheus_keeps_only_modelfleet_metrics_ports_with_the_podmonitor_labels(
+    tmp_path: Path,
+) -> None:
+    """The real Prometheus runs the job's relabelling on what discovery wrote: only the slot
+    pod's `metrics` port survives, labelled like a PodMonitor's target."""
+    unmanaged = {**SLOT_LABELS, "app.kubernetes.io/managed-by": "helm"}
+    no_deployment = {k: v for k, v in SLOT_LABELS.items() if k != "modelfleet.io/deployment"}
+    pods = [
+        _pod("slot", SLOT_LABELS),
+        _pod("other-app", unmanaged),
+        _pod("no-deployment", no_deployment),
+        _pod("finished", SLOT_LABELS, phase="Succeeded"),
+        _pod("renamed-port", SLOT_LABELS, port_name="prom"),
+    ]
+    targets_file = tmp_path / "pods.json"
+    targets_file.write_text(json.dumps(prometheus.pod_targets(pods)))
+    active = _targets_of(prometheus.scrape_config(targets_file, interval="1h"), tmp_path)
+    assert [t["labels"]["pod"] for t in active] == ["slot"]
+    labels = active[0]["labels"]
+    assert labels["namespace"] == "ns"
+    assert labels["container"] == "server"
+    assert labels["endpoint"] == "metrics"
+    assert labels["job"] == "modelfleet-pods"
+    assert active[0]["scrapeUrl"] == "http://127.0.0.4:8082/metrics"
+
+
+def _targets_of(run_config: dict[str, object], tmp_path: Path) -> list[dict[str, object]]:
+    """Start Debian's prometheus on loopback with `run_config`; its active targets."""
+    import httpx
+    from localcluster.ports import free_port
+
+    (tmp_path / "run.yml").write_text(yaml.safe_dump(run_config))
+    port = free_port()
+    binary = shutil.which("prometheus")
+    assert binary
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'run.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=1).json()
+                if body["data"]["activeTargets"] or body["data"]["droppedTargets"]:
+                    active: list[dict[str, object]] = body["data"]["activeTargets"]
+                    return active
+            except (httpx.HTTPError, ValueError):  # not up yet, or "Service Unavailable"
+                pass
+            time.sleep(0.2)
+        pytest.fail("prometheus never discovered the file-SD targets")
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # --- install -------------------------------------------------------------------------------
