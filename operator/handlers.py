@@ -55,6 +55,11 @@ TRIM_MEMORY_SECONDS = 30.0
 # reconciles running at once: enough to keep the API requests in flight busy; the rest wait
 # before building their children, so 1000 objects at once hold 32 desired states, not 1000
 RECONCILES_AT_ONCE = 32
+# Monitoring looks reading Prometheus at once, on their own HTTP client: at 100 monitored
+# ModelDeployments and a 10 s interval, unbounded looks sharing the rollout analysis' client
+# overran it (72 s a look, every query timing out; bench/results/monitoring.json), and a rollout's
+# gates must never wait behind monitoring.
+MONITOR_LOOKS_AT_ONCE = 8
 logger = logging.getLogger("modelfleet.operator")
 
 
@@ -353,7 +358,10 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
         asyncio.create_task(presence.run()),
     ]
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            httpx.AsyncClient(timeout=10) as monitoring_http,
+        ):
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
             ctx = Context(
                 kube=kube,
@@ -365,12 +373,13 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
             )
             monitor = MonitorDeps(
                 kube=kube,
-                http=http,
-                reader_for=lambda url: PrometheusWindowReader(http, url),
+                http=monitoring_http,
+                reader_for=lambda url: PrometheusWindowReader(monitoring_http, url),
                 default_prometheus_url=settings.prometheus_url,
                 judge=judge_window,
                 metrics=metrics,
-                feedback_reader_for=lambda url: PrometheusFeedbackReader(http, url),
+                feedback_reader_for=lambda url: PrometheusFeedbackReader(monitoring_http, url),
+                looks=asyncio.Semaphore(MONITOR_LOOKS_AT_ONCE),
             )
             await kopf.operator(
                 registry=build_registry(settings),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -96,6 +97,8 @@ class MonitorDeps:
     metrics: OperatorMetrics | None = None
     # Prometheus URL → reader of the labels' counters (feedback.py); None: no live accuracy
     feedback_reader_for: Callable[[str], FeedbackReader] | None = None
+    # how many looks read Prometheus at once, over every monitored ModelDeployment; None: no bound
+    looks: asyncio.Semaphore | None = None
 
 
 class Monitor:
@@ -132,8 +135,9 @@ class Monitor:
         if spec is None:
             return RETRY_S
         self._spec, self._uid = spec, (body.get("metadata") or {}).get("uid")
-        evaluation = await self._evaluate(body, spec, now)
-        evaluation = await self._with_feedback(body, spec, evaluation, now)
+        async with self._deps.looks or contextlib.nullcontext():
+            evaluation = await self._evaluate(body, spec, now)
+            evaluation = await self._with_feedback(body, spec, evaluation, now)
         try:
             changed = await self._write(evaluation, now)
         except (KubeError, httpx.HTTPError) as error:

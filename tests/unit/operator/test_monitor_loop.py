@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -340,6 +341,44 @@ def test_the_status_write_waits_for_the_reconcile_but_the_read_does_not() -> Non
     asyncio.run(go())
     assert loop.kube.writes == [("status", "fraud")]
     assert loop.written[-1]["status"]["monitoring"]["rows"] == 6000  # handed back for _freshest
+
+
+class SlowReader(FakeReader):
+    """A reader that takes a while and records how many reads ran at once."""
+
+    def __init__(self, window: SlotCounts) -> None:
+        super().__init__(window)
+        self.running = self.most = 0
+
+    async def read(self, target: Slot, window_s: float, now: float) -> SlotCounts:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().read(target, window_s, now)
+        finally:
+            self.running -= 1
+
+
+@pytest.mark.parametrize(("bound", "most"), [(None, 6), (2, 2)])
+def test_the_looks_of_every_deployment_read_prometheus_a_bounded_number_at_once(
+    bound: int | None, most: int
+) -> None:
+    reader = SlowReader(_counts(6000))
+    loop = Loop(reader)
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as http:
+            deps = dataclasses.replace(
+                loop.deps(http), looks=None if bound is None else asyncio.Semaphore(bound)
+            )
+            monitors = [Monitor(deps, "ml", "fraud", lock=asyncio.Lock()) for _ in range(6)]
+            await asyncio.gather(*(monitor.evaluate(loop.body, T0) for monitor in monitors))
+            for monitor in monitors:
+                await monitor.sender.close()
+
+    asyncio.run(go())
+    assert reader.most == most
 
 
 def test_the_bearer_token_is_read_from_the_secret() -> None:
