@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
+sys.path.append(str(REPO / "hack"))
+
+from harness.machine import machine  # noqa: E402
 
 from modelfleet.operator.api import MonitoringSpec  # noqa: E402
 from modelfleet.operator.monitoring import evaluate  # noqa: E402
@@ -165,15 +167,6 @@ def _first_flag(
         if flagged:
             return elapsed
     return None
-
-
-def machine() -> dict[str, Any]:
-    memory_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {"cores": os.cpu_count(), "memory_mb": memory_kb // 1024}
 
 
 def main(argv: list[str] | None = None) -> None:

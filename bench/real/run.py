@@ -42,6 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack"), str(REPO)]
 
+from harness.machine import machine  # noqa: E402
 from realnode import clients, install, prometheus  # noqa: E402
 from realnode.build import build_node_binaries  # noqa: E402
 from realnode.cluster import RealCluster, RealConfig  # noqa: E402
@@ -74,15 +75,6 @@ POLL_S = 0.1  # the HTTPRoute
 
 def log(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    memory_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {"cores": os.cpu_count(), "memory_mb": memory_kb // 1024}
 
 
 def stats(values: list[float]) -> dict[str, Any]:

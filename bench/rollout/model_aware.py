@@ -38,6 +38,7 @@ sys.path[:0] = [str(REPO / "hack")]
 
 from harness.gateway import install_gateway  # noqa: E402
 from harness.kube import kube_snapshot  # noqa: E402
+from harness.machine import machine  # noqa: E402
 from harness.model_aware import (  # noqa: E402
     POD_ADDRESS_ANNOTATION,
     VariedRowsDriver,
@@ -164,15 +165,6 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "failed_requests": sum(r.get("failed_requests", 0) for r in runs),
         "details": runs,
     }
-
-
-def machine() -> dict[str, Any]:
-    memory_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {"cores": os.cpu_count(), "memory_mb": memory_kb // 1024}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ sys.path[:0] = [str(REPO / "hack"), str(REPO / "tests" / "e2e"), str(REPO / "ben
 
 from harness.driver import TrafficDriver  # noqa: E402
 from harness.kube import kube_snapshot  # noqa: E402
+from harness.machine import machine  # noqa: E402
 from harness.operator import OperatorProcess, install_crd  # noqa: E402
 from harness.rollout import (  # noqa: E402
     apply,
@@ -283,15 +283,6 @@ def measure(
         for namespace in namespaces:
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return results.summary(settings)
-
-
-def machine() -> dict[str, Any]:
-    memory_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {"cores": os.cpu_count(), "memory_mb": memory_kb // 1024}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ sys.path[:0] = [str(REPO / "hack")]
 
 from harness.driver import TrafficDriver  # noqa: E402
 from harness.kube import kube_snapshot  # noqa: E402
+from harness.machine import machine as harness_machine  # noqa: E402
 from harness.operator import OperatorProcess, install_crd  # noqa: E402
 from harness.rollout import apply, healthy_at, model_deployment, wait_for  # noqa: E402
 from harness.stack import MODELS  # noqa: E402
@@ -220,12 +221,7 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    memory_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {"cores": os.cpu_count(), "memory_mb": memory_kb // 1024, "load": os.getloadavg()}
+    return {**harness_machine(), "load": os.getloadavg()}
 
 
 def measure(cluster: LocalCluster, runs: int, revert_runs: int, work: Path, log: Any) -> Any:
