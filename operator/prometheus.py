@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -284,10 +284,7 @@ class PrometheusAnalyzer:
 
         async def one(slot: tuple[str, str, str, str]) -> Cumulative:
             series = f"{PREDICTION_BUCKETS_METRIC}{selector(*slot)}"
-            baselines, windows = await asyncio.gather(
-                self._vector(url, series, since), self._matrix(url, f"{series}[{window_s}s]", at)
-            )
-            gains = series_increase(baselines, windows, since)
+            gains = await self._gains(url, series, since, at, window_s)
             return sum_buckets((dict(labels), gain) for labels, gain in gains.items())
 
         canary_counts, stable_counts = await asyncio.gather(one(canary), one(stable))
@@ -307,17 +304,7 @@ class PrometheusAnalyzer:
         async def one(slot: tuple[str, str, str, str]) -> FeedbackCounts:
             names = '{__name__=~"' + "|".join(FEEDBACK_COUNTERS) + '",'
             series = names + selector(*slot)[1:]
-            (_, at_start), (_, window) = await asyncio.gather(
-                self._query(url, series, since), self._query(url, f"{series}[{window_s}s]", at)
-            )
-            gains = series_increase(
-                {_named(item["metric"]): float(item["value"][1]) for item in at_start},
-                {
-                    _named(item["metric"]): [(float(t), float(v)) for t, v in item["values"]]
-                    for item in window
-                },
-                since,
-            )
+            gains = await self._gains(url, series, since, at, window_s, key=_named)
             summed = sum_feedback((dict(labels), gain) for labels, gain in gains.items())
             return summed.get((slot[2], slot[3]), FeedbackCounts())
 
@@ -373,18 +360,49 @@ class PrometheusAnalyzer:
     async def _query(self, url: str, query: str, at: float) -> tuple[str, list[Any]]:
         return await query_api(self._client, url, query, at, self._timeout)
 
-    async def _vector(self, url: str, query: str, at: float) -> dict[Labels, float]:
+    async def _gains(
+        self,
+        url: str,
+        series: str,
+        since: float,
+        at: float,
+        window_s: int,
+        *,
+        key: Callable[[Mapping[str, str]], Labels] | None = None,
+    ) -> dict[Labels, float]:
+        """What each counter series matched by `series` gained since `since` (series_increase)."""
+        baselines, windows = await asyncio.gather(
+            self._vector(url, series, since, key=key),
+            self._matrix(url, f"{series}[{window_s}s]", at, key=key),
+        )
+        return series_increase(baselines, windows, since)
+
+    async def _vector(
+        self,
+        url: str,
+        query: str,
+        at: float,
+        *,
+        key: Callable[[Mapping[str, str]], Labels] | None = None,
+    ) -> dict[Labels, float]:
         kind, result = await self._query(url, query, at)
         _expect(kind, "vector", query)
-        return {_labels(item["metric"]): float(item["value"][1]) for item in result}
+        key = key or _labels
+        return {key(item["metric"]): float(item["value"][1]) for item in result}
 
-    async def _matrix(self, url: str, query: str, at: float) -> dict[Labels, list[Sample]]:
+    async def _matrix(
+        self,
+        url: str,
+        query: str,
+        at: float,
+        *,
+        key: Callable[[Mapping[str, str]], Labels] | None = None,
+    ) -> dict[Labels, list[Sample]]:
         kind, result = await self._query(url, query, at)
         _expect(kind, "matrix", query)
+        key = key or _labels
         return {
-            _labels(item["metric"]): [
-                (float(stamp), float(value)) for stamp, value in item["values"]
-            ]
+            key(item["metric"]): [(float(stamp), float(value)) for stamp, value in item["values"]]
             for item in result
         }
 
