@@ -91,6 +91,7 @@ def install_operator(real: RealCluster, prometheus_url: str, timeout: float = 11
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kustomization.yaml").write_text(operator_kustomization(prometheus_url, folder))
     local = real.control_plane
+    wait_namespace_gone_if_terminating(real, OPERATOR_NAMESPACE)
     applied = local.kubectl("apply", "-k", str(folder), check=False)
     if applied.returncode != 0:
         # one apply holds the CRDs and a ClusterKopfPeering: the latter is refused until the
@@ -103,6 +104,21 @@ def install_operator(real: RealCluster, prometheus_url: str, timeout: float = 11
         "-n", OPERATOR_NAMESPACE, "wait", "--for=condition=Available",
         f"deployment/{OPERATOR_DEPLOYMENT}", f"--timeout={int(timeout)}s",
     )  # fmt: skip
+
+
+def wait_namespace_gone_if_terminating(
+    real: RealCluster, namespace: str, timeout: float = 100.0
+) -> None:
+    """A namespace being deleted refuses new content ("it is being terminated") until its
+    pods have stopped on the node: wait until it is gone, then an apply can recreate it."""
+    found = real.control_plane.kubectl(
+        "get", "namespace", namespace, "-o", "jsonpath={.status.phase}", check=False
+    )
+    if found.returncode != 0 or found.stdout.strip() != "Terminating":
+        return
+    real.control_plane.kubectl(
+        "wait", "--for=delete", f"namespace/{namespace}", f"--timeout={int(timeout)}s"
+    )
 
 
 def install_gateway(real: RealCluster) -> str:

@@ -25,7 +25,7 @@ def installed(real_cluster: RealCluster) -> Iterator[RealCluster]:
         yield real_cluster
     finally:
         real_cluster.control_plane.kubectl(
-            "delete", "-k", str(OVERLAY), "--ignore-not-found", "--wait=false", check=False
+            "delete", "-k", str(OVERLAY), "--ignore-not-found", "--timeout=100s", check=False
         )
 
 
