@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modelfleet.operator.api import GROUP, KIND, VERSION, ModelDeployment, parse_duration
-from modelfleet.operator.rollout_plan import COMMAND_ANNOTATION, Command, parse_timestamp
+from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
+from modelfleet.operator.timestamps import parse_timestamp
 
 if TYPE_CHECKING:  # the command path stays light: rich loads only to draw
     from rich.console import Group

@@ -55,8 +55,8 @@ from modelfleet.operator.monitoring import (
 )
 from modelfleet.operator.prometheus import PrometheusError
 from modelfleet.operator.reconcile import merge_patch
-from modelfleet.operator.rollout_plan import timestamp
 from modelfleet.operator.status import set_condition
+from modelfleet.operator.timestamps import timestamp
 from modelfleet.operator.webhook import WebhookSender, cloud_event
 
 API_VERSION = f"{GROUP}/{VERSION}"

@@ -47,21 +47,15 @@ from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.replay import paired_gate_enabled, ready_pod_address
-from modelfleet.operator.rollout import (
-    COMMAND_ANNOTATION,
-    Command,
-    RolloutInput,
-    SlotObservation,
-    analysis_due,
-    in_shadow,
-    next_action,
-    parse_timestamp,
-    plan_replicas,
-)
+from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
+from modelfleet.operator.rollout.machine import next_action
+from modelfleet.operator.rollout.steps import analysis_due, in_shadow, plan_replicas
+from modelfleet.operator.rollout.types import RolloutInput, SlotObservation
 from modelfleet.operator.routers import Router, router_for
 from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.shape import revision_of, shape_of
 from modelfleet.operator.status import invalid_spec_status, summarize
+from modelfleet.operator.timestamps import parse_timestamp
 
 API_VERSION = f"{GROUP}/{VERSION}"
 

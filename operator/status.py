@@ -16,7 +16,8 @@ from modelfleet.operator.api import (
     ModelDeploymentStatus,
     SlotStatus,
 )
-from modelfleet.operator.rollout import SlotObservation, timestamp
+from modelfleet.operator.rollout.types import SlotObservation
+from modelfleet.operator.timestamps import timestamp
 
 
 def set_condition(

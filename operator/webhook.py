@@ -25,7 +25,7 @@ import httpx
 import orjson
 
 from modelfleet.operator.api import GROUP, PLURAL, VERSION, WebhookStatus
-from modelfleet.operator.rollout_plan import timestamp
+from modelfleet.operator.timestamps import timestamp
 
 CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPE_PREFIX = "io.modelfleet.monitoring."

@@ -16,17 +16,12 @@ import pytest
 from modelfleet.operator import reasons
 from modelfleet.operator.api import SLOTS, ModelDeploymentSpec, ModelDeploymentStatus
 from modelfleet.operator.measurement import Measurement
-from modelfleet.operator.rollout import (
-    Command,
-    RolloutInput,
-    SlotObservation,
-    Transition,
-    analysis_due,
-    next_action,
-    plan_replicas,
-    timestamp,
-)
+from modelfleet.operator.rollout.commands import Command
+from modelfleet.operator.rollout.machine import next_action
+from modelfleet.operator.rollout.steps import analysis_due, plan_replicas
+from modelfleet.operator.rollout.types import RolloutInput, SlotObservation, Transition
 from modelfleet.operator.routers import proportional_replicas
+from modelfleet.operator.timestamps import timestamp
 from tests.unit.operator.specs import make_spec
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

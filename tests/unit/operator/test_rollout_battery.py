@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from modelfleet.operator.api import ModelDeploymentStatus
 from modelfleet.operator.reconcile import InvalidSpecError, parse_spec
-from modelfleet.operator.rollout import Command, SlotObservation
+from modelfleet.operator.rollout.commands import Command
+from modelfleet.operator.rollout.types import SlotObservation
 from modelfleet.operator.routers import proportional_replicas
 from tests.spec_strategies import steps
 from tests.unit.operator.test_rollout import FAST, World, measurement

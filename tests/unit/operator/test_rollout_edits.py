@@ -15,7 +15,7 @@ import pytest
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import CanaryStatus
-from modelfleet.operator.rollout import StepPosition, step_position
+from modelfleet.operator.rollout.steps import StepPosition, step_position
 from tests.unit.operator.specs import make_spec
 from tests.unit.operator.test_rollout import (
     World,

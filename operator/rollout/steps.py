@@ -1,119 +1,27 @@
-"""What the rollout state machine reads and returns, and what the reconcile asks around it.
+"""Where the canary stands in its steps, when to look at it, and how many pods each slot gets.
 
-`RolloutInput` (spec, status, both slots as observed, the router's sizing, a manual command) goes
-into `rollout.next_action`, a `Transition` (next status, events, when to look again) comes out.
-Around that call the reconcile asks `analysis_due` (take a measurement first?) and `plan_replicas`
-(pods per slot for the new status). The shadow step's rules (`in_shadow`, `dwell_of`) and where the
-canary stands in the steps (`step_position`) live here because both sides read them. Pure code: no
+The reconcile asks `analysis_due` (take a measurement before `next_action`?) and `plan_replicas`
+(pods per slot for the new status); the machine and the reconcile both read the shadow step's rules
+(`in_shadow`, `dwell_of`) and the canary's place in the steps (`step_position`). Pure code: no
 I/O, the clock is passed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta
 
 from modelfleet.operator.api import (
     SLOTS,
     CanaryStatus,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    Slot,
     parse_duration,
 )
+from modelfleet.operator.rollout.types import RolloutInput
+from modelfleet.operator.timestamps import parse_timestamp
 
-COMMAND_ANNOTATION = "modelfleet.io/command"
-VERBS = ("promote", "abort", "retry", "pause", "resume", "undo")
 QUICK_LOOK_MIN_S = 1.0
-
-
-@dataclass(frozen=True)
-class SlotObservation:
-    """One slot's Deployment as the cluster shows it (absent = revision None)."""
-
-    revision: str | None = None
-    replicas: int = 0
-    ready_replicas: int = 0
-    updated_replicas: int = 0
-    problem: str | None = None  # why pods are not Ready, from their containerStatuses
-    # pods of an earlier pod template still running: a slot reused for a new revision keeps the
-    # previous rollout's Ready pods (counted in readyReplicas) until its rolling update ends
-    stale_replicas: int = 0
-
-    def ready_for(self, revision: str, count: int) -> bool:
-        """Enough Ready pods of `revision`, and none of an earlier template left to answer."""
-        return (
-            self.revision == revision
-            and self.ready_replicas >= count
-            and self.updated_replicas >= count
-            and self.stale_replicas == 0
-        )
-
-
-@dataclass(frozen=True)
-class Command:
-    """A manual-control request from the `modelfleet.io/command` annotation: "<verb>[ --full]:<id>"."""
-
-    verb: str
-    id: str
-    full: bool = False
-
-    @classmethod
-    def parse(cls, text: str | None) -> Command | None:
-        if not text or ":" not in text:
-            return None
-        head, _, command_id = text.rpartition(":")
-        words = head.split()
-        if not words or words[0] not in VERBS or not command_id:
-            return None
-        return cls(verb=words[0], id=command_id, full="--full" in words[1:])
-
-    def render(self) -> str:
-        return f"{self.verb}{' --full' if self.full else ''}:{self.id}"
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class RolloutInput:
-    """Everything `next_action` reads besides the measurement and the clock."""
-
-    spec: ModelDeploymentSpec
-    revision: str  # the spec's revision (hash of the pod shape)
-    version: str  # the spec's model version
-    status: ModelDeploymentStatus
-    slots: dict[str, SlotObservation]
-    active_replicas: int  # pods the active slot should have (spec, or the autoscaler's count)
-    canary_sizer: Callable[[int, int], int]  # the router's (active pods, weight) → canary pods
-    command: Command | None = None
-    # why the data plane cannot serve the shadow step's mirror (None: it can, or no shadow pending)
-    shadow_refusal: str | None = None
-
-
-@dataclass(frozen=True)
-class Transition:
-    status: ModelDeploymentStatus
-    events: tuple[Event, ...] = ()
-    requeue_after: float | None = None
-
-
-def other_slot(slot: Slot) -> Slot:
-    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
-
-
-def timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
