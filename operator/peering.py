@@ -9,7 +9,11 @@ order it late), reads the status kopf writes to tell which of the three this rep
 so: a log line at every change (a warning every minute while it is neither), the gauges
 `modelfleet_operator_acting` and `modelfleet_operator_peering_state{state}`, and two endpoints:
 
-- `/readyz` (readiness): 200 only while acting; a replica that stands by is not ready.
+- `/readyz` (readiness): 200 while acting or standing by, as for any operator with leader
+  election: both replicas are doing their job, so a Deployment of two shows 2/2 Ready,
+  `kubectl rollout status` finishes and Argo CD calls it Healthy (an acting-only readiness kept
+  the standby 0/1 for ever: the rollout never completed and its progress deadline ran out).
+  503 while it is neither. Which replica acts is in the body (`state`) and the gauges.
 - `/healthz` (liveness): 200 while acting or standing by; 503 once the replica has been neither
   for two peering lifetimes (no peering object it can create, its own keep-alive stale so its
   peers count it dead, a peer with the same priority, the API server out of reach), so
@@ -158,7 +162,8 @@ class Presence:
 
     @property
     def ready(self) -> bool:
-        return self.current.role == Role.ACTING
+        """Acting, or standing by ready to take over within a peering lifetime."""
+        return self.current.role != Role.WAITING
 
     def report(self) -> dict[str, Any]:
         return {

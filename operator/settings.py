@@ -48,7 +48,7 @@ class OperatorSettings(BaseSettings):
         default=8091,
         ge=0,
         le=65535,
-        description="/healthz (liveness) and /readyz (readiness: acting, not standing by); 0 = off.",
+        description="/healthz (liveness) and /readyz (readiness: acting or standing by); 0 = off.",
     )
     peering: str | None = Field(
         default="modelfleet",

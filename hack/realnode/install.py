@@ -7,7 +7,7 @@
 - `install_operator(real, prometheus_url)`: `kubectl apply -k` of a kustomization whose only
   base is hack/realnode/overlay (manifests/ with the local images) and whose only patch puts the
   real tier's Prometheus URL in place of the overlay's placeholder; then the operator
-  Deployment Available: its acting replica's readiness probe passes.
+  Deployment's rollout complete: both replicas Ready (one acting, one standing by).
 - `gateway_address(real)`: Traefik's Service, the Gateway's listener inside the namespace.
 """
 
@@ -85,8 +85,8 @@ def operator_kustomization(prometheus_url: str, folder: Path, overlay: Path = OV
 
 
 def install_operator(real: RealCluster, prometheus_url: str, timeout: float = 110.0) -> None:
-    """`kubectl apply -k` the operator, then wait for its Deployment to be Available (`timeout`
-    below the 120 s every kubectl call of LocalCluster is allowed)."""
+    """`kubectl apply -k` the operator, then wait for its Deployment's rollout (`timeout` below
+    the 120 s every kubectl call of LocalCluster is allowed)."""
     folder = real.state_dir / "install-operator"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kustomization.yaml").write_text(operator_kustomization(prometheus_url, folder))
@@ -98,10 +98,9 @@ def install_operator(real: RealCluster, prometheus_url: str, timeout: float = 11
         # CRD is established, as for any user; wait for the CRDs, then apply again
         local.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         local.kubectl("apply", "-k", str(folder))
-    # Available, not `rollout status`: only the acting replica of two passes /readyz (the
-    # other stands by, 0/1 READY), so the rollout never counts 2 of 2 (manifests/operator)
+    # as a user checks it: both replicas Ready, the acting one and the one standing by
     local.kubectl(
-        "-n", OPERATOR_NAMESPACE, "wait", "--for=condition=Available",
+        "-n", OPERATOR_NAMESPACE, "rollout", "status",
         f"deployment/{OPERATOR_DEPLOYMENT}", f"--timeout={int(timeout)}s",
     )  # fmt: skip
 

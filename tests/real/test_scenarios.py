@@ -152,37 +152,47 @@ def test_s1_apply_k_operator_pod_ready_then_v1_ready(
     )
     assert len(pods) == 2, [p["metadata"]["name"] for p in pods]  # manifests/: 2, peering
 
-    def one_acting() -> list[dict[str, Any]] | None:
-        # a newer replica takes over from an older one (priority = start time): until the older
-        # one's next readiness probe both may show Ready, so wait for the handover to settle
+    def both_ready() -> list[dict[str, Any]] | None:
+        # acting and standing by are both Ready (operator/peering.py): 2/2, as GitOps tools expect
         live = _pods(
             real_stack, install.OPERATOR_NAMESPACE, "app.kubernetes.io/name=modelfleet-operator"
         )
         live = [p for p in live if "deletionTimestamp" not in p["metadata"]]
-        return live if len(live) == 2 and sum(_ready(p) for p in live) == 1 else None
+        return live if len(live) == 2 and all(_ready(p) for p in live) else None
 
-    pods = _wait(
-        "exactly one operator replica Ready (acting), the other standing by", one_acting, 60
-    )
-    acting = [p for p in pods if _ready(p)]
+    def states(pods: list[dict[str, Any]]) -> list[str] | None:
+        """Each pod's peering state from its own /readyz body (200 on both), once they agree."""
+        found = []
+        for pod in pods:
+            container = pod["spec"]["containers"][0]
+            health = next(p["containerPort"] for p in container["ports"] if p["name"] == "health")
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"]["port"] == "health"
+            path = container["readinessProbe"]["httpGet"]["path"]
+            target = f"http://{pod['status']['podIP']}:{health}{path}"
+            curl = ["curl", "-s", "-w", "\n%{http_code}", "--max-time", "3", target]
+            body, _, code = clients.run_inside(real_stack.real.netns, curl).stdout.rpartition("\n")
+            if code != "200":
+                return None
+            found.append(json.loads(body)["state"])
+        return found if sorted(found) == ["acting", "standby"] else None
+
+    pods = _wait("both operator replicas Ready", both_ready, 60)
+    # a newer replica takes over from an older one (priority = start time): wait for it to settle
+    roles = _wait("one replica acting, the other standing by", lambda: states(pods), 60)
+    print(f"operator replicas: {roles}")
     for pod in pods:
         assert pod["spec"]["nodeName"] in real_stack.real.node_names
         container = pod["spec"]["containers"][0]
         assert container["image"] == "localhost/modelfleet-operator:dev"
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert env[install.PROMETHEUS_ENV] == real_stack.prometheus_url
-        # the probes mean something: asked on the Pod's own address, /healthz passes on both
-        # replicas, /readyz only on the acting one
+        # the liveness probe means something too: asked on the Pod's own address, it passes
         health = next(p["containerPort"] for p in container["ports"] if p["name"] == "health")
-        codes = {}
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"]["port"] == "health"
-            path = container[probe]["httpGet"]["path"]
-            target = f"http://{pod['status']['podIP']}:{health}{path}"
-            curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3"]
-            codes[probe] = clients.run_inside(real_stack.real.netns, [*curl, target]).stdout
-        assert codes["livenessProbe"] == "200", codes
-        assert (codes["readinessProbe"] == "200") == (pod in acting), codes
+        path = container["livenessProbe"]["httpGet"]["path"]
+        target = f"http://{pod['status']['podIP']}:{health}{path}"
+        curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", target]
+        assert clients.run_inside(real_stack.real.netns, curl).stdout == "200"
 
     md = model_deployment(real_stack, "fraud", "model.txt", "v1")
     _apply(real_stack, real_namespace, md)

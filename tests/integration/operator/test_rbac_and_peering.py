@@ -4,7 +4,7 @@ RBAC: the ServiceAccount, ClusterRole and binding of the kustomize base are appl
 from a TokenRequest, and the operator runs with only that token: any permission missing from the
 ClusterRole shows up as a 403 and fails the test.
 Peering: two replicas share a ClusterKopfPeering; only the higher priority acts (ready, gauge 1),
-the other stands by (live, not ready, gauge 0, says so in its log) and takes over when it is
+the other stands by (live and ready, gauge 0, says so in its log) and takes over when it is
 killed. Without its peering object the operator creates it and acts; two replicas that kopf pauses
 both (same priority) fail their liveness.
 """
@@ -237,7 +237,7 @@ def test_only_one_peered_replica_acts_and_the_other_takes_over(
     assert _acted(leader)
     assert not _acted(standby), standby.logs()[-2000:]
     # each says where it stands: readiness, liveness, the gauge and a log line
-    wait_for(lambda: _state(standby) == (503, "standby"), 30, "the standby's /readyz")
+    wait_for(lambda: _state(standby) == (200, "standby"), 30, "the standby's /readyz")
     assert _state(standby, "/healthz") == (200, "standby")
     assert standby.probe("/readyz")[1]["leader"] == leader.probe("/readyz")[1]["identity"]
     assert _state(leader) == (200, "acting")

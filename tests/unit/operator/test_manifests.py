@@ -76,7 +76,7 @@ def test_deployment_runs_two_hardened_replicas_with_probes() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # only the acting replica
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # acting or standing by
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard() -> None:

@@ -162,13 +162,13 @@ def test_a_replica_that_starts_out_neither_says_so_at_once(
     assert "same priority" in said[0]
 
 
-def test_a_replica_standing_by_is_live_but_not_ready() -> None:
+def test_a_replica_standing_by_is_live_and_ready_but_does_not_act() -> None:
     clock = FakeClock()
     presence = _presence(FakePeeringApi(), clock)
     presence.update(Standing(Role.STANDBY, "other acts", "other"))
     clock.now += 10 * presence.grace
     assert presence.live
-    assert not presence.ready
+    assert presence.ready  # 2/2 READY: rollout status and GitOps health need it
     assert _gauge(presence, "modelfleet_operator_acting") == 0
     assert _gauge(presence, "modelfleet_operator_peering_state", {"state": "standby"}) == 1
 
@@ -210,7 +210,7 @@ def test_the_endpoints_answer_liveness_and_readiness() -> None:
     answers = asyncio.run(probe())
 
     assert answers["standby /healthz"][0] == 200
-    assert answers["standby /readyz"][0] == 503
+    assert answers["standby /readyz"][0] == 200
     assert answers["standby /readyz"][1]["state"] == "standby"
     assert answers["standby /readyz"][1]["leader"] == "other"
     assert answers["acting /healthz"][0] == 200
