@@ -29,6 +29,10 @@ MAX_NAME_LENGTH = 52
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 MODEL_URI_PATTERN = r"^((file|https?|s3|gs|az|pvc)://.+|/.+)$"
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
+# an HTTP field name is a token (RFC 9110 5.6.2), the same set as Gateway API's HTTPHeaderName
+HTTP_TOKEN_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+# a field value without control characters or surrounding whitespace (RFC 9110 5.5)
+HTTP_VALUE_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 Slot = Literal["blue", "green"]
 SLOTS: tuple[Slot, Slot] = ("blue", "green")
@@ -336,6 +340,21 @@ class ShadowSpec(CamelModel):
     )
 
 
+class HeaderRouteSpec(CamelModel):
+    name: str = Field(
+        max_length=256,
+        pattern=HTTP_TOKEN_PATTERN,
+        description="Request header that sends a request to the canary, e.g. X-Canary (an HTTP "
+        "token; matched case-insensitively, as HTTP field names are).",
+    )
+    value: str = Field(
+        max_length=4096,
+        pattern=HTTP_VALUE_PATTERN,
+        description="The header's value, matched exactly (no regular expression: their dialects "
+        "differ between proxies, an exact match means the same everywhere).",
+    )
+
+
 class RolloutSpec(CamelModel):
     steps: list[int] = Field(
         default_factory=lambda: [10, 25, 50, 100],
@@ -382,6 +401,12 @@ class RolloutSpec(CamelModel):
     )
     shadow: ShadowSpec | None = Field(
         default=None, description="Mirror live traffic to the canary before the first live weight."
+    )
+    header_route: HeaderRouteSpec | None = Field(
+        default=None,
+        description="Requests carrying this header go to the canary whenever its pods are Ready, "
+        "before any weight (Gateway API; NGINX Ingress: from the first weight on), so a tester "
+        "can reach it before any user does.",
     )
 
 
@@ -540,6 +565,13 @@ class ModelDeploymentSpec(CamelModel):
                     "message": "rollout.shadow.percent must be 100 with traffic.ingress: NGINX "
                     "mirrors every request or none",
                     "fieldPath": ".rollout.shadow.percent",
+                },
+                {
+                    "rule": "!has(self.rollout) || !has(self.rollout.headerRoute) || "
+                    "(has(self.traffic) && (has(self.traffic.ingress) || has(self.traffic.gateway)))",
+                    "message": "rollout.headerRoute needs traffic.ingress or traffic.gateway: the "
+                    "replica-ratio split cannot match headers",
+                    "fieldPath": ".rollout.headerRoute",
                 },
             ]
         }

@@ -2,7 +2,8 @@
 
 `desired_state(...)` picks each slot's shape (a slot keeps the shape of the revision it runs, read
 back from its Deployment's annotation), sizes it from the rollout plan, and asks the router for its
-objects at the status' weight. It also names what must not exist (autoscalers of idle slots, the
+objects at the status' weight (and the header route, once the canary slot's Deployment shows Ready
+pods of the canary's revision). It also names what must not exist (autoscalers of idle slots, the
 objects of routers not in use, an idle canary's Ingress), so a change of traffic block or
 autoscaling, and the end of a canary, clean up after themselves.
 """
@@ -12,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelfleet.operator.api import SLOTS, ModelDeploymentSpec, ModelDeploymentStatus, Slot
+from modelfleet.operator.api import (
+    SLOTS,
+    CanaryStatus,
+    HeaderRouteSpec,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    Slot,
+)
 from modelfleet.operator.builders.autoscaling import build_hpa, build_scaled_object, uses_keda
 from modelfleet.operator.builders.common import LABEL_REVISION, Owner, SlotPlan
 from modelfleet.operator.builders.deployment import build_deployment, live_sample_rows
@@ -44,14 +52,66 @@ class DesiredState:
     traffic: list[dict[str, Any]] = field(default_factory=list)  # stable Service + router objects
     absent: list[tuple[str, str, str]] = field(default_factory=list)  # (apiVersion, kind, name)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the routing does, for status.message
 
 
-def routing_of(status: ModelDeploymentStatus) -> Routing:
+def routing_of(
+    status: ModelDeploymentStatus,
+    header_route: HeaderRouteSpec | None = None,
+    canary_deployment: dict[str, Any] | None = None,
+) -> Routing:
+    """The routing for this status; the header route only while the canary can answer it."""
     assert status.active_slot is not None
     canary = status.canary
     if canary is None:
         return Routing(active_slot=status.active_slot)
-    return Routing(status.active_slot, canary.slot, canary.weight, canary.mirror)
+    serving = canary_serving(canary, canary_deployment)
+    header = header_route if serving else None
+    return Routing(status.active_slot, canary.slot, canary.weight, canary.mirror, header)
+
+
+def canary_serving(canary: CanaryStatus, deployment: dict[str, Any] | None) -> bool:
+    """Whether the canary slot has Ready pods of the canary's revision and none of an older one.
+
+    A weight or a mirror is only ever set once they are; before that (weight 0) the slot's
+    Deployment as last seen says so: its revision label, a status of its current generation.
+    """
+    if canary.weight > 0 or canary.mirror > 0:
+        return True
+    if deployment is None:
+        return False
+    meta, status = deployment.get("metadata", {}), deployment.get("status", {})
+    if meta.get("labels", {}).get(LABEL_REVISION) != canary.revision:
+        return False
+    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+        return False
+    updated: int = status.get("updatedReplicas", 0)
+    ready: int = status.get("readyReplicas", 0)
+    stale: int = status.get("replicas", 0) - updated  # pods of the previous template still running
+    return min(ready, updated) >= 1 and stale <= 0
+
+
+HEADER_ROUTE_NOTE = "header route live: "
+
+
+def header_route_note(router: Router, routing: Routing, version: str | None) -> str | None:
+    """What status says while the router's objects send the header to the canary."""
+    header = routing.header_route
+    if header is None or not router.header_route_live(routing):
+        return None
+    slot = routing.canary_slot
+    return (
+        f"header route live: requests with {header.name}: {header.value} go to {version} ({slot})"
+    )
+
+
+def with_notes(message: str | None, desired: DesiredState) -> str | None:
+    """The machine's message with this reconcile's notes and warnings, each said once: the machine
+    leaves its message alone while nothing happens, so the last reconcile's are in it already
+    (and a header-route note that no longer holds is dropped)."""
+    parts = [p for p in (message or "").split("; ") if p and not p.startswith(HEADER_ROUTE_NOTE)]
+    parts += [told for told in [*desired.notes, *desired.warnings] if told not in parts]
+    return "; ".join(parts) or message
 
 
 def slot_revision(status: ModelDeploymentStatus, slot: Slot) -> str | None:
@@ -128,7 +188,12 @@ def desired_state(
         state.workloads.append(autoscaler)
     if capabilities.pod_monitor:
         state.workloads.append(build_pod_monitor(owner))
-    routing = routing_of(status)
+    canary = status.canary
+    canary_live = live.get(canary.slot) if canary is not None else None
+    routing = routing_of(status, spec.rollout.header_route, canary_live)
+    note = header_route_note(router, routing, canary.version if canary is not None else None)
+    if note is not None:
+        state.notes.append(note)
     state.traffic.append(build_stable_service(owner, router.stable_selector_slot(routing)))
     state.traffic.extend(router.build(owner, spec.traffic, routing))
     state.absent.extend(_absent(owner, status.active_slot, autoscaler, capabilities))

@@ -8,6 +8,12 @@ every class lists `HTTPRouteRequestMirror`, and `HTTPRouteRequestPercentageMirro
 100 %. A class that publishes no features, a Gateway or class that cannot be read: refused too,
 since nothing says the mirror would be served.
 
+A header route (`rollout.headerRoute`) needs exact header matching, which is core in HTTPRoute: a class
+supports it when it supports HTTPRoute at all, so `header_refusal` refuses only a class that
+publishes its features without `HTTPRoute`; one that publishes none, or cannot be read, is not
+refused (nothing says it lacks a core feature, and the weighted route would fail with it anyway).
+Traefik v3.6 lists `HTTPRoute`.
+
 The classes' answers are kept `ttl_s` (they change rarely; many ModelDeployments share a Gateway);
 a spec change reads them again.
 """
@@ -25,6 +31,7 @@ GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
 GATEWAY_CLASS = ("gateway.networking.k8s.io/v1", "GatewayClass")
 MIRROR = "HTTPRouteRequestMirror"
 PERCENTAGE_MIRROR = "HTTPRouteRequestPercentageMirror"
+HTTP_ROUTE = "HTTPRoute"  # core support: exact path and header matches, weighted backendRefs
 FEATURES_TTL_SECONDS = 60.0
 
 
@@ -50,17 +57,26 @@ def supported_features(gateway_class: Mapping[str, Any]) -> frozenset[str] | Non
 
 
 def judge_features(
-    class_name: str, features: frozenset[str] | None, required: tuple[str, ...]
+    class_name: str,
+    features: frozenset[str] | None,
+    required: tuple[str, ...],
+    what: str = "shadow",
+    unpublished_refused: bool = True,
 ) -> str | None:
-    """Why a mirror on this class is refused, or None when the class supports it."""
+    """Why `what` (shadow, header route) on this class is refused, or None when it is served.
+
+    `unpublished_refused`: whether a class that publishes no features is refused too.
+    """
     if features is None:
-        return f"GatewayClass {class_name} publishes no supportedFeatures: shadow refused"
+        if not unpublished_refused:
+            return None
+        return f"GatewayClass {class_name} publishes no supportedFeatures: {what} refused"
     missing = [feature for feature in required if feature not in features]
     if not missing:
         return None
     return (
         f"GatewayClass {class_name} does not support {', '.join(missing)} "
-        "(status.supportedFeatures): shadow refused"
+        f"(status.supportedFeatures): {what} refused"
     )
 
 
@@ -89,14 +105,39 @@ class GatewayFeatures:
         `fresh`: read again even what is kept (the spec changed).
         """
         required = required_features(mirror_percent)
+        return await self._refusal(kube, namespace, gateway, required, "shadow", True, fresh)
+
+    async def header_refusal(
+        self, kube: KubeClient, namespace: str, gateway: GatewayTraffic, *, fresh: bool = False
+    ) -> str | None:
+        """Why a header route through these parentRefs is refused (a class that lists its
+        features without HTTPRoute), or None."""
+        return await self._refusal(
+            kube, namespace, gateway, (HTTP_ROUTE,), "header route", False, fresh
+        )
+
+    async def _refusal(
+        self,
+        kube: KubeClient,
+        namespace: str,
+        gateway: GatewayTraffic,
+        required: tuple[str, ...],
+        what: str,
+        strict: bool,
+        fresh: bool,
+    ) -> str | None:
+        """The first parentRef's class that cannot serve `required`; `strict`: a class that cannot
+        be read or publishes nothing counts as one."""
         for ref in gateway.parent_refs:
             ref_namespace = ref.namespace or namespace
             try:
                 class_name = await self._class_of(kube, ref_namespace, ref.name, fresh)
                 features = await self._features_of(kube, class_name, fresh)
             except UnknownFeaturesError as error:
-                return f"{error}: shadow refused"
-            refusal = judge_features(class_name, features, required)
+                if not strict:
+                    continue
+                return f"{error}: {what} refused"
+            refusal = judge_features(class_name, features, required, what, strict)
             if refusal is not None:
                 return refusal
         return None

@@ -12,18 +12,22 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from modelfleet.operator.api import Slot, TrafficSpec
+from modelfleet.operator.api import HeaderRouteSpec, Slot, TrafficSpec
 from modelfleet.operator.builders.common import Owner
 
 
 @dataclass(frozen=True)
 class Routing:
-    """Where live traffic goes: the active slot, and a share of it to the canary slot."""
+    """Where live traffic goes: the active slot, and a share of it to the canary slot.
+
+    `header_route`: requests carrying this header go to the canary slot whatever the weight (set
+    only while the canary's pods are Ready)."""
 
     active_slot: Slot
     canary_slot: Slot | None = None
     canary_weight: int = 0
     mirror_percent: int = 0
+    header_route: HeaderRouteSpec | None = None
 
 
 class Router(Protocol):
@@ -38,6 +42,9 @@ class Router(Protocol):
 
     def stable_selector_slot(self, routing: Routing) -> Slot | None:
         """The slot the stable Service `<name>` selects; None = both slots."""
+
+    def header_route_live(self, routing: Routing) -> bool:
+        """Whether the objects `build` writes for this routing send the header to the canary."""
 
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         """Canary pods needed to carry `weight` % next to `active_replicas` stable pods."""

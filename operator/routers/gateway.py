@@ -1,10 +1,15 @@
-"""Gateway API: one HTTPRoute `<name>` with weighted backendRefs to both slot Services."""
+"""Gateway API: one HTTPRoute `<name>` with weighted backendRefs to both slot Services.
+
+With a header route and a Ready canary, a first rule sends every request carrying the header to the
+canary's Service; the weighted rule below it is unchanged. Exact header matching is core in
+HTTPRoute (and a rule with a header match outranks one without, whatever their order).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from modelfleet.operator.api import Slot, TrafficSpec
+from modelfleet.operator.api import HeaderRouteSpec, Slot, TrafficSpec
 from modelfleet.operator.builders.common import SERVICE_PORT, Owner, base_labels, metadata
 from modelfleet.operator.routers import Routing, proportional_replicas
 
@@ -20,10 +25,8 @@ class GatewayRouter:
         backends = [_backend(owner, routing.active_slot, 100 - _canary_weight(routing))]
         if routing.canary_slot is not None:
             backends.append(_backend(owner, routing.canary_slot, routing.canary_weight))
-        rule: dict[str, Any] = {
-            "matches": [{"path": {"type": "PathPrefix", "value": gateway.path}}],
-            "backendRefs": backends,
-        }
+        path_match = {"type": "PathPrefix", "value": gateway.path}
+        rule: dict[str, Any] = {"matches": [{"path": path_match}], "backendRefs": backends}
         if routing.canary_slot is not None and routing.mirror_percent > 0:
             rule["filters"] = [
                 {
@@ -38,7 +41,11 @@ class GatewayRouter:
             {k: v for k, v in ref.model_dump(by_alias=True).items() if v is not None}
             for ref in gateway.parent_refs
         ]
-        spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": [rule]}
+        rules = [rule]
+        canary, header_route = routing.canary_slot, routing.header_route
+        if canary is not None and header_route is not None:
+            rules.insert(0, _header_rule(owner, path_match, canary, header_route))
+        spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": rules}
         if gateway.hostnames:
             spec["hostnames"] = list(gateway.hostnames)
         return [
@@ -53,6 +60,9 @@ class GatewayRouter:
     def stable_selector_slot(self, routing: Routing) -> Slot | None:
         return routing.active_slot
 
+    def header_route_live(self, routing: Routing) -> bool:
+        return routing.canary_slot is not None and routing.header_route is not None
+
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         return proportional_replicas(active_replicas, weight)
 
@@ -62,6 +72,17 @@ class GatewayRouter:
 
 def _canary_weight(routing: Routing) -> int:
     return routing.canary_weight if routing.canary_slot is not None else 0
+
+
+def _header_rule(
+    owner: Owner, path_match: dict[str, str], canary: Slot, header_route: HeaderRouteSpec
+) -> dict[str, Any]:
+    """Every request with the header (exact value) under the path: all to the canary slot."""
+    header = {"type": "Exact", "name": header_route.name, "value": header_route.value}
+    return {
+        "matches": [{"path": path_match, "headers": [header]}],
+        "backendRefs": [_backend(owner, canary, 100)],
+    }
 
 
 def _ref(owner: Owner, slot: Slot) -> dict[str, Any]:

@@ -9,6 +9,11 @@ shadow canary's answers to users.
 In the shadow step the main Ingress also mirrors every request to the canary slot's Service
 (`mirror-target`, with the body); NGINX discards the mirror's answers. It cannot mirror a share,
 which is why the CRD demands `rollout.shadow.percent: 100` with an Ingress.
+
+A header route rides on the canary Ingress (`canary-by-header` and `-value`: NGINX sends a request
+with that exact value to the canary whatever the weight, one without it by the weight), so with an
+Ingress it is live from the first weight, not before: a canary Ingress at weight 0 is what the
+paragraph above avoids.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from modelfleet.operator.routers import Routing, proportional_replicas
 CANARY = "nginx.ingress.kubernetes.io/canary"
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 CANARY_WEIGHT_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
+CANARY_BY_HEADER = "nginx.ingress.kubernetes.io/canary-by-header"
+CANARY_BY_HEADER_VALUE = "nginx.ingress.kubernetes.io/canary-by-header-value"
 MIRROR_TARGET = "nginx.ingress.kubernetes.io/mirror-target"
 MIRROR_REQUEST_BODY = "nginx.ingress.kubernetes.io/mirror-request-body"
 
@@ -46,12 +53,20 @@ class IngressNginxRouter:
                 CANARY_WEIGHT: str(routing.canary_weight),
                 CANARY_WEIGHT_TOTAL: "100",
             }
+            if self.header_route_live(routing):
+                assert routing.header_route is not None
+                canary_annotations[CANARY_BY_HEADER] = routing.header_route.name
+                canary_annotations[CANARY_BY_HEADER_VALUE] = routing.header_route.value
             name = canary_ingress_name(owner)
             objects.append(_ingress(owner, name, ingress, routing.canary_slot, canary_annotations))
         return objects
 
     def stable_selector_slot(self, routing: Routing) -> Slot | None:
         return routing.active_slot
+
+    def header_route_live(self, routing: Routing) -> bool:
+        live_weight = routing.canary_slot is not None and routing.canary_weight > 0
+        return live_weight and routing.header_route is not None
 
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         return proportional_replicas(active_replicas, weight)

@@ -26,6 +26,9 @@ class ReplicaRatioRouter:
             return routing.canary_slot
         return None
 
+    def header_route_live(self, routing: Routing) -> bool:
+        return False  # a Service cannot match headers: the CRD wants a router with headerRoute
+
     def canary_replicas(self, active_replicas: int, weight: int) -> int:
         """canary / (canary + active) ≈ weight: e.g. 3 active pods, 25 % → 1 canary pod."""
         if weight >= 100:

@@ -171,3 +171,34 @@ def test_answers_are_kept_briefly_and_read_again_on_a_spec_change() -> None:
     kube.objects[("GatewayClass", "", "traefik")]["status"]["supportedFeatures"] = TRAEFIK
     clock.now = 100
     assert refusal(features, kube) is not None  # expired: read again
+
+
+def header_refusal(kube: Kube) -> str | None:
+    return asyncio.run(GatewayFeatures().header_refusal(kube, "ml", ROUTE))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("features", "refusal"),
+    [
+        (TRAEFIK, None),  # Traefik lists HTTPRoute: exact header matches are core in it
+        (None, None),  # publishes nothing: nothing says it lacks a core feature
+        (
+            [{"name": "Gateway"}, {"name": "TLSRoute"}],
+            "GatewayClass traefik does not support HTTPRoute (status.supportedFeatures): "
+            "header route refused",
+        ),
+    ],
+    ids=["traefik", "unpublished", "no-httproute"],
+)
+def test_a_header_route_needs_a_class_that_lists_httproute_when_it_lists_any(
+    features: list[Any] | None, refusal: str | None
+) -> None:
+    assert header_refusal(cluster(features)) == refusal
+
+
+def test_a_header_route_is_not_refused_for_what_cannot_be_read() -> None:
+    # the mirror is refused then; the header route is core, so only a listed lack refuses it
+    kube = Kube({})
+    kube.error = KubeError(403, "forbidden")
+    assert header_refusal(kube) is None
+    assert header_refusal(Kube({})) is None
