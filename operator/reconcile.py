@@ -40,6 +40,7 @@ from modelfleet.operator.desired import (
     Capabilities,
     DesiredState,
     desired_state,
+    with_notes,
 )
 from modelfleet.operator.gateway_features import GatewayFeatures
 from modelfleet.operator.kube import KubeClient
@@ -166,6 +167,9 @@ def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
         )
     if shadow is not None and spec.traffic.ingress is not None and shadow.percent != 100:
         return "spec.rollout.shadow.percent must be 100 with traffic.ingress"
+    unrouted = spec.traffic.ingress is None and spec.traffic.gateway is None
+    if spec.rollout.header_route is not None and unrouted:
+        return "spec.rollout.headerRoute needs traffic.ingress or traffic.gateway"
     analysis = spec.rollout.analysis
     rows = analysis.replay is not None and (
         analysis.replay.reference_uri is not None or analysis.replay.live_sample
@@ -266,8 +270,7 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     summary = summarize(
         spec, new_status, observed, plan, _url(owner, spec), generation, now, inp.shadow_refusal
     )
-    if desired.warnings:
-        summary.message = "; ".join([summary.message or "", *desired.warnings]).lstrip("; ")
+    summary.message = with_notes(summary.message, desired)
     written = await _write_status(ctx, body, summary)
     if transition.events:
         await asyncio.gather(
@@ -432,22 +435,26 @@ async def _shadow_refusal(
     revision: str,
     generation: int | None,
 ) -> str | None:
-    """Why the Gateway cannot serve the shadow step's mirror; asked only while one is pending (a
-    new revision about to start, or a canary before or in its shadow step)."""
+    """Why the Gateway cannot serve the shadow step's mirror (or the header route); asked only
+    while one is pending (a new revision about to start, or a canary before or in its shadow step)."""
     shadow, gateway, canary = spec.rollout.shadow, spec.traffic.gateway, status.canary
-    if shadow is None or gateway is None or status.active_slot is None:
+    header_route = spec.rollout.header_route
+    if (shadow is None and header_route is None) or gateway is None or status.active_slot is None:
         return None
     if revision == status.active_revision:
         return None
     if canary is not None and canary.revision == revision and not in_shadow(spec, canary):
         return None
-    return await ctx.gateway_features.mirror_refusal(
-        ctx.kube,
-        owner.namespace,
-        gateway,
-        shadow.percent,
-        fresh=generation != status.observed_generation,
-    )
+    fresh = generation != status.observed_generation
+    features = ctx.gateway_features
+    refusal = None
+    if header_route is not None:
+        refusal = await features.header_refusal(ctx.kube, owner.namespace, gateway, fresh=fresh)
+    if refusal is None and shadow is not None:
+        refusal = await features.mirror_refusal(
+            ctx.kube, owner.namespace, gateway, shadow.percent, fresh=fresh
+        )
+    return refusal
 
 
 async def _with_pod_addresses(
