@@ -103,10 +103,20 @@ images: $(STAMP) ## Build the real tier's images (pause, Traefik, server, operat
 	@PYTHONPATH=hack $(PY) -m realnode.images $(IMAGES)
 
 # --- operator (operator core and progressive delivery issues) ---
-crds: $(STAMP) ## Regenerate crds/ from the pydantic API models
+crds: $(STAMP) ## Regenerate crds/ (and the kustomize base's and the chart's copies) from the pydantic API models
 	$(VENV)/bin/modelfleet crd > crds/modeldeployments.modelfleet.io.yaml
 	$(VENV)/bin/modelfleet crd --peering > crds/kopf-peering.yaml
 	cat crds/modeldeployments.modelfleet.io.yaml crds/kopf-peering.yaml | sed 's/^# Generated/---\n# Generated/' | tail -n +2 > manifests/operator/crds.yaml
+	$(VENV)/bin/modelfleet crd > charts/modelfleet/crds/modeldeployments.modelfleet.io.yaml
+	$(VENV)/bin/modelfleet crd --peering > charts/modelfleet/crds/kopf-peering.yaml
+
+.PHONY: chart-files helm-lint
+chart-files: ## Copy manifests/monitoring's alert rules and dashboard into the chart (charts/modelfleet/files)
+	cp manifests/monitoring/prometheusrule.yaml manifests/monitoring/dashboard.json charts/modelfleet/files/
+
+helm-lint: $(STAMP) ## Build helm (cached) and lint charts/modelfleet, then check it renders what kustomize does
+	$$(PYTHONPATH=hack $(PY) -m localcluster.helm) lint --strict charts/modelfleet
+	$(PY) -m pytest tests/unit/test_helm_chart.py tests/integration/test_helm_chart.py
 
 operator: $(STAMP) ## Run the operator against the cluster in KUBECONFIG
 	$(VENV)/bin/modelfleet operator

@@ -2,7 +2,8 @@
 # Installs what the test tiers and the demo need on a fresh machine; idempotent and cached.
 #  1. Prometheus (and promtool) from Debian's package, if missing (its service is not used).
 #  2. The local control plane's binaries, built from Go modules into a cache outside the repo.
-#  3. The example models.
+#  3. helm, built from its Go module into the same cache (charts/modelfleet's tests).
+#  4. The example models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
@@ -36,6 +37,9 @@ if ! command -v go >/dev/null; then
 fi
 say "control plane: building (or reusing) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok"
 PYTHONPATH=hack "$PY" -m localcluster build >/dev/null
+
+say "helm: building (or reusing) helm from helm.sh/helm/v4 (the chart's tests render and install with it)"
+PYTHONPATH=hack "$PY" -m localcluster.helm >/dev/null
 
 .venv/bin/python examples/train_models.py --out examples/models  # example models (idempotent; model server issue)
 say "done"

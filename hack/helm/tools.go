@@ -1,0 +1,8 @@
+//go:build tools
+
+// Package tools pins the helm command built from this module (hack/localcluster/helm.py).
+package tools
+
+import (
+	_ "helm.sh/helm/v4/cmd/helm"
+)
