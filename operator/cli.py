@@ -114,7 +114,8 @@ async def _say_what_undo_will_do(kube: Any, namespace: str, name: str) -> None:
     """Before acting: a flip to the warm previous slot, or why a revert would be a rollout."""
     from datetime import UTC, datetime
 
-    from modelfleet.operator.control import API_VERSION, undo_outlook
+    from modelfleet.operator.control import undo_outlook
+    from modelfleet.operator.kube import API_VERSION
 
     obj = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
     if obj is None:
@@ -136,8 +137,8 @@ async def _status(name: str, namespace: str | None, watch: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from modelfleet.operator.control import API_VERSION, render_status
-    from modelfleet.operator.kube import KubeClient, current_namespace
+    from modelfleet.operator.control import render_status
+    from modelfleet.operator.kube import API_VERSION, KubeClient, current_namespace
 
     kube = KubeClient.from_environment()
     namespace = namespace or current_namespace()

@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from modelfleet.operator.api import GROUP, KIND, VERSION, ModelDeployment, parse_duration
+from modelfleet.operator.api import KIND, ModelDeployment, parse_duration
+from modelfleet.operator.kube import API_VERSION, KubeClient
 from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
 from modelfleet.operator.timestamps import parse_timestamp
 
 if TYPE_CHECKING:  # the command path stays light: rich loads only to draw
     from rich.console import Group
-
-    from modelfleet.operator.kube import KubeClient
-
-API_VERSION = f"{GROUP}/{VERSION}"
 
 
 class ControlError(Exception):

@@ -26,7 +26,7 @@ from prometheus_client import start_http_server
 
 from modelfleet.operator import api
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader
-from modelfleet.operator.kube import KubeClient, KubeError
+from modelfleet.operator.kube import API_VERSION, KubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
@@ -34,7 +34,6 @@ from modelfleet.operator.monitor_read import PrometheusWindowReader
 from modelfleet.operator.peering import Presence, own_identity, serve_health, start_priority
 from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.reconcile import (
-    API_VERSION,
     AppliedCache,
     Context,
     InvalidSpecError,

@@ -27,6 +27,10 @@ from typing import Any
 import httpx
 import orjson
 
+from modelfleet.operator.api import GROUP, KIND, PLURAL, VERSION
+from modelfleet.operator.timestamps import timestamp
+
+API_VERSION = f"{GROUP}/{VERSION}"  # the ModelDeployment's
 FIELD_MANAGER = "modelfleet"
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -51,7 +55,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateways",
     ("gateway.networking.k8s.io/v1", "GatewayClass"): "gatewayclasses",
-    ("modelfleet.io/v1alpha1", "ModelDeployment"): "modeldeployments",
+    (API_VERSION, KIND): PLURAL,
     ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
 }
 
@@ -353,7 +357,7 @@ class KubeClient:
     ) -> None:
         """A core/v1 Event on the object (what `kubectl describe` and `kubectl events` show)."""
         meta = involved["metadata"]
-        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = timestamp(now or datetime.now(UTC))
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -375,6 +379,22 @@ class KubeClient:
             "reportingComponent": "modelfleet-operator",
         }
         await self._request("POST", resource_path("v1", "Event", meta["namespace"]), body=event)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new` (nulls delete keys)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value:
+            patch[key] = value
+    return patch
 
 
 def current_namespace(kubeconfig: str | None = None) -> str:

@@ -30,9 +30,7 @@ from pydantic import ValidationError
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
-    GROUP,
     KIND,
-    VERSION,
     Condition,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -43,7 +41,7 @@ from modelfleet.operator.api import (
 )
 from modelfleet.operator.feedback import feedback_status
 from modelfleet.operator.feedback_read import FeedbackReader
-from modelfleet.operator.kube import KubeClient, KubeError
+from modelfleet.operator.kube import API_VERSION, KubeClient, KubeError, merge_patch
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_read import Slot, SlotCounts, WindowReader
 from modelfleet.operator.monitoring import (
@@ -54,12 +52,10 @@ from modelfleet.operator.monitoring import (
     evaluate,
 )
 from modelfleet.operator.prometheus import PrometheusError
-from modelfleet.operator.reconcile import merge_patch
 from modelfleet.operator.status import set_condition
 from modelfleet.operator.timestamps import timestamp
 from modelfleet.operator.webhook import WebhookSender, cloud_event
 
-API_VERSION = f"{GROUP}/{VERSION}"
 RETRY_S = 10.0  # after a failed status write, or while the spec cannot be read
 
 logger = logging.getLogger(__name__)

@@ -22,14 +22,19 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from modelfleet.operator.drift import parse_le
-from modelfleet.operator.prometheus import Sample, query_api, selector, series_increase
+from modelfleet.operator.prometheus import (
+    PREDICTION_BUCKETS_METRIC,
+    Sample,
+    query_api,
+    selector,
+    series_increase,
+)
 
 INPUT_BUCKETS = "modelfleet_input_bucket"
 INPUT_ROWS = "modelfleet_input_rows_total"
 INPUT_MISSING = "modelfleet_input_missing_total"
 INPUT_OUT_OF_RANGE = "modelfleet_input_out_of_range_total"
-PREDICTION_BUCKETS = "modelfleet_prediction_bucket"
-COUNTERS = (INPUT_BUCKETS, INPUT_ROWS, INPUT_MISSING, INPUT_OUT_OF_RANGE, PREDICTION_BUCKETS)
+COUNTERS = (INPUT_BUCKETS, INPUT_ROWS, INPUT_MISSING, INPUT_OUT_OF_RANGE, PREDICTION_BUCKETS_METRIC)
 
 BASELINE_LOADED = "modelfleet_baseline_loaded"
 BASELINE_ROWS = "modelfleet_baseline_rows"
@@ -173,7 +178,7 @@ def window_counts(
         name, feature = tags.get("__name__"), tags.get("feature", "")
         if name == INPUT_BUCKETS:
             _add(inputs.setdefault(feature, {}), parse_le(tags["le"]), gain)
-        elif name == PREDICTION_BUCKETS:
+        elif name == PREDICTION_BUCKETS_METRIC:
             _add(outputs.setdefault(tags.get("output", ""), {}), parse_le(tags["le"]), gain)
         elif name == INPUT_MISSING:
             _add(missing, feature, gain)

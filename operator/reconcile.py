@@ -23,11 +23,9 @@ from pydantic import ValidationError
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
-    GROUP,
     KIND,
     MAX_NAME_LENGTH,
     SLOTS,
-    VERSION,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     Slot,
@@ -43,7 +41,7 @@ from modelfleet.operator.desired import (
     with_notes,
 )
 from modelfleet.operator.gateway_features import GatewayFeatures
-from modelfleet.operator.kube import KubeClient
+from modelfleet.operator.kube import API_VERSION, KubeClient, merge_patch
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
 from modelfleet.operator.metrics import OperatorMetrics
@@ -57,9 +55,6 @@ from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.shape import revision_of, shape_of
 from modelfleet.operator.status import invalid_spec_status, summarize
 from modelfleet.operator.timestamps import parse_timestamp
-
-API_VERSION = f"{GROUP}/{VERSION}"
-
 
 # a model file whose format its name says (api.model_format); any other needs model.format
 MODEL_EXTENSIONS = (".onnx", ".txt", ".lgb", ".bin")
@@ -544,22 +539,6 @@ def _url(owner: Owner, spec: ModelDeploymentSpec) -> str:
 def status_dict(status: ModelDeploymentStatus) -> dict[str, Any]:
     dumped: dict[str, Any] = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     return dumped
-
-
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch (RFC 7386) that turns `old` into `new` (nulls delete keys)."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif before != value:
-            patch[key] = value
-    return patch
 
 
 async def _write_status(

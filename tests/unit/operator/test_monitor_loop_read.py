@@ -22,12 +22,11 @@ from modelfleet.operator.monitor_read import (
     INPUT_BUCKETS,
     INPUT_MISSING,
     INPUT_ROWS,
-    PREDICTION_BUCKETS,
     PrometheusWindowReader,
     Slot,
     SlotCounts,
 )
-from modelfleet.operator.prometheus import PrometheusError
+from modelfleet.operator.prometheus import PREDICTION_BUCKETS_METRIC, PrometheusError
 
 NOW = 1_800_000_000.0
 WINDOW = 60.0
@@ -58,8 +57,8 @@ COUNTERS: list[Counter] = [
     (_series(INPUT_BUCKETS, "b", feature="f0", le="-0.5"), None, [5.0, 20.0]),
     (_series(INPUT_BUCKETS, "b", feature="f0", le="+Inf"), None, [40.0, 75.0]),
     (_series(INPUT_MISSING, "a", feature="f0"), 0.0, [0.0, 7.0]),
-    (_series(PREDICTION_BUCKETS, "a", output="probabilities[1]", le="0.5"), 3.0, [9.0]),
-    (_series(PREDICTION_BUCKETS, "a", output="probabilities[1]", le="+Inf"), 3.0, [13.0]),
+    (_series(PREDICTION_BUCKETS_METRIC, "a", output="probabilities[1]", le="0.5"), 3.0, [9.0]),
+    (_series(PREDICTION_BUCKETS_METRIC, "a", output="probabilities[1]", le="+Inf"), 3.0, [13.0]),
 ]
 GAUGES: list[tuple[dict[str, str], float]] = [
     (_series(BASELINE_LOADED, "a"), 1.0),

@@ -13,6 +13,7 @@ import pytest
 from modelfleet.operator.api import ModelDeploymentStatus
 from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.handlers import MemoryDiffBaseStorage, _freshest, build_registry
+from modelfleet.operator.kube import merge_patch
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.reconcile import (
@@ -20,7 +21,6 @@ from modelfleet.operator.reconcile import (
     Context,
     InvalidSpecError,
     _observe,
-    merge_patch,
     parse_spec,
     pod_problem,
     reconcile,
