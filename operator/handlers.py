@@ -26,7 +26,7 @@ from prometheus_client import start_http_server
 
 from modelfleet.operator import api
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader
-from modelfleet.operator.kube import API_VERSION, KubeClient, KubeError
+from modelfleet.operator.kube import API_VERSION, HttpKubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
@@ -335,7 +335,7 @@ def _freshest(body: kopf.Body, written: dict[str, Any] | None) -> dict[str, Any]
 
 async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
     """Run the operator until cancelled (or until `stop` is set)."""
-    kube = KubeClient.from_environment()
+    kube = HttpKubeClient.from_environment()
     metrics = OperatorMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, settings.bind_host, registry=metrics.registry)

@@ -1,7 +1,9 @@
 """The one module that talks to the Kubernetes API (an import-linter contract enforces it).
 
-`kubernetes` is used only to read credentials (kubeconfig or in-cluster); requests go through one
-async httpx client, so every kind is handled the same way: server-side apply with field manager
+`KubeClient` is what the rest of the operator is given: a Protocol, so the reconcile and the
+monitoring loop depend on its methods alone and the unit tests pass a fake. `HttpKubeClient` is the
+real one. `kubernetes` is used only to read credentials (kubeconfig or in-cluster); requests go
+through one async httpx client, so every kind is handled the same way: server-side apply with field manager
 `modelfleet`, GET/LIST that answer None/[] for 404, DELETE that ignores 404, status merge-patches
 and core Events. 404 and 409 are normal outcomes in a reconcile; anything else raises `KubeError`.
 
@@ -22,7 +24,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -214,8 +216,50 @@ def resource_path(
     return f"{path}/{name}" if name else path
 
 
-class KubeClient:
-    """Async access to the API server; one instance per process, shared by every reconcile."""
+class KubeClient(Protocol):
+    """What the operator asks of the API server; 404 answers None (or False, or []), anything
+    else that is not a success raises `KubeError`."""
+
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]: ...
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None: ...
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> bool: ...
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: Any
+    ) -> dict[str, Any] | None: ...
+
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+    async def has_api(self, api_version: str, kind: str) -> bool: ...
+
+    async def post_event(
+        self,
+        involved: Mapping[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime | None = None,
+    ) -> None: ...
+
+
+class HttpKubeClient:
+    """`KubeClient` over httpx; one instance per process, shared by every reconcile."""
 
     def __init__(
         self,
@@ -247,7 +291,7 @@ class KubeClient:
         self._api_groups: dict[str, tuple[float, frozenset[str]]] = {}
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None) -> KubeClient:
+    def from_environment(cls, kubeconfig: str | None = None) -> HttpKubeClient:
         return cls(load_credentials(kubeconfig))
 
     async def close(self) -> None:

@@ -77,7 +77,7 @@ from localcluster import ClusterConfig, LocalCluster  # noqa: E402
 from bench.monitoring.run import _first_flag, machine  # noqa: E402
 from modelfleet.operator.api import GROUP, KIND, VERSION, MonitoringSpec  # noqa: E402
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader  # noqa: E402
-from modelfleet.operator.kube import KubeClient  # noqa: E402
+from modelfleet.operator.kube import HttpKubeClient  # noqa: E402
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window  # noqa: E402
 from modelfleet.operator.monitor_read import PrometheusWindowReader, Slot  # noqa: E402
 from modelfleet.operator.prometheus import PrometheusError  # noqa: E402
@@ -337,7 +337,7 @@ def cost_objects(
     )
 
     async def activate() -> None:
-        kube = KubeClient.from_environment(str(cluster.kubeconfig))
+        kube = HttpKubeClient.from_environment(str(cluster.kubeconfig))
         try:
             for i, name in enumerate(names):
                 pod = pods[i % len(pods)]
@@ -378,7 +378,7 @@ async def operator_cost(
 
     counted = Counted()
     logging.getLogger("modelfleet.operator.monitor_loop").addHandler(counted)
-    kube = KubeClient.from_environment(str(cluster.kubeconfig))
+    kube = HttpKubeClient.from_environment(str(cluster.kubeconfig))
     async with httpx.AsyncClient(event_hooks={"request": [count]}) as http:
         deps = MonitorDeps(
             kube=kube,

@@ -32,7 +32,7 @@ sys.path[:0] = [
 from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
 from run import API, KIND, REPO, _manifest, _nodes, _proc_stats  # noqa: E402
 
-from modelfleet.operator.kube import KubeClient, load_credentials  # noqa: E402
+from modelfleet.operator.kube import HttpKubeClient, KubeClient, load_credentials  # noqa: E402
 
 CPU_CHILD = """
 import cProfile, io, json, pstats, signal, sys, time
@@ -133,7 +133,7 @@ async def _profile(cluster: LocalCluster, mode: str, count: int, top: int) -> di
         env=env,
     )
     # a loaded shared machine has made single API calls take over 30 s: wait, do not fail
-    kube = KubeClient(load_credentials(str(cluster.kubeconfig)), timeout=180)
+    kube = HttpKubeClient(load_credentials(str(cluster.kubeconfig)), timeout=180)
     try:
         namespace = "memory"
         cluster.kubectl("create", "namespace", namespace)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "hack"))
 from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
 from localcluster.nodes import NodeSpec  # noqa: E402
 
-from modelfleet.operator.kube import KubeClient, load_credentials  # noqa: E402
+from modelfleet.operator.kube import HttpKubeClient, KubeClient, load_credentials  # noqa: E402
 
 API = "modelfleet.io/v1alpha1"
 KIND = "ModelDeployment"
@@ -367,7 +367,7 @@ async def _bench(
     )
     print(f"operator pid {operator.pid}, log {log.name}", flush=True)
     # a loaded shared machine has made single API calls take over 30 s: wait, do not fail
-    kube = KubeClient(load_credentials(str(cluster.kubeconfig)), timeout=180)
+    kube = HttpKubeClient(load_credentials(str(cluster.kubeconfig)), timeout=180)
     counter = ApiCounter(cluster.kubeconfig)
     try:
         await asyncio.sleep(3)

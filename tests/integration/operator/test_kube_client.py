@@ -1,4 +1,4 @@
-"""KubeClient against the real API server: it survives a rotated ServiceAccount token, and it sees
+"""HttpKubeClient against the real API server: it survives a rotated ServiceAccount token, and it sees
 an API installed after it started.
 
 Token: a ServiceAccount with a Role gets TokenRequest tokens bound to Secrets; the client reads its
@@ -24,7 +24,7 @@ import pytest
 
 from modelfleet.operator.kube import (
     Credentials,
-    KubeClient,
+    HttpKubeClient,
     KubeError,
     in_cluster_credentials,
     load_credentials,
@@ -101,7 +101,7 @@ def test_the_client_keeps_working_when_its_token_is_replaced_and_revoked(
     assert credentials.token == first
 
     async def scenario() -> None:
-        kube = KubeClient(credentials)
+        kube = HttpKubeClient(credentials)
         try:
             assert await kube.list("apps/v1", "Deployment", namespace) == []
             _write_token(token_file, _token(cluster, namespace, "operator", "second-binding"))
@@ -125,7 +125,7 @@ def test_the_token_file_is_reread_periodically(
     clock = FakeClock()
 
     async def scenario() -> None:
-        kube = KubeClient(_pod_credentials(cluster, token_file), clock=clock)
+        kube = HttpKubeClient(_pod_credentials(cluster, token_file), clock=clock)
         try:
             with pytest.raises(KubeError) as refused:
                 await kube.list("apps/v1", "Deployment", namespace)
@@ -177,7 +177,7 @@ def test_an_api_installed_after_start_is_seen_once_the_answer_expires(
     clock = FakeClock()
 
     async def scenario() -> list[bool]:
-        kube = KubeClient(load_credentials(str(cluster.kubeconfig)), clock=clock)
+        kube = HttpKubeClient(load_credentials(str(cluster.kubeconfig)), clock=clock)
         try:
             answers = [await kube.has_api("keda.sh/v1alpha1", "ScaledObject")]
             _install_keda(cluster)

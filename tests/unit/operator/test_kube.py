@@ -1,4 +1,4 @@
-"""KubeClient against an in-process fake API (httpx.MockTransport): a rotated token is re-read
+"""HttpKubeClient against an in-process fake API (httpx.MockTransport): a rotated token is re-read
 periodically and after a 401, and discovery answers expire so a CRD installed later is seen."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import certifi
 import httpx
 import pytest
 
-from modelfleet.operator.kube import Credentials, KubeClient, KubeError, in_cluster_credentials
+from modelfleet.operator.kube import Credentials, HttpKubeClient, KubeError, in_cluster_credentials
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
 KEDA = "/apis/keda.sh/v1alpha1"
@@ -50,7 +50,7 @@ class FakeApi:
 
 def _client(
     api: FakeApi, token_file: Path, clock: FakeClock, reload_every: float | None = 60.0
-) -> KubeClient:
+) -> HttpKubeClient:
     credentials = Credentials(
         host="https://kube.invalid",
         ssl_context=ssl.create_default_context(),
@@ -58,10 +58,10 @@ def _client(
         reload_token=lambda: token_file.read_text().strip() or None,
         reload_every=reload_every,
     )
-    return KubeClient(credentials, clock=clock, transport=httpx.MockTransport(api.handle))
+    return HttpKubeClient(credentials, clock=clock, transport=httpx.MockTransport(api.handle))
 
 
-def _run(make: Callable[[], Coroutine[Any, Any, Any]], kube: KubeClient) -> Any:
+def _run(make: Callable[[], Coroutine[Any, Any, Any]], kube: HttpKubeClient) -> Any:
     async def run() -> Any:
         try:
             return await make()

@@ -125,7 +125,7 @@ class Loop:
 
     def deps(self, http: httpx.AsyncClient) -> MonitorDeps:
         return MonitorDeps(
-            kube=self.kube,  # type: ignore[arg-type]
+            kube=self.kube,
             http=http,
             reader_for=lambda url: self.reader,
             default_prometheus_url="http://prometheus:9090",

@@ -50,7 +50,7 @@ def _run(stopped: Stopped, memo: kopf.Memo, kube: FakeKube) -> None:
 
 def _memo(kube: FakeKube, http: httpx.AsyncClient | None = None) -> kopf.Memo:
     deps = MonitorDeps(
-        kube=kube,  # type: ignore[arg-type]
+        kube=kube,
         http=http or httpx.AsyncClient(),
         reader_for=lambda url: FakeReader(_counts(6000)),
         default_prometheus_url="http://prometheus:9090",

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelfleet.operator.kube import Credentials, KubeClient
+from modelfleet.operator.kube import Credentials, HttpKubeClient
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.peering import (
     Presence,
@@ -95,7 +95,7 @@ class FakeClock:
 
 def _presence(api: FakePeeringApi, clock: FakeClock, peering: str | None = "modelfleet") -> Any:
     credentials = Credentials("https://kube.invalid", ssl.create_default_context(), token="t")
-    kube = KubeClient(credentials, transport=httpx.MockTransport(api.handle))
+    kube = HttpKubeClient(credentials, transport=httpx.MockTransport(api.handle))
     return Presence(
         kube,
         OperatorMetrics(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,7 @@ class FakeKube:
         self.reads.append(f"{kind}s")
         return []
 
-    async def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
         key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
         meta = {**obj["metadata"], "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"}
         stored = {**obj, "metadata": meta}
@@ -78,6 +79,15 @@ class FakeKube:
         body = self.objects[(kind, namespace, name)]
         body["status"] = _merge(body.get("status", {}), status)
         return body
+
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: Any
+    ) -> Any:
+        self.writes.append(("patch", name))
+        body = self.objects.get((kind, namespace or "", name))
+        if body is not None:
+            self.objects[(kind, namespace or "", name)] = _merge(body, patch)
+        return body and self.objects[(kind, namespace or "", name)]
 
     async def post_event(
         self, involved: Any, event_type: str, reason: str, message: str, now: Any = None
@@ -117,7 +127,7 @@ def _md(**spec: Any) -> dict[str, Any]:
 
 def _context(kube: FakeKube, deployments: LiveDeployments | None = None) -> Context:
     return Context(
-        kube=kube,  # type: ignore[arg-type]
+        kube=kube,
         settings=OperatorSettings(server_image="example.org/server:1"),
         analyzer=PassingAnalyzer(),
         applied=AppliedCache(max_age=60),
@@ -329,7 +339,7 @@ def test_a_slot_s_pods_of_an_earlier_template_are_counted_apart(
     live = _deployment("1", 2, 0)
     live["status"] = status
     owner = Owner("fraud", "ml", "u-1")
-    observed = asyncio.run(_observe(FakeKube(), owner, "blue", live, T0))  # type: ignore[arg-type]
+    observed = asyncio.run(_observe(FakeKube(), owner, "blue", live, T0))
     assert observed.stale_replicas == stale
     assert observed.ready_for("abc", 1) is (stale == 0 and status["observedGeneration"] == 2)
 
