@@ -400,6 +400,18 @@ def targets(real: RealCluster, base_url: str | None = None) -> list[dict[str, An
     return active
 
 
+def scrape_pools(real: RealCluster, base_url: str | None = None) -> list[str]:
+    """The scrape pools (jobs) of Prometheus' loaded configuration: one per PodMonitor endpoint
+    with prometheus-operator, so a new PodMonitor shows here once its config reached Prometheus."""
+    cmd = ["curl", "-s", "--max-time", "5", f"{base_url or url(real)}/api/v1/scrape_pools"]
+    done = clients.run_inside(real.netns, cmd, timeout=10)
+    body = json.loads(done.stdout or "{}")
+    if body.get("status") != "success":
+        raise PrometheusError(f"cannot read the scrape pools: {done.stdout or done.stderr}")
+    pools: list[str] = body["data"]["scrapePools"]
+    return pools
+
+
 def query(real: RealCluster, promql: str, base_url: str | None = None) -> list[dict[str, Any]]:
     """An instant query's result vector (asked from inside the namespace)."""
     cmd = ["curl", "-s", "--max-time", "5", "-G", f"{base_url or url(real)}/api/v1/query"]
