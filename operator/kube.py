@@ -230,9 +230,10 @@ class KubeClient(Protocol):
         self,
         api_version: str,
         kind: str,
-        namespace: str | None = None,
-        label_selector: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]: ...
+        namespace: str | None = ...,
+        label_selector: Mapping[str, str] | None = ...,
+    ) -> list[dict[str, Any]]:
+        """Every object of `kind`, in `namespace` or the cluster, with the labels asked for."""
 
     async def delete(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -254,8 +255,9 @@ class KubeClient(Protocol):
         event_type: str,
         reason: str,
         message: str,
-        now: datetime | None = None,
-    ) -> None: ...
+        now: datetime | None = ...,
+    ) -> None:
+        """A core/v1 Event on `involved`, dated `now` (default: the clock)."""
 
 
 class HttpKubeClient:
