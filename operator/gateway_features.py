@@ -8,7 +8,7 @@ every class lists `HTTPRouteRequestMirror`, and `HTTPRouteRequestPercentageMirro
 100 %. A class that publishes no features, a Gateway or class that cannot be read: refused too,
 since nothing says the mirror would be served.
 
-A header route (`rollout.headerRoute`) needs exact header matching, which is core in HTTPRoute: a class
+A header route (`rollout.headerRoute`) needs exact header matching, core in HTTPRoute: a class
 supports it when it supports HTTPRoute at all, so `header_refusal` refuses only a class that
 publishes its features without `HTTPRoute`; one that publishes none, or cannot be read, is not
 refused (nothing says it lacks a core feature, and the weighted route would fail with it anyway).
