@@ -93,7 +93,8 @@ def _register_verb(app: typer.Typer, verb: str, doc: str) -> None:
 
 async def _send(name: str, namespace: str | None, verb: str, full: bool, wait: float) -> str:
     from modelfleet.operator.control import ControlError, send_command
-    from modelfleet.operator.kube import HttpKubeClient, current_namespace
+    from modelfleet.operator.kube import HttpKubeClient
+    from modelfleet.operator.kube_credentials import current_namespace
 
     kube = HttpKubeClient.from_environment()
     namespace = namespace or current_namespace()
@@ -138,7 +139,8 @@ async def _status(name: str, namespace: str | None, watch: bool) -> None:
     from rich.live import Live
 
     from modelfleet.operator.control import render_status
-    from modelfleet.operator.kube import API_VERSION, HttpKubeClient, current_namespace
+    from modelfleet.operator.kube import API_VERSION, HttpKubeClient
+    from modelfleet.operator.kube_credentials import current_namespace
 
     kube = HttpKubeClient.from_environment()
     namespace = namespace or current_namespace()

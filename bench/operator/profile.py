@@ -32,7 +32,8 @@ sys.path[:0] = [
 from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
 from run import API, KIND, REPO, _manifest, _nodes, _proc_stats  # noqa: E402
 
-from modelfleet.operator.kube import HttpKubeClient, KubeClient, load_credentials  # noqa: E402
+from modelfleet.operator.kube import HttpKubeClient, KubeClient  # noqa: E402
+from modelfleet.operator.kube_credentials import load_credentials  # noqa: E402
 
 CPU_CHILD = """
 import cProfile, io, json, pstats, signal, sys, time

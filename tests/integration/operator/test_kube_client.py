@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from modelfleet.operator.kube import (
+from modelfleet.operator.kube import HttpKubeClient, KubeError
+from modelfleet.operator.kube_credentials import (
     Credentials,
-    HttpKubeClient,
-    KubeError,
     in_cluster_credentials,
     load_credentials,
 )

@@ -13,7 +13,8 @@ import certifi
 import httpx
 import pytest
 
-from modelfleet.operator.kube import Credentials, HttpKubeClient, KubeError, in_cluster_credentials
+from modelfleet.operator.kube import HttpKubeClient, KubeError
+from modelfleet.operator.kube_credentials import Credentials, in_cluster_credentials
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
 KEDA = "/apis/keda.sh/v1alpha1"

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from modelfleet.operator.kube import Credentials, HttpKubeClient
+from modelfleet.operator.kube import HttpKubeClient
+from modelfleet.operator.kube_credentials import Credentials
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.peering import (
     Presence,
