@@ -10,5 +10,6 @@
 - `watch`: follows one ModelDeployment's status and keeps what each step measured (pure records).
 - `view`: the live terminal view (rich on a TTY, plain progress lines otherwise) and the summary.
 - `story`, `model_chapters`: the five chapters (v1 Ready, v2 promoted, v3 rolled back, v4's
-  silent bug caught, v5 promoted and undone) and the exit code.
+  silent bug caught, v5 promoted and undone) and the exit code; `monitor_chapter`: the real
+  tier's sixth (drift after promotion, named by the operator and sent to `webhook_receiver`).
 """

@@ -97,6 +97,9 @@ class DemoCluster:
     def placement(self) -> dict[str, Any]:
         return {}
 
+    def monitoring(self) -> None:
+        return None  # the kwok story ends with the undo: no monitoring chapter there
+
     # --- the operator --------------------------------------------------------------------------
     def start_operator(self, namespace: str, timeout: float = 60.0) -> Managed:
         """`modelfleet operator --standalone -n NAMESPACE`, live (its /healthz answers)."""

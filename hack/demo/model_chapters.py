@@ -51,7 +51,8 @@ def gates(story: Story, *, paired: bool) -> dict[str, Any]:
 
 def chapter_silent_bug(story: Story) -> None:
     story.view.chapter(
-        "4/5  v4: a silent bug (features permuted): 200, fast, and a familiar distribution"
+        f"4/{story.chapters}  v4: a silent bug (features permuted): 200, fast, and a familiar "
+        "distribution"
     )
     generic = manifest(
         story.cluster, model="model-permuted.txt", version="v4", gates=gates(story, paired=False)
@@ -101,7 +102,9 @@ def chapter_silent_bug(story: Story) -> None:
 
 
 def chapter_undo(story: Story) -> None:
-    story.view.chapter("5/5  v5: a good retrain through every gate, then `kubectl modelfleet undo`")
+    story.view.chapter(
+        f"5/{story.chapters}  v5: a good retrain through every gate, then `kubectl modelfleet undo`"
+    )
     body = manifest(
         story.cluster,
         model="model.txt",

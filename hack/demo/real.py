@@ -6,12 +6,15 @@ operator as a Pod installed with `kubectl apply -k`, Traefik's Gateway, Promethe
 example models over HTTP, Traefik, the operator), and `down()` stops all of it: processes,
 mounts, cgroups and the network namespace (a crashed demo's leftovers are removed by the next
 start of any real tier, from its run record). It offers what the story calls on a cluster
-(`kubectl`, `api_client`, `kubeconfig`, `prometheus_url`, where models are and how traffic is
-routed), so the chapters are the same code on both tiers.
+(`kubectl`, `api_client`, `kubeconfig`, `prometheus_url`, where models are, how traffic is
+routed and how the models are monitored), so the chapters are the same code on both tiers. Beside
+the model files it starts the demo's webhook receiver (demo/webhook_receiver.py) inside the
+namespace: `spec.monitoring.webhook` of every manifest points at it, with a bearer token from a
+Secret that `prepare` writes next to the namespace.
 
 `ClientTraffic` is the story's client: steady OIP traffic of varied rows through Traefik's
 listener (a loopback forwarder into the namespace), every answer counted by the `model_version`
-in its body and its HTTP code (realnode.load). `client_tally` turns those answers into the
+in its body and its HTTP code (realnode.load); `switch` changes the rows it sends. `client_tally` turns those answers into the
 `Tally` the live view and the summary read.
 """
 
@@ -19,7 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
+import secrets
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,14 +36,20 @@ from typing import Any, TypeVar
 import orjson
 from harness.driver import Tally
 from localcluster.paths import cache_root
-from realnode import clients, install, prometheus, traefik
+from realnode import clients, install, netns, prometheus, traefik
 from realnode.cluster import RealCluster, RealConfig
 from realnode.config import REAL_NODE_SELECTOR, REAL_TOLERATION
 from realnode.load import Answer, Load, Summary
 
+from . import webhook_receiver
+from .spec import MONITOR_INTERVAL, MONITOR_WINDOW
+
 INJECTED = "injected fault"  # the server's 500 body under MODELFLEET_FAULT_ERROR_RATE
 SHARE_WINDOW_S = 2.0  # the live view's share: the client's answers of the last 2 s
 OPERATOR_LOG = "demo-real-operator.log"
+WEBHOOK_PORT = 8091  # beside the model files (8090), on the namespace's API address
+WEBHOOK_SECRET = "demo-alerts"  # its key `token` holds the receiver's bearer token
+BASELINE_FILE = "reference.csv"  # the 512 reference rows: the paired gate's and the baseline
 T = TypeVar("T")
 
 
@@ -53,6 +65,9 @@ class RealDemoCluster:
         self.prometheus_url = ""  # inside the namespace: what the operator Pod queries
         self.models_url = ""
         self.gateway = ""  # <ClusterIP>:8000 of Traefik's Service, inside the namespace
+        self.webhook_url = ""  # the demo's receiver, inside the namespace
+        self.webhook_events = real.state_dir / "webhook-events.jsonl"
+        self.webhook_token = secrets.token_hex(16)
         self.timings: dict[str, float] = {}
 
     @classmethod
@@ -73,6 +88,7 @@ class RealDemoCluster:
         its pods): Prometheus then the operator pointed at it; the model files then Traefik."""
         with ThreadPoolExecutor(max_workers=2) as pool:
             monitored = pool.submit(self._prometheus_and_operator)
+            self.webhook_url = self._timed("webhook_s", self._serve_webhook)
             self.models_url = self._timed("models_s", lambda: install.serve_models(self.real))
             self.gateway = self._timed("gateway_s", lambda: install.install_gateway(self.real))
             monitored.result()
@@ -81,6 +97,18 @@ class RealDemoCluster:
     def _prometheus_and_operator(self) -> None:
         self.prometheus_url = self._timed("prometheus_s", lambda: prometheus.start(self.real))
         self._timed("operator_s", lambda: install.install_operator(self.real, self.prometheus_url))
+
+    def _serve_webhook(self) -> str:
+        """The receiver as a process inside the namespace, like the model files; its URL."""
+        address = f"{netns.API_ADDRESS}:{WEBHOOK_PORT}"
+        cmd = [
+            sys.executable, webhook_receiver.__file__, "--bind", netns.API_ADDRESS,
+            "--port", str(WEBHOOK_PORT), "--out", str(self.webhook_events),
+        ]  # fmt: skip
+        env = {**os.environ, webhook_receiver.TOKEN_ENV: self.webhook_token}
+        self.real.processes.start("webhook-receiver", netns.in_netns(self.real.netns, cmd), env)
+        install.wait_answering(self.real, f"http://{address}/", timeout=30)
+        return f"http://{address}{webhook_receiver.PATH}"
 
     def _timed(self, key: str, step: Callable[[], T]) -> T:
         started = time.monotonic()
@@ -96,7 +124,8 @@ class RealDemoCluster:
             f"node and control plane {t['real_up_s']}s (image check "
             f"{round(self.real.timings.get('images_s', 0))}s), then Prometheus "
             f"{t.get('prometheus_s', '?')}s → operator {t.get('operator_s', '?')}s ∥ model files "
-            f"{t.get('models_s', '?')}s → Traefik {t.get('gateway_s', '?')}s"
+            f"{t.get('models_s', '?')}s (webhook receiver {t.get('webhook_s', '?')}s) → Traefik "
+            f"{t.get('gateway_s', '?')}s"
         )
 
     def down(self) -> None:
@@ -142,6 +171,30 @@ class RealDemoCluster:
             "tolerations": [dict(REAL_TOLERATION)],
         }
 
+    def monitoring(self) -> dict[str, Any]:
+        """spec.monitoring: the reference rows as the training baseline, a short interval and
+        window (the demo's), default thresholds, the receiver with the Secret's bearer token."""
+        return {
+            "baselineUri": self.model_uri(BASELINE_FILE),
+            "interval": MONITOR_INTERVAL,
+            "window": MONITOR_WINDOW,
+            "webhook": {
+                "url": self.webhook_url,
+                "bearerTokenSecretRef": {"name": WEBHOOK_SECRET, "key": "token"},
+            },
+        }
+
+    def prepare(self, namespace: str) -> None:
+        """The story's namespace, and in it the Secret with the receiver's bearer token."""
+        self.kubectl("create", "namespace", namespace)
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": WEBHOOK_SECRET},
+            "stringData": {"token": self.webhook_token},
+        }
+        self.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+
     # --- the operator ------------------------------------------------------------------------
     def operator_log(self) -> Path:
         """The operator Pods' logs, copied out of the node's files (kept after `down`)."""
@@ -185,6 +238,10 @@ class VariedLoad(Load):
     def payload(self, value: bytes) -> None:
         pass  # the pool is the payload
 
+    def switch(self, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Send from another pool from now on (one assignment: a worker picks the old or new)."""
+        self._pool = [orjson.dumps(dict(body)) for body in payloads]
+
 
 def client_tally(
     answers: Sequence[Answer], revisions: Mapping[str, str], faulty: str, now: float
@@ -226,6 +283,11 @@ class ClientTraffic:
             yield self
         finally:
             self.load.stop()
+
+    def switch(self, payloads: Sequence[Mapping[str, Any]]) -> float:
+        """Send these rows from now on; when the switch happened (time.monotonic())."""
+        self.load.switch(payloads)
+        return time.monotonic()
 
     def snapshot_tally(self) -> Tally:
         return client_tally(self.load.answers(), self.revisions, self.faulty, time.monotonic())

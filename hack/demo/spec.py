@@ -1,8 +1,8 @@
 """What the demo deploys: the ModelDeployment's name, namespace, limits and manifest.
 
 The manifest is the same on both tiers; the cluster says what differs (a `DemoCluster` or a
-`RealDemoCluster`): where the model files are, the HTTPRoute's parent, the pods' placement and
-how many replicas a slot has.
+`RealDemoCluster`): where the model files are, the HTTPRoute's parent, the pods' placement, how
+many replicas a slot has and whether (and how) the model is monitored after promotion.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ NAMESPACE = "modelfleet-demo"
 RPS = 100.0
 ROWS_PER_REQUEST = 32  # varied rows: the drift gate compares distributions of real traffic
 FAULT_RATE = "0.05"
+# spec.monitoring on the real tier (its sixth chapter): short, so that a shift shows within a
+# minute; the defaults (1m, 1h) are for production
+MONITOR_INTERVAL = "10s"
+MONITOR_WINDOW = "1m"
 LIMITS = Limits(
     steps=(10, 25, 50, 100),
     step_duration="15s",
@@ -40,6 +44,7 @@ class Tier(Protocol):
     def model_uri(self, file_name: str) -> str: ...
     def traffic(self) -> dict[str, Any]: ...
     def placement(self) -> dict[str, Any]: ...
+    def monitoring(self) -> dict[str, Any] | None: ...
 
 
 def manifest(
@@ -74,4 +79,7 @@ def manifest(
     )
     body["spec"]["model"]["uri"] = cluster.model_uri(model)
     body["spec"].update(cluster.placement())
+    monitoring = cluster.monitoring()
+    if monitoring is not None:
+        body["spec"]["monitoring"] = monitoring
     return body

@@ -1,4 +1,5 @@
-"""The modelfleet story in five chapters (`python -m demo [--real|--kwok] [--keep]`).
+"""The modelfleet story in five chapters, six on the real tier (`python -m demo [--real|--kwok]
+[--keep]`).
 
 On the real tier (the default, `--real`, demo/real.py): a real kubelet node running our images,
 the operator as a Pod installed with `kubectl apply -k`, Traefik's Gateway, and a client counting
@@ -14,6 +15,10 @@ driver that plays the proxy by following the HTTPRoute's weights.
    rolls it back, the measured agreement in the condition (demo/model_chapters.py).
 5. v5 (an honest retrain) is promoted through every gate, then undone in one router write: the
    time from `kubectl modelfleet undo` to the HTTPRoute flip is printed.
+6. (real tier) After promotion the operator watches the model: calm traffic keeps `Drifting`
+   False; then one feature shifts and another arrives null, and `Drifting` and `DataQuality` name
+   them within seconds, measured, with the CloudEvents the demo's webhook receiver got
+   (demo/monitor_chapter.py).
 
 The exit code is 0 only if all of that happened and the traffic driver (the client, on the real
 tier) saw no failed request outside the faulty canary. Steps are short (15 s, analysed every 3 s)
@@ -37,7 +42,7 @@ from harness.model_aware import VariedRowsDriver, row_payloads
 from harness.operator import install_crd
 from harness.rollout import apply, read_status
 
-from . import model_chapters, real_story
+from . import model_chapters, monitor_chapter, real_story
 from .cluster import BIN, DemoCluster
 from .real import ClientTraffic, RealDemoCluster
 from .spec import FAULT_RATE, LIMITS, NAME, NAMESPACE, ROWS_PER_REQUEST, RPS, manifest
@@ -56,6 +61,7 @@ class Story:
     rollback_rate: float | None = None  # from the Degraded condition's message
     agreements: dict[str, float | None] = field(default_factory=dict)  # from a paired-gate rollback
     undo_s: float | None = None  # `kubectl modelfleet undo` → HTTPRoute flipped
+    monitoring_s: float | None = None  # the monitoring chapter's length (real tier)
     _api: Any = None
     traffic_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -64,6 +70,10 @@ class Story:
     @property
     def real(self) -> bool:
         return isinstance(self.cluster, RealDemoCluster)
+
+    @property
+    def chapters(self) -> int:
+        return 6 if self.real else 5  # the real tier adds monitoring after promotion
 
     def status(self) -> Mapping[str, Any]:
         return read_status(self.cluster, NAMESPACE, NAME)
@@ -115,7 +125,9 @@ class Story:
 
     # --- the chapters ----------------------------------------------------------------------------
     def chapter_v1(self) -> None:
-        self.view.chapter("1/5  v1: apply the example ModelDeployment and wait until Ready")
+        self.view.chapter(
+            f"1/{self.chapters}  v1: apply the example ModelDeployment and wait until Ready"
+        )
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model.txt", version="v1"))
         self.view.say(
             f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, "
@@ -135,7 +147,9 @@ class Story:
         )
 
     def chapter_v2(self) -> None:
-        self.view.chapter("2/5  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic")
+        self.view.chapter(
+            f"2/{self.chapters}  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic"
+        )
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model-v2.txt", version="v2"))
         self.view.say(f"applied v2 (examples/models/model-v2.txt); {LIMITS.text()}")
         watch = self.new_watch("v2")
@@ -151,7 +165,9 @@ class Story:
         )
 
     def chapter_v3(self) -> None:
-        self.view.chapter("3/5  v3: the same model, but its server fails 5 % of requests")
+        self.view.chapter(
+            f"3/{self.chapters}  v3: the same model, but its server fails 5 % of requests"
+        )
         apply(
             self.cluster,
             NAMESPACE,
@@ -233,6 +249,11 @@ class Story:
                 else "what the traffic driver saw per version"
             )
         )
+        if self.monitoring_s is not None:
+            self.view.say(
+                f"monitoring after promotion: {self.monitoring_s:.0f}s for the calm look, the "
+                "shift, both conditions, the CloudEvents and the figures"
+            )
         if self.undo_s is not None:
             self.view.say(
                 f"undo: {self.undo_s:.2f}s from `kubectl modelfleet undo` to the HTTPRoute "
@@ -341,7 +362,10 @@ def live_traffic(story: Story) -> Iterator[VariedRowsDriver | ClientTraffic]:
 
 def run(keep: bool, tier: str = "real") -> int:
     view = View()
-    view.say(f"modelfleet demo: {TIERS[tier]}, then four rollouts and an undo")
+    view.say(
+        f"modelfleet demo: {TIERS[tier]}, then four rollouts and an undo"
+        + (", then drift after promotion" if tier == "real" else "")
+    )
     view.say("short steps for the demo: " + LIMITS.text())
     cluster = start_cluster(tier, view)
     story = Story(cluster, view)
@@ -361,6 +385,8 @@ def run(keep: bool, tier: str = "real") -> int:
                 began = time.monotonic()
                 chapter()
                 real_story.after_chapter(story, version, began)
+            if isinstance(cluster, RealDemoCluster) and isinstance(traffic, ClientTraffic):
+                monitor_chapter.chapter_monitoring(story, cluster, traffic)
             story.traffic_checks()
             story.traffic_s = time.monotonic() - traffic_started
         story.summary()
@@ -383,6 +409,7 @@ def run(keep: bool, tier: str = "real") -> int:
     view.say(
         "the story happened as told: v1 Ready, v2 promoted, v3 rolled back by itself, v4's silent "
         "bug caught by the paired gate, v5 promoted and undone"
+        + (", then v2's drift named by the operator and sent to the webhook" if story.real else "")
     )
     return 0
 
@@ -390,7 +417,7 @@ def run(keep: bool, tier: str = "real") -> int:
 def prepare(cluster: DemoCluster | RealDemoCluster, view: View) -> None:
     if isinstance(cluster, RealDemoCluster):
         # the CRD and the operator came with `kubectl apply -k` when the tier started
-        cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.prepare(NAMESPACE)
         return
     install_crd(cluster)  # duck-typed: it only calls cluster.kubectl(...)
     if cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0:

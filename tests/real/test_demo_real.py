@@ -1,7 +1,8 @@
 """`make demo DEMO_ARGS=--real` end to end: the demo as a user runs it (a subprocess without a TTY)
 starts its own real tier (a real node, our images, the operator as a Pod installed with
 `kubectl apply -k`, Traefik's Gateway, Prometheus), tells the whole story through Traefik with
-a client counting every answer, exits 0, and leaves nothing behind: no network namespace, mount,
+a client counting every answer (the sixth chapter: drift after promotion, named by the operator
+and sent to the demo's webhook receiver), exits 0, and leaves nothing behind: no network namespace, mount,
 cgroup, node folder, state folder or process of its run. A second start right after a finished
 run works, and a SIGTERM tears it down as completely.
 """
@@ -148,6 +149,7 @@ def test_make_demo_real_tells_the_story_through_traefik_and_leaves_nothing(
     assert re.search(r"ok +RESULT v5 Promoted after 50 → 100 %: Pass: .*agreement", output), tail
     assert re.search(r"ok +RESULT undo: all traffic on v2 again [0-9.]+s after the command", output)
     assert re.search(r"ok +client after the undo: v2 [0-9,]+ answers, 0 failed", output), tail
+    _check_monitoring_chapter(output)
     assert "FAIL " not in output, tail
     summary = output[output.index("What happened") :]
     for row in (
@@ -164,6 +166,56 @@ def test_make_demo_real_tells_the_story_through_traefik_and_leaves_nothing(
     # the tier's state folder was under tmp_path (so its check below means something)
     assert f"export KUBECONFIG={tmp_path}/modelfleet-real-" in output, tail
     assert leftovers(run_id, tmp_path) == NOTHING
+
+
+def _check_monitoring_chapter(output: str) -> None:
+    """Chapter 6: calm first, then the shifted feature named with figures above the thresholds,
+    the nulled one's missing rate, both times measured, and the receiver's CloudEvents."""
+    chapter = output[output.index("== 6/6  after promotion") :]
+    tail = chapter[:6000]
+    assert re.search(r"ok +RESULT calm \(active v2, .*\): Drifting False \(NoDrift\)", chapter), (
+        tail
+    )
+    assert re.search(
+        r"the receiver got \d+ CloudEvent\(s\) during the chapters before, 0 saying True", chapter
+    ), tail
+    drifting = re.search(
+        r"ok +RESULT Drifting True ([0-9.]+)s after the shift \(at the operator's \w+ look since, "
+        r"one every 10s\): f1 PSI ([0-9.]+), KS ([0-9.]+), W1 [0-9.]+ over ([0-9,]+) rows",
+        chapter,
+    )
+    assert drifting, tail
+    assert 0 < float(drifting.group(1)) <= 90, drifting.group(0)  # the chapter waits 60 s + 3 looks
+    assert int(drifting.group(4).replace(",", "")) >= 1000, drifting.group(0)  # minSamples
+    assert re.search(r"ok +the drifting inputs are exactly the shifted one: f1 \(", chapter), tail
+    quality = re.search(
+        r"ok +RESULT DataQuality True ([0-9.]+)s after the shift \(.*\): f9 missing ([0-9.]+) % "
+        r"vs 0\.0 % in baseline",
+        chapter,
+    )
+    assert quality, tail
+    assert float(quality.group(2)) > 5.0, quality.group(0)
+    events = re.search(
+        r"ok +RESULT webhook: (\d+) CloudEvent\(s\) received after the shift: (.*)", chapter
+    )
+    assert events, tail
+    assert re.search(
+        r"io\.modelfleet\.monitoring\.drifting: Drifting True \(DriftDetected\), f1\b",
+        events.group(2),
+    ), events.group(0)
+    assert re.search(
+        r"io\.modelfleet\.monitoring\.dataquality: DataQuality True \(DataQualityDegraded\), f9 at",
+        events.group(2),
+    ), events.group(0)
+    figures = re.search(
+        r"ok +RESULT f1 in the last 1m at \+\d+s: PSI ([0-9.]+) > 0\.2, KS ([0-9.]+) > 0\.1, ",
+        chapter,
+    )
+    assert figures, tail
+    assert float(figures.group(1)) > 0.2, figures.group(0)
+    assert float(figures.group(2)) > 0.1, figures.group(0)
+    assert re.search(r"fraud +v2 +True +True ", chapter), tail  # kubectl get md's columns
+    assert re.search(r"monitoring after promotion: \d+s for the calm look", output), tail
 
 
 def test_the_real_demo_starts_again_and_a_sigterm_tears_it_down(tmp_path: Path) -> None:
@@ -190,7 +242,7 @@ def test_the_real_demo_starts_again_and_a_sigterm_tears_it_down(tmp_path: Path) 
         try:
             for line in demo.stdout:
                 lines.append(line)
-                if "== 1/5" in line:
+                if "== 1/6" in line:
                     break
             demo.send_signal(signal.SIGTERM)
             lines += demo.stdout.readlines()
