@@ -157,8 +157,8 @@ def chapter_monitoring(story: Story, cluster: RealDemoCluster, traffic: ClientTr
         f"{story.chapters}/{story.chapters}  after promotion: the operator watches the model"
     )
     story.view.say(
-        f"every version of this story was applied with spec.monitoring: baselineUri "
-        f"{cluster.model_uri('reference.csv')} (the 512 reference rows, from the model-files "
+        "every version of this story was applied with spec.monitoring: baselineUri "
+        f"{cluster.monitoring()['baselineUri']} (the 512 reference rows, from the model-files "
         f"server), interval {MONITOR_INTERVAL} and window {MONITOR_WINDOW} (short for the demo; "
         f"the defaults are 1m and 1h), default thresholds, webhook {cluster.webhook_url} (the "
         "demo's receiver inside the namespace, a bearer token from a Secret); the baseline is "
