@@ -9,7 +9,7 @@ from them. Field names are camelCase on the wire, snake_case in Python.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -355,6 +355,55 @@ class HeaderRouteSpec(CamelModel):
     )
 
 
+NotifyEvent = Literal[
+    "Started", "StepPassed", "Paused", "Promoted", "RolledBack", "Aborted", "Undone"
+]
+NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
+
+
+class UrlSecretRef(CamelModel):
+    name: str = Field(description="Secret name (in the ModelDeployment's namespace).", min_length=1)
+    key: str = Field(default="url", description="Key inside the Secret holding the URL.")
+
+
+class NotifyTarget(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.url) != has(self.urlSecretRef)",
+                    "message": "a notify target needs exactly one of url and urlSecretRef",
+                },
+                {
+                    "rule": "!has(self.url) || self.url.startsWith('http://') || "
+                    "self.url.startsWith('https://')",
+                    "message": "a notify target's url must be an http:// or https:// URL",
+                    "fieldPath": ".url",
+                },
+            ]
+        }
+    )
+    type: Literal["slack", "teams", "cloudevents"] = Field(
+        description="slack: a Slack-compatible incoming webhook (text and blocks); teams: a "
+        "Microsoft Teams workflow webhook (an Adaptive Card); cloudevents: a CloudEvents 1.0 JSON "
+        "to any URL."
+    )
+    url: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=2048,
+        description="Where to POST. Slack and Teams webhook URLs are secrets: prefer urlSecretRef.",
+    )
+    url_secret_ref: UrlSecretRef | None = Field(
+        default=None, description="Secret holding the URL, read at each delivery (rotation works)."
+    )
+    events: list[NotifyEvent] | None = Field(
+        default=None,
+        max_length=len(NOTIFY_EVENTS),
+        description="Which rollout events to send: " + ", ".join(NOTIFY_EVENTS) + "; unset = all.",
+    )
+
+
 class RolloutSpec(CamelModel):
     steps: list[int] = Field(
         default_factory=lambda: [10, 25, 50, 100],
@@ -407,6 +456,13 @@ class RolloutSpec(CamelModel):
         description="Requests carrying this header go to the canary whenever its pods are Ready, "
         "before any weight (Gateway API; NGINX Ingress: from the first weight on), so a tester "
         "can reach it before any user does.",
+    )
+    notify: list[NotifyTarget] | None = Field(
+        default=None,
+        max_length=10,
+        description="Who is told when a rollout starts, passes a step, pauses, is promoted, rolled "
+        "back, aborted or undone, with the measured figures. Unset: the operator's default "
+        "targets (MODELFLEET_OPERATOR_NOTIFY_*); [] = none.",
     )
 
 

@@ -31,6 +31,7 @@ from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
 from modelfleet.operator.monitor_read import PrometheusWindowReader
+from modelfleet.operator.notifier import Notifier
 from modelfleet.operator.peering import Presence, own_identity, serve_health, start_priority
 from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.reconcile import (
@@ -360,8 +361,10 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
         async with (
             httpx.AsyncClient(timeout=10) as http,
             httpx.AsyncClient(timeout=10) as monitoring_http,
+            httpx.AsyncClient(timeout=10) as notify_http,  # a slow receiver holds no gate's client
         ):
             analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
+            notifier = Notifier(notify_http, kube, settings, metrics)
             ctx = Context(
                 kube=kube,
                 settings=settings,
@@ -369,6 +372,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 metrics=metrics,
                 applied=AppliedCache(max_age=REAPPLY_RESYNCS * settings.resync_seconds),
                 deployments=LiveDeployments(),
+                notifier=notifier,
             )
             monitor = MonitorDeps(
                 kube=kube,
@@ -394,6 +398,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 identity=cast(Any, presence.identity),
                 stop_flag=stop,
             )
+            await notifier.close()  # before its client closes: no attempt fails for the shutdown
     finally:
         for task in background:
             task.cancel()

@@ -67,6 +67,13 @@ class OperatorMetrics:
             labels,
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "modelfleet_notifications",
+            "Rollout notifications by receiver type and result: delivered, or failed (given up "
+            "after every attempt, or dropped from a full queue).",
+            ("target_type", "result"),
+            registry=self.registry,
+        )
         self.acting = Gauge(
             "modelfleet_operator_acting",
             "1 while this replica acts (standalone, or the live peer with the highest priority).",

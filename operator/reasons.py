@@ -45,6 +45,7 @@ NO_ACTIVE_SLOT = "NoActiveSlot"
 MONITORING_ERROR = "MonitoringError"
 WEBHOOK_FAILING = "WebhookDeliveryFailed"
 WEBHOOK_RECOVERED = "WebhookDelivered"
+NOTIFICATION_FAILED = "NotificationFailed"  # a rollout notification given up (or dropped)
 # Drifting / DataQuality (monitoring; METRICS_UNAVAILABLE when Prometheus cannot be read)
 DRIFT_DETECTED = "DriftDetected"
 NO_DRIFT = "NoDrift"

@@ -45,6 +45,8 @@ from modelfleet.operator.kube import API_VERSION, KubeClient, merge_patch
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
 from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.notifier import Notifier
+from modelfleet.operator.notify import broken_rule as broken_notify_rule
 from modelfleet.operator.replay import paired_gate_enabled, ready_pod_address
 from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
 from modelfleet.operator.rollout.machine import next_action
@@ -116,6 +118,7 @@ class Context:
     applied: AppliedCache | None = None
     deployments: LiveDeployments | None = None  # what the watch and our applies last saw
     gateway_features: GatewayFeatures = dataclasses.field(default_factory=GatewayFeatures)
+    notifier: Notifier | None = None  # rollout notifications (spec.rollout.notify)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,8 @@ def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
     webhook = monitoring.webhook if monitoring is not None else None
     if webhook is not None and not webhook.url.startswith(("http://", "https://")):
         return "spec.monitoring.webhook.url must be an http:// or https:// URL"
+    if (notify := broken_notify_rule(spec.rollout.notify)) is not None:
+        return notify
     if spec.model.format is None and not spec.model.uri.endswith(MODEL_EXTENSIONS):
         return "spec.model.format is required when model.uri does not end in " + ", ".join(
             MODEL_EXTENSIONS
@@ -274,6 +279,8 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
                 for event in transition.events
             )
         )
+        if ctx.notifier is not None:  # queued only: delivery never holds up the reconcile
+            ctx.notifier.notify(owner, spec.rollout, old_status, transition, measurement, now)
     children = len(desired.workloads) + len(desired.traffic)
     _record(ctx, owner, children, transition.status, old_status, measurement)
     return Outcome(transition.requeue_after, written is not None, children, written)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_GPU_TOLERATIONS: list[dict[str, Any]] = [
@@ -75,4 +75,25 @@ class OperatorSettings(BaseSettings):
     )
     scaled_object_check: bool = Field(
         default=True, description="Look up whether the KEDA and PodMonitor CRDs exist."
+    )
+    notify_slack_url: SecretStr | None = Field(
+        default=None,
+        description="Slack-compatible incoming webhook told of every rollout whose spec sets no "
+        "rollout.notify (set it from a Secret: env valueFrom.secretKeyRef).",
+    )
+    notify_teams_url: SecretStr | None = Field(
+        default=None,
+        description="Microsoft Teams workflow webhook, the same way (an Adaptive Card a message).",
+    )
+    notify_cloudevents_url: SecretStr | None = Field(
+        default=None, description="Receiver of rollout CloudEvents, the same way."
+    )
+    notify_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts per notification before it counts as failed (a Warning Event "
+        'NotificationFailed and modelfleet_notifications_total{result="failed"}).',
+    )
+    notify_first_retry_seconds: float = Field(
+        default=1.0, gt=0, description="Wait before the second attempt; doubled for each next one."
     )

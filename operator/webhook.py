@@ -4,9 +4,15 @@ background, retried with exponential backoff.
 `cloud_event(...)` builds one event (pure). A `WebhookSender` per ModelDeployment holds a queue and
 one delivery task: the monitoring loop only enqueues, so a slow or absent receiver never holds up
 an evaluation, let alone a reconcile. An event is dropped only when the queue is full (the oldest
-goes, and `on_problem` says so); every failed attempt is counted in `state()`, which goes into
-`status.monitoring.webhook`, and the first failure of a streak is reported through `on_problem`
-(the loop turns it into a Warning Event).
+one not in flight goes, and `on_problem` says so); every failed attempt is counted in `state()`,
+which goes into `status.monitoring.webhook`, and the first failure of a streak is reported through
+`on_problem` (the loop turns it into a Warning Event).
+
+Rollout notifications (`notifier`) share the sender with two options: `max_attempts` gives an event
+up after that many failures, and `on_outcome` is told what became of each event (delivered, failed
+after its attempts, dropped from a full queue). Their bodies need not be CloudEvents (Slack, Teams:
+plain JSON), their URL may be read from a Secret at each attempt, and `label` names the receiver in
+logs and messages instead of the URL (a Slack or Teams webhook URL is itself a secret).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -40,6 +46,8 @@ logger = logging.getLogger(__name__)
 TokenSource = Callable[[], Awaitable[str | None]]
 # told about a delivery problem (first failure of a streak, a dropped event) or a recovery
 ProblemSink = Callable[[bool, str], Awaitable[None]]
+# reads the receiver's URL now (e.g. from a Secret); raises when it cannot be read
+UrlSource = Callable[[], Awaitable[str]]
 
 
 def cloud_event(
@@ -62,10 +70,39 @@ def cloud_event(
     }
 
 
-@dataclass
+@dataclass(eq=False)  # removed from the queue by identity: two bodies may be equal
 class _Pending:
-    url: str
+    url: str | UrlSource
     event: dict[str, Any]
+    content_type: str = CONTENT_TYPE
+    label: str = ""  # the receiver in logs and messages
+
+    @property
+    def receiver(self) -> str:
+        return self.label or str(self.url)
+
+    @property
+    def what(self) -> str:
+        if "id" in self.event and "type" in self.event:
+            return f"the event {self.event['id']} of type {self.event['type']}"
+        return f"a message for {self.receiver}"
+
+
+Result = Literal["delivered", "failed", "dropped"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one event: delivered, failed (after max_attempts) or dropped (queue full)."""
+
+    result: Result
+    receiver: str
+    event: dict[str, Any]
+    error: str | None = None
+
+
+# told what became of each event, at once (it must not block)
+OutcomeSink = Callable[[Delivery], None]
 
 
 class WebhookSender:
@@ -80,6 +117,8 @@ class WebhookSender:
         first_retry_s: float = FIRST_RETRY_S,
         longest_retry_s: float = LONGEST_RETRY_S,
         max_pending: int = MAX_PENDING,
+        max_attempts: int | None = None,
+        on_outcome: OutcomeSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -90,23 +129,43 @@ class WebhookSender:
         self._longest_retry = longest_retry_s
         self._queue: deque[_Pending] = deque()
         self._max_pending = max_pending
+        self._max_attempts = max_attempts
+        self._on_outcome = on_outcome
         self._clock = clock
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
         self._status = WebhookStatus()
 
-    def send(self, url: str, event: dict[str, Any]) -> None:
+    def send(
+        self,
+        url: str | UrlSource,
+        event: dict[str, Any],
+        *,
+        content_type: str = CONTENT_TYPE,
+        label: str = "",
+    ) -> None:
         """Queue `event` for `url`; returns at once."""
+        pending = _Pending(url, event, content_type, label)
         if len(self._queue) >= self._max_pending:
-            dropped = self._queue.popleft()
+            dropped = self._oldest_waiting() or pending
+            if dropped is not pending:
+                self._queue.remove(dropped)
             self._status.last_error = (
-                f"queue full ({self._max_pending} events): dropped the event {dropped.event['id']}"
-                f" of type {dropped.event['type']}"
+                f"queue full ({self._max_pending} events): dropped {dropped.what}"
             )
             self._report(True, self._status.last_error)
-        self._queue.append(_Pending(url, event))
+            self._tell(dropped, "dropped", self._status.last_error)
+            if dropped is pending:
+                return
+        self._queue.append(pending)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._deliver_all(), name="modelfleet-webhook")
+
+    def _oldest_waiting(self) -> _Pending | None:
+        """The oldest event not being posted right now (the one in flight is never dropped)."""
+        in_flight = self._task is not None and not self._task.done()
+        waiting = list(self._queue)[1:] if in_flight else list(self._queue)
+        return waiting[0] if waiting else None
 
     def state(self) -> WebhookStatus:
         """What `status.monitoring.webhook` says now."""
@@ -126,6 +185,7 @@ class WebhookSender:
             if error is None:
                 if self._queue and self._queue[0] is pending:
                     self._queue.popleft()
+                self._tell(pending, "delivered", None)
                 if self._status.failures:
                     self._report(False, f"delivered after {self._status.failures} failures")
                 self._status.last_delivered = timestamp(self._clock())
@@ -134,15 +194,26 @@ class WebhookSender:
             self._status.failures += 1
             self._status.last_error = f"{timestamp(self._clock())} {error}"
             if self._status.failures == 1:
-                self._report(True, f"webhook delivery to {pending.url} failed: {error}; retrying")
-            delay = min(self._first_retry * 2**attempt, self._longest_retry)
+                self._report(
+                    True, f"webhook delivery to {pending.receiver} failed: {error}; retrying"
+                )
             attempt += 1
-            logger.warning("webhook %s: %s; next attempt in %.0f s", pending.url, error, delay)
+            if self._max_attempts is not None and attempt >= self._max_attempts:
+                if self._queue and self._queue[0] is pending:
+                    self._queue.popleft()
+                logger.warning(
+                    "webhook %s: %s; gave up after %d attempts", pending.receiver, error, attempt
+                )
+                self._tell(pending, "failed", f"{error} (after {attempt} attempts)")
+                attempt = 0
+                continue
+            delay = min(self._first_retry * 2 ** (attempt - 1), self._longest_retry)
+            logger.warning("webhook %s: %s; next attempt in %.0f s", pending.receiver, error, delay)
             await self._sleep(delay)
 
     async def _post(self, pending: _Pending) -> str | None:
         """One attempt; None when the receiver accepted the event (2xx), else why not."""
-        headers = {"Content-Type": CONTENT_TYPE}
+        headers = {"Content-Type": pending.content_type}
         try:
             token = await self._token()
         except Exception as error:  # a missing Secret or key: say so, and retry
@@ -150,8 +221,12 @@ class WebhookSender:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
+            url = pending.url if isinstance(pending.url, str) else await pending.url()
+        except Exception as error:  # the same for a URL read from a Secret
+            return f"url: {error}"
+        try:
             response = await self._client.post(
-                pending.url,
+                url,
                 content=orjson.dumps(pending.event),
                 headers=headers,
                 timeout=TIMEOUT_S,
@@ -161,6 +236,14 @@ class WebhookSender:
         if response.is_success:
             return None
         return f"HTTP {response.status_code}: {response.text[:200]}"
+
+    def _tell(self, pending: _Pending, result: Result, error: str | None) -> None:
+        if self._on_outcome is None:
+            return
+        try:
+            self._on_outcome(Delivery(result, pending.receiver, pending.event, error))
+        except Exception:  # accounting must not stop deliveries
+            logger.exception("could not account for a webhook delivery")
 
     def _report(self, problem: bool, message: str) -> None:
         async def tell() -> None:
