@@ -38,6 +38,18 @@ PRINTER_COLUMNS = [
     {"name": "Canary", "type": "string", "jsonPath": ".status.canary.version"},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+    # monitoring after promotion (spec.monitoring): True names a feature in `kubectl describe`
+    {
+        "name": "Drifting",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Drifting")].status',
+    },
+    {
+        "name": "DataQuality",
+        "type": "string",
+        "priority": 1,  # -o wide
+        "jsonPath": '.status.conditions[?(@.type=="DataQuality")].status',
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

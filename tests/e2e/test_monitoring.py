@@ -302,6 +302,16 @@ def test_monitoring_names_drifting_and_missing_features_and_alerts_the_webhook(
         assert re.search(r"f(5|11) PSI [0-9.]+, KS [0-9.]+, W1 [0-9.]+ over [0-9,]+ rows", message)
         figures = {f["name"]: f for f in drifting.monitoring["features"]}
         assert {n for n, f in figures.items() if f.get("drifting")} == set(SHIFTED), figures
+        # what an SRE sees first: `kubectl get md` has the Drifting column, -o wide DataQuality
+        printed = cluster.kubectl("get", "md", NAME, "-n", namespace, "-o", "wide").stdout
+        header, row = printed.splitlines()[:2]
+        starts = [m.start() for m in re.finditer(r"\S+", header)]  # a cell may be empty
+        columns = {
+            header[a:b].strip(): row[a:b].strip()
+            for a, b in zip(starts, [*starts[1:], None], strict=True)
+        }
+        assert columns["DRIFTING"] == "True", printed
+        assert columns["DATAQUALITY"] in ("True", "False"), printed
         for feature in SHIFTED:
             assert figures[feature]["wasserstein"] > 0.1, figures[feature]
             assert figures[feature]["rows"] >= 1000, figures[feature]

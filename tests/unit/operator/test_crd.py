@@ -68,7 +68,16 @@ def test_names_columns_and_subresources() -> None:
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [column["name"] for column in version["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Active", "Canary", "Weight", "Ready", "Age"]
+    assert columns == [
+        "Phase",
+        "Active",
+        "Canary",
+        "Weight",
+        "Ready",
+        "Drifting",
+        "DataQuality",
+        "Age",
+    ]
 
 
 def test_cel_rules_are_carried() -> None:
