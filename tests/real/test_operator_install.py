@@ -1,41 +1,34 @@
 """The operator installed as a user does (`kubectl apply -k`, through hack/realnode/overlay, which
-swaps only the image names, the Prometheus address and the placement) runs as a Ready Pod on a
-real node, from the image built from Dockerfile.operator, with its own ServiceAccount."""
+swaps only the image names, the Prometheus address and the placement) runs as Ready Pods on a
+real node, from the image built from Dockerfile.operator, with its own ServiceAccount.
+
+It checks the session's shared install (`real_stack`, tests/real/conftest.py, made by
+realnode.install.install_operator) rather than applying and deleting one of its own: a delete of
+the overlay removes the namespace and the CRDs every later scenario of the session stands on.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from realnode.cluster import RealCluster
+from realnode import install
 from realnode.images import OPERATOR_REF
+
+from tests.real.conftest import RealStack
 
 pytestmark = pytest.mark.slow
 
-OVERLAY = Path(__file__).resolve().parents[2] / "hack" / "realnode" / "overlay"
-NAMESPACE = "modelfleet-system"
 
-
-@pytest.fixture
-def installed(real_cluster: RealCluster) -> Iterator[RealCluster]:
-    real_cluster.control_plane.kubectl("apply", "-k", str(OVERLAY))
-    try:
-        yield real_cluster
-    finally:
-        real_cluster.control_plane.kubectl(
-            "delete", "-k", str(OVERLAY), "--ignore-not-found", "--timeout=100s", check=False
-        )
-
-
-def test_the_operator_pod_turns_ready_on_a_real_node(installed: RealCluster) -> None:
-    installed.control_plane.kubectl(
-        "-n", NAMESPACE, "rollout", "status", "deployment/modelfleet-operator", "--timeout=240s"
-    )
-    out = installed.control_plane.kubectl(
+def test_the_operator_pods_turn_ready_on_a_real_node(real_stack: RealStack) -> None:
+    local = real_stack.real.control_plane
+    local.kubectl(
+        "-n", install.OPERATOR_NAMESPACE, "rollout", "status",
+        f"deployment/{install.OPERATOR_DEPLOYMENT}", "--timeout=110s",
+    )  # fmt: skip
+    out = local.kubectl(
         "-n",
-        NAMESPACE,
+        install.OPERATOR_NAMESPACE,
         "get",
         "pods",
         "-l",
@@ -43,11 +36,11 @@ def test_the_operator_pod_turns_ready_on_a_real_node(installed: RealCluster) -> 
         "-o",
         "json",
     ).stdout
-    pods = json.loads(out)["items"]
-    assert pods
+    pods = [p for p in json.loads(out)["items"] if "deletionTimestamp" not in p["metadata"]]
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
     for pod in pods:
-        assert pod["spec"]["nodeName"] in installed.node_names
+        assert pod["spec"]["nodeName"] in real_stack.real.node_names
         assert pod["spec"]["serviceAccountName"] == "modelfleet-operator"
         (status,) = pod["status"]["containerStatuses"]
-        assert status["ready"] is True
+        assert status["ready"] is True  # the acting replica and the one standing by
         assert status["image"].endswith(OPERATOR_REF.removeprefix("localhost/"))
