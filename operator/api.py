@@ -16,11 +16,13 @@ from pydantic.alias_generators import to_camel
 
 GROUP = "modelfleet.io"
 VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"  # the ModelDeployment's apiVersion
 KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 CATEGORIES = ["all", "modelfleet"]
+HISTORY_LIMIT = 10  # rollout outcomes kept in status.history
 
 # The longest child suffix is "-canary" (the canary Ingress); Service names are DNS-1035 labels
 # (63 characters), so 52 leaves room for every child and for the kube-generated suffixes.
@@ -889,7 +891,9 @@ class ModelDeploymentStatus(CamelModel):
     ready: str | None = Field(default=None, description="Ready/desired pods of the active slot.")
     url: str | None = Field(default=None, description="Where the model answers.")
     history: list[HistoryEntry] = Field(
-        default_factory=list, max_length=10, description="The last 10 rollout outcomes."
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description=f"The last {HISTORY_LIMIT} rollout outcomes.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

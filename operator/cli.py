@@ -115,8 +115,8 @@ async def _say_what_undo_will_do(kube: Any, namespace: str, name: str) -> None:
     """Before acting: a flip to the warm previous slot, or why a revert would be a rollout."""
     from datetime import UTC, datetime
 
+    from modelfleet.operator.api import API_VERSION
     from modelfleet.operator.control import undo_outlook
-    from modelfleet.operator.kube import API_VERSION
 
     obj = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
     if obj is None:
@@ -138,8 +138,9 @@ async def _status(name: str, namespace: str | None, watch: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
+    from modelfleet.operator.api import API_VERSION
     from modelfleet.operator.control import render_status
-    from modelfleet.operator.kube import API_VERSION, HttpKubeClient
+    from modelfleet.operator.kube import HttpKubeClient
     from modelfleet.operator.kube_credentials import current_namespace
 
     kube = HttpKubeClient.from_environment()

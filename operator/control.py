@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from modelfleet.operator.api import KIND, ModelDeployment, parse_duration
-from modelfleet.operator.kube import API_VERSION, KubeClient
+from modelfleet.operator.api import API_VERSION, KIND, ModelDeployment, parse_duration
+from modelfleet.operator.kube import KubeClient
 from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
 from modelfleet.operator.timestamps import parse_timestamp
 

@@ -26,7 +26,7 @@ from prometheus_client import start_http_server
 
 from modelfleet.operator import api
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader
-from modelfleet.operator.kube import API_VERSION, HttpKubeClient, KubeError
+from modelfleet.operator.kube import HttpKubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
@@ -301,7 +301,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
             fresh = None if memo.get("stale") else _freshest(body, memo.get("written"))
             if fresh is None:
                 fresh = await ctx.kube.get(
-                    API_VERSION, api.KIND, body.metadata.namespace, body.metadata.name
+                    api.API_VERSION, api.KIND, body.metadata.namespace, body.metadata.name
                 )
             if fresh is None:
                 return  # deleted meanwhile: the garbage collector removes the children

@@ -20,11 +20,10 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from modelfleet.operator.api import GROUP, KIND, PLURAL, VERSION
+from modelfleet.operator.api import API_VERSION, KIND, PLURAL
 from modelfleet.operator.kube_credentials import BearerToken, Credentials, load_credentials
 from modelfleet.operator.timestamps import timestamp
 
-API_VERSION = f"{GROUP}/{VERSION}"  # the ModelDeployment's
 FIELD_MANAGER = "modelfleet"
 
 DISCOVERY_TTL_SECONDS = 60.0

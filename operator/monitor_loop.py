@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
+    API_VERSION,
     KIND,
     Condition,
     ModelDeploymentSpec,
@@ -41,7 +42,7 @@ from modelfleet.operator.api import (
 )
 from modelfleet.operator.feedback import feedback_status
 from modelfleet.operator.feedback_read import FeedbackReader
-from modelfleet.operator.kube import API_VERSION, KubeClient, KubeError, merge_patch
+from modelfleet.operator.kube import KubeClient, KubeError, merge_patch
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_read import Slot, SlotCounts, WindowReader
 from modelfleet.operator.monitoring import (

@@ -26,9 +26,15 @@ from typing import Any
 import httpx
 
 from modelfleet.operator import reasons
-from modelfleet.operator.api import KIND, ModelDeploymentStatus, NotifyTarget, RolloutSpec
+from modelfleet.operator.api import (
+    API_VERSION,
+    KIND,
+    ModelDeploymentStatus,
+    NotifyTarget,
+    RolloutSpec,
+)
 from modelfleet.operator.builders.common import Owner
-from modelfleet.operator.kube import API_VERSION, KubeClient
+from modelfleet.operator.kube import KubeClient
 from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.notify import (

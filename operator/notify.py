@@ -17,9 +17,8 @@ from urllib.parse import urlsplit
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
-    GROUP,
+    API_VERSION,
     PLURAL,
-    VERSION,
     AnalysisStatus,
     CanaryStatus,
     ModelDeploymentStatus,
@@ -313,7 +312,7 @@ def cloudevent_body(notice: RolloutNotice, event_id: str) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "id": event_id,
-        "source": f"/apis/{GROUP}/{VERSION}/namespaces/{notice.namespace}/{PLURAL}/{notice.name}",
+        "source": f"/apis/{API_VERSION}/namespaces/{notice.namespace}/{PLURAL}/{notice.name}",
         "type": CLOUDEVENT_TYPE_PREFIX + notice.event.lower(),
         "subject": notice.name,
         "time": notice.time,

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
+    API_VERSION,
     KIND,
     MAX_NAME_LENGTH,
     SLOTS,
@@ -41,7 +42,7 @@ from modelfleet.operator.desired import (
     with_notes,
 )
 from modelfleet.operator.gateway_features import GatewayFeatures
-from modelfleet.operator.kube import API_VERSION, KubeClient, merge_patch
+from modelfleet.operator.kube import KubeClient, merge_patch
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
 from modelfleet.operator.metrics import OperatorMetrics

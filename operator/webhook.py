@@ -30,7 +30,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from modelfleet.operator.api import GROUP, PLURAL, VERSION, WebhookStatus
+from modelfleet.operator.api import API_VERSION, PLURAL, WebhookStatus
 from modelfleet.operator.timestamps import timestamp
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -61,7 +61,7 @@ def cloud_event(
     return {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
-        "source": f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+        "source": f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
         "type": EVENT_TYPE_PREFIX + str(condition["type"]).lower(),
         "subject": name,
         "time": timestamp(now),

@@ -75,7 +75,7 @@ from harness.rollout import apply, healthy_at, model_deployment, read_status, wa
 from localcluster import ClusterConfig, LocalCluster  # noqa: E402
 
 from bench.monitoring.run import _first_flag, machine  # noqa: E402
-from modelfleet.operator.api import GROUP, KIND, VERSION, MonitoringSpec  # noqa: E402
+from modelfleet.operator.api import API_VERSION, KIND, MonitoringSpec  # noqa: E402
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader  # noqa: E402
 from modelfleet.operator.kube import HttpKubeClient  # noqa: E402
 from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window  # noqa: E402
@@ -342,7 +342,7 @@ def cost_objects(
             for i, name in enumerate(names):
                 pod = pods[i % len(pods)]
                 status = {"activeSlot": pod["slot"], "activeRevision": pod["revision"]}
-                await kube.patch_status(f"{GROUP}/{VERSION}", KIND, COST_NAMESPACE, name, status)
+                await kube.patch_status(API_VERSION, KIND, COST_NAMESPACE, name, status)
         finally:
             await kube.close()
 
@@ -389,9 +389,7 @@ async def operator_cost(
             feedback_reader_for=lambda url: PrometheusFeedbackReader(http, url),
         )
         monitors = [Monitor(deps, COST_NAMESPACE, name, lock=asyncio.Lock()) for name in names]
-        bodies = [
-            await kube.get(f"{GROUP}/{VERSION}", KIND, COST_NAMESPACE, n) or {} for n in names
-        ]
+        bodies = [await kube.get(API_VERSION, KIND, COST_NAMESPACE, n) or {} for n in names]
         parts = await _parts(deps, monitors, bodies, queries)
         prometheus_pid = cluster.processes.processes["prometheus"].popen.pid
         queries["prometheus"], counted.unread = 0, 0
@@ -417,7 +415,7 @@ async def operator_cost(
         prometheus_cpu = process_cpu_s(prometheus_pid) - prom_before
         for monitor in monitors:
             await monitor.stop(clear=False)
-    statuses = [await kube.get(f"{GROUP}/{VERSION}", KIND, COST_NAMESPACE, n) for n in names]
+    statuses = [await kube.get(API_VERSION, KIND, COST_NAMESPACE, n) for n in names]
     await kube.close()
     logging.getLogger("modelfleet.operator.monitor_loop").removeHandler(counted)
     verdicts: dict[str, int] = {}

@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO / "hack"))
 from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
 from localcluster.nodes import NodeSpec  # noqa: E402
 
+from modelfleet.operator.api import API_VERSION as API  # noqa: E402
 from modelfleet.operator.api import KIND  # noqa: E402
-from modelfleet.operator.kube import API_VERSION as API  # noqa: E402
 from modelfleet.operator.kube import HttpKubeClient, KubeClient  # noqa: E402
 from modelfleet.operator.kube_credentials import load_credentials  # noqa: E402
 

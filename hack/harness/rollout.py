@@ -19,9 +19,10 @@ from typing import Any
 
 from localcluster import LocalCluster
 
+from modelfleet.operator.api import API_VERSION, GROUP, PLURAL, VERSION
+
 from .stack import MODELS
 
-GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "modeldeployments"
 Status = Mapping[str, Any]
 
 
@@ -71,7 +72,7 @@ def model_deployment(
     if traffic:
         spec["traffic"] = dict(traffic)
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": spec,

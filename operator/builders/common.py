@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.operator.api import GROUP, KIND, VERSION, Slot
+from modelfleet.operator.api import API_VERSION, KIND, Slot
 from modelfleet.operator.shape import PodShape
 
 SERVER_NAME = "modelfleet-server"
@@ -27,7 +27,7 @@ class Owner:
 
     def owner_reference(self) -> dict[str, Any]:
         return {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": KIND,
             "name": self.name,
             "uid": self.uid,

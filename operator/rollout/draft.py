@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from modelfleet.operator.api import (
+    HISTORY_LIMIT,
     CanaryStatus,
     HistoryEntry,
     ModelDeploymentStatus,
@@ -22,7 +23,6 @@ from modelfleet.operator.rollout.types import Event, RolloutInput, SlotObservati
 from modelfleet.operator.timestamps import timestamp
 
 POD_WAIT_REQUEUE = 5.0
-HISTORY_LIMIT = 10
 
 
 @dataclass
