@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 from harness.rollout import model_uri
-from localcluster.cluster import free_port, run_kubectl
+from localcluster.cluster import kube_api_client, run_kubectl
+from localcluster.ports import free_port
 from localcluster.procs import Managed, ProcessGroup, alive, terminate
 
 HACK = Path(__file__).resolve().parents[1]
@@ -74,16 +75,10 @@ class DemoCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(Path(self.kubeconfig), *args, input=input, check=check)
+        return run_kubectl(self.kubeconfig, *args, input=input, check=check)
 
     def api_client(self) -> Any:
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        config.load_kube_config(
-            config_file=str(self.kubeconfig), client_configuration=configuration
-        )
-        return client.ApiClient(configuration)
+        return kube_api_client(self.kubeconfig)
 
     # --- what the ModelDeployment says on this tier (demo/spec.py) ------------------------
     def model_uri(self, file_name: str) -> str:

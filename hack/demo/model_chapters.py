@@ -192,24 +192,29 @@ def undo(story: Story, name: str, namespace: str, previous_service: str) -> tupl
 
 def _command(story: Story, name: str, namespace: str) -> str:
     """The ModelDeployment's pending command annotation (`modelfleet.io/command`), or ''."""
-    from kubernetes import client
-
-    api = client.CustomObjectsApi(story.api())
-    body = api.get_namespaced_custom_object(
-        "modelfleet.io", "v1alpha1", namespace, "modeldeployments", name, _request_timeout=5
-    )
+    body = _custom_object(story, ("modelfleet.io", "v1alpha1", "modeldeployments"), namespace, name)
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get("modelfleet.io/command", ""))
 
 
 def _route(story: Story, name: str, namespace: str) -> Mapping[str, Any]:
+    return _custom_object(story, ("gateway.networking.k8s.io", "v1", "httproutes"), namespace, name)
+
+
+def _custom_object(
+    story: Story, resource: tuple[str, str, str], namespace: str, name: str
+) -> Mapping[str, Any]:
+    """One custom object as its JSON body; `resource` is (group, version, plural)."""
     from kubernetes import client
 
+    group, version, plural = resource
     api = client.CustomObjectsApi(story.api())
-    route: Mapping[str, Any] = api.get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", namespace, "httproutes", name, _request_timeout=5
+    body = api.get_namespaced_custom_object(
+        group, version, namespace, plural, name, _request_timeout=5
     )
-    return route
+    if not isinstance(body, dict):  # the client types it `object`; the API answers a JSON object
+        raise TypeError(f"{plural}/{name}: expected a JSON object, got {type(body).__name__}")
+    return body
 
 
 def _all_to(route: Mapping[str, Any], service: str) -> bool:

@@ -25,6 +25,7 @@ import json
 import os
 import random
 import secrets
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -143,17 +144,13 @@ class RealDemoCluster:
     def env(self) -> dict[str, str]:
         return self.real.env()
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> Any:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.real.control_plane.kubectl(*args, input=input, check=check)
 
     def api_client(self) -> Any:
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        config.load_kube_config(
-            config_file=str(self.kubeconfig), client_configuration=configuration
-        )
-        return client.ApiClient(configuration)
+        return self.real.control_plane.api_client()
 
     # --- what the ModelDeployment says on this tier ----------------------------------------
     def model_uri(self, file_name: str) -> str:

@@ -286,7 +286,8 @@ def _ended(version: str) -> Callable[[Mapping[str, Any]], bool]:
 def _outcome(version: str, watch: RolloutWatch, status: Mapping[str, Any]) -> str:
     if version == "v1":
         return "Ready"
-    entry = next((h for h in status.get("history") or [] if h.get("version") == version), {})
+    history: list[Mapping[str, Any]] = status.get("history") or []
+    entry = next((h for h in history if h.get("version") == version), {})
     return str(entry.get("outcome") or watch.phase or "?")
 
 
@@ -419,7 +420,7 @@ def prepare(cluster: DemoCluster | RealDemoCluster, view: View) -> None:
         # the CRD and the operator came with `kubectl apply -k` when the tier started
         cluster.prepare(NAMESPACE)
         return
-    install_crd(cluster)  # duck-typed: it only calls cluster.kubectl(...)
+    install_crd(cluster)
     if cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0:
         view.say(f"namespace {NAMESPACE} exists (an earlier demo): deleting it first")
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=90s")

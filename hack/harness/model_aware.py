@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .cluster import Cluster
 from .driver import TrafficDriver
 from .rollout import read_status
 from .stack import MODELS
@@ -116,7 +117,7 @@ class Analysed:
 class AnalysisRecorder:
     """Polls `.status` in a thread; keeps each new canary measurement once."""
 
-    cluster: Any  # a LocalCluster or anything with its kubectl/api_client (the demo's cluster)
+    cluster: Cluster
     namespace: str
     name: str
     period_s: float = 0.3

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from localcluster import LocalCluster
 
+from .cluster import Cluster
+
 BIN = Path(sys.executable).parent
 
 
-def install_crd(cluster: LocalCluster) -> None:
+def install_crd(cluster: Cluster) -> None:
     crd = subprocess.run(
         [str(BIN / "modelfleet"), "crd"], capture_output=True, text=True, check=True
     ).stdout

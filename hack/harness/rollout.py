@@ -17,10 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcluster import LocalCluster
-
 from modelfleet.operator.api import API_VERSION, GROUP, PLURAL, VERSION
 
+from .cluster import Cluster
 from .stack import MODELS
 
 Status = Mapping[str, Any]
@@ -79,14 +78,14 @@ def model_deployment(
     }
 
 
-def apply(cluster: LocalCluster, namespace: str, manifest: Mapping[str, Any]) -> None:
+def apply(cluster: Cluster, namespace: str, manifest: Mapping[str, Any]) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
 
 _CLIENTS: dict[int, Any] = {}
 
 
-def _custom_objects(cluster: LocalCluster) -> Any:
+def _custom_objects(cluster: Cluster) -> Any:
     """One API client per cluster: polling through kubectl would cost a process per look."""
     from kubernetes import client
 
@@ -95,7 +94,7 @@ def _custom_objects(cluster: LocalCluster) -> Any:
     return _CLIENTS[id(cluster)]
 
 
-def read_status(cluster: LocalCluster, namespace: str, name: str) -> Status:
+def read_status(cluster: Cluster, namespace: str, name: str) -> Status:
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -111,7 +110,7 @@ def read_status(cluster: LocalCluster, namespace: str, name: str) -> Status:
 
 
 def wait_for(
-    cluster: LocalCluster,
+    cluster: Cluster,
     namespace: str,
     name: str,
     predicate: Callable[[Status], bool],
@@ -155,7 +154,7 @@ class Observed:
 class StatusRecorder:
     """Every distinct (phase, weight, step, analysis phase) the status went through, in order."""
 
-    cluster: LocalCluster
+    cluster: Cluster
     namespace: str
     name: str
     period_s: float = 0.5

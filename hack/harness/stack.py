@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from localcluster.cluster import free_port
+from localcluster.ports import free_port
 from localcluster.procs import ProcessGroup
 from localcluster.prometheus import Prometheus
 

