@@ -69,12 +69,13 @@ sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the
 
 from harness.driver import TrafficDriver  # noqa: E402
 from harness.kube import kube_snapshot  # noqa: E402
+from harness.machine import machine  # noqa: E402
 from harness.model_aware import FEATURES  # noqa: E402
 from harness.operator import OperatorProcess, install_crd  # noqa: E402
 from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for  # noqa: E402
 from localcluster import ClusterConfig, LocalCluster  # noqa: E402
 
-from bench.monitoring.run import _first_flag, machine  # noqa: E402
+from bench.monitoring.run import _first_flag  # noqa: E402
 from modelfleet.operator.api import API_VERSION, KIND, MonitoringSpec  # noqa: E402
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader  # noqa: E402
 from modelfleet.operator.kube import HttpKubeClient  # noqa: E402

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def false_alarms(spec: MonitoringSpec, windows: int) -> dict[str, Any]:
     return out
 
 
-def _figures(verdicts: list[Any], kinds: dict[str, str], kind: str, name: str) -> list[float]:
+def _figures(verdicts: list[Any], kinds: Mapping[str, str], kind: str, name: str) -> list[float]:
     return [getattr(f, name) or 0.0 for v in verdicts for f in v.features if kinds[f.name] == kind]
 
 

@@ -24,14 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [
-    str(Path(__file__).resolve().parent),
-    str(Path(__file__).resolve().parents[2] / "hack"),
-]
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "hack"))
+sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 
-from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
-from run import API, KIND, REPO, _manifest, _nodes, _proc_stats  # noqa: E402
+from localcluster.cluster import ClusterConfig, LocalCluster  # noqa: E402
+from localcluster.ports import free_port  # noqa: E402
 
+from bench.operator.run import _manifest, _nodes, _proc_stats  # noqa: E402
+from modelfleet.operator.api import API_VERSION as API  # noqa: E402
+from modelfleet.operator.api import KIND  # noqa: E402
 from modelfleet.operator.kube import HttpKubeClient, KubeClient  # noqa: E402
 from modelfleet.operator.kube_credentials import load_credentials  # noqa: E402
 

@@ -42,8 +42,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 
-from localcluster.cluster import ClusterConfig, LocalCluster, free_port  # noqa: E402
+from localcluster.cluster import ClusterConfig, LocalCluster  # noqa: E402
 from localcluster.nodes import NodeSpec  # noqa: E402
+from localcluster.ports import free_port  # noqa: E402
 
 from modelfleet.operator.api import API_VERSION as API  # noqa: E402
 from modelfleet.operator.api import KIND  # noqa: E402
@@ -125,7 +126,8 @@ class ApiCounter:
             resource = labels.get("resource", "")
             if labels.get("subresource"):
                 resource += "/" + labels["subresource"]
-            counts[f"{labels.get('verb', '?')} {resource}"] += float(value)
+            # a counter of requests: a whole number, though the text format writes a float
+            counts[f"{labels.get('verb', '?')} {resource}"] += int(float(value))
         return counts
 
     async def close(self) -> None:

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "hack"), str(REPO / "tests" / "e2e"), str(REPO / "bench" / "rollout")]
+sys.path[:0] = [str(REPO / "hack")]
+sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 
 from harness.driver import TrafficDriver  # noqa: E402
 from harness.kube import kube_snapshot  # noqa: E402
@@ -49,7 +50,8 @@ from harness.rollout import (  # noqa: E402
 )
 from harness.stack import MODELS  # noqa: E402
 from localcluster import ClusterConfig, LocalCluster  # noqa: E402
-from simulate import simulate  # noqa: E402
+
+from bench.rollout.simulate import simulate  # noqa: E402
 
 NAME = "bench"
 RPS_DETECT = 200.0  # the canary gets 20 rps at 10 %: the design's detection setting
@@ -185,7 +187,7 @@ def one_namespace(
                     cluster,
                     namespace,
                     NAME,
-                    lambda s, run=run: _outcome(s, run) is not None,
+                    _ended(run),
                     settings.run_timeout_s,
                     f"{namespace} {run}",
                 )
@@ -195,6 +197,11 @@ def one_namespace(
             shares = [(at, s) for at, s in driver.snapshot_tally().shares if at >= started]
             _record(results, settings, namespace, run, error_rate, status, shares, canary_slot, log)
             time.sleep(3)  # let a rolled-back canary drain before the next run
+
+
+def _ended(run: str) -> Callable[[Any], bool]:
+    """`wait_for`'s predicate: this run has its history entry."""
+    return lambda status: _outcome(status, run) is not None
 
 
 def _outcome(status: Any, run: str) -> dict[str, Any] | None:

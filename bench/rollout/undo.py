@@ -95,17 +95,20 @@ class RouteWatch:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _command_annotation(self) -> str | None:
-        md = self._api.get_namespaced_custom_object(
-            "modelfleet.io", "v1alpha1", NAMESPACE, "modeldeployments", NAME
-        )
+        md = self._read("modelfleet.io", "v1alpha1", "modeldeployments")
         notes: dict[str, str] = md["metadata"].get("annotations") or {}
         return notes.get("modelfleet.io/command")
 
     def _backends(self) -> list[tuple[str, int]]:
-        route = self._api.get_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", NAME
-        )
+        route = self._read("gateway.networking.k8s.io", "v1", "httproutes")
         return [(r["name"], r.get("weight", 1)) for r in route["spec"]["rules"][0]["backendRefs"]]
+
+    def _read(self, group: str, version: str, plural: str) -> dict[str, Any]:
+        body = self._api.get_namespaced_custom_object(group, version, NAMESPACE, plural, NAME)
+        # the client types it `object`; the API answers a JSON object
+        if not isinstance(body, dict):
+            raise TypeError(f"{plural}/{NAME}: expected a JSON object, got {type(body).__name__}")
+        return body
 
     def _loop(self) -> None:
         while not self._stop.is_set():

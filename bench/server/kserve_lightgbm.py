@@ -7,10 +7,12 @@ import argparse
 import uuid
 
 import lightgbm
+import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 
 
-class LightGBMModel(Model):
+# kserve lives only in the peer's own venv (not a project dependency): Model is Any to mypy
+class LightGBMModel(Model):  # type: ignore[misc]
     def __init__(self, name: str, model_file: str) -> None:
         super().__init__(name)
         self.model_file = model_file
@@ -27,6 +29,7 @@ class LightGBMModel(Model):
         assert self.booster is not None
         rows = payload.inputs[0].as_numpy()
         probabilities = self.booster.predict(rows)
+        assert isinstance(probabilities, np.ndarray)  # dense rows in, dense probabilities out
         output = InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP64")
         output.set_data_from_numpy(probabilities, binary_data=False)
         response_id = payload.id or str(uuid.uuid4())  # kserve wants a string id

@@ -325,8 +325,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if ours and "asgi-ceiling" in at16:
         result["rps_vs_ceiling"] = round(ours["rps"] / at16["asgi-ceiling"]["rps"], 2)
     cpu = {name: r.get("cpu_us_per_request") for name, r in at16.items()}
-    if cpu.get("modelfleet") and cpu.get("mlserver"):
-        result["cpu_per_request_vs_mlserver"] = round(cpu["modelfleet"] / cpu["mlserver"], 3)
+    ours_cpu, mlserver_cpu = cpu.get("modelfleet"), cpu.get("mlserver")
+    if ours_cpu and mlserver_cpu:
+        result["cpu_per_request_vs_mlserver"] = round(ours_cpu / mlserver_cpu, 3)
     return result
 
 
