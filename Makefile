@@ -24,10 +24,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv with python3 -m venv and install .[dev]
 
-lint: $(STAMP) ## ruff (lint + format check), mypy --strict on the package, import-linter
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict on the package, bench/ and hack/ (realnode to come), import-linter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy -p modelfleet
+	$(VENV)/bin/mypy hack/localcluster hack/harness hack/demo bench
 	$(VENV)/bin/lint-imports
 
 fmt: $(STAMP) ## Format and autofix with ruff
