@@ -1,7 +1,7 @@
 """The HTTP application: FastAPI routes for health and metadata (and the OpenAPI document),
 with the inference routes answered by the fast path in `fastpath.Server` in front of it.
 
-`create_app(plane, keys)` returns the ASGI callable that uvicorn (or a test's httpx
+`create_app(plane, auth)` returns the ASGI callable that uvicorn (or a test's httpx
 ASGITransport) runs.
 """
 
@@ -17,14 +17,14 @@ from starlette.exceptions import HTTPException
 
 from modelfleet import __version__
 from modelfleet.server import schemas
-from modelfleet.server.auth import ApiKeys
+from modelfleet.server.auth import Authenticator
 from modelfleet.server.dataplane import DataPlane
 from modelfleet.server.errors import NotReadyError, ServerError, render_error
 from modelfleet.server.fastpath import Server, match_inference
 
 log = logging.getLogger(__name__)
 
-_INFER_ERRORS = schemas.errors(400, 401, 404, 413, 429, 500, 503, 504)
+_INFER_ERRORS = schemas.errors(400, 401, 403, 404, 413, 429, 500, 503, 504)
 
 
 def _error_response(status: int, message: str) -> JSONResponse:
@@ -35,7 +35,8 @@ def _install_error_handlers(api: FastAPI) -> None:
     async def on_server_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ServerError)
         status, body = render_error(error)
-        return Response(body, status_code=status, media_type="application/json")
+        headers = {name.decode(): value.decode() for name, value in error.headers()}
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
 
     async def on_http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -78,11 +79,11 @@ def _health_routes(api: FastAPI, plane: DataPlane) -> None:
         return plane.server_metadata()
 
 
-def _model_routes(api: FastAPI, plane: DataPlane, keys: ApiKeys | None) -> None:
-    def authorize(request: Request) -> None:
-        if keys is not None:
+def _model_routes(api: FastAPI, plane: DataPlane, auth: Authenticator | None) -> None:
+    async def authorize(request: Request) -> None:
+        if auth is not None:
             headers = request.headers
-            keys.check(
+            await auth.check(
                 headers.get("authorization", "").encode() or None,
                 headers.get("x-api-key", "").encode() or None,
             )
@@ -91,22 +92,22 @@ def _model_routes(api: FastAPI, plane: DataPlane, keys: ApiKeys | None) -> None:
         "/v2/models/{model_name}",
         tags=["metadata"],
         response_model=schemas.ModelMetadataResponse,
-        responses=schemas.errors(401, 404),
+        responses=schemas.errors(401, 403, 404),
     )
     async def model_metadata(model_name: str, request: Request) -> dict[str, Any]:
-        authorize(request)
+        await authorize(request)
         return plane.model_metadata(model_name)
 
     @api.get(
         "/v2/models/{model_name}/versions/{model_version}",
         tags=["metadata"],
         response_model=schemas.ModelMetadataResponse,
-        responses=schemas.errors(401, 404),
+        responses=schemas.errors(401, 403, 404),
     )
     async def model_version_metadata(
         model_name: str, model_version: str, request: Request
     ) -> dict[str, Any]:
-        authorize(request)
+        await authorize(request)
         return plane.model_metadata(model_name, model_version)
 
     @api.get(
@@ -182,7 +183,7 @@ def _inference_routes(api: FastAPI, server: Server) -> None:
         return await run(request)
 
 
-def create_app(plane: DataPlane, keys: ApiKeys | None = None) -> Server:
+def create_app(plane: DataPlane, auth: Authenticator | None = None) -> Server:
     """The server's ASGI application for one loaded model."""
     api = FastAPI(
         title="modelfleet model server",
@@ -192,8 +193,8 @@ def create_app(plane: DataPlane, keys: ApiKeys | None = None) -> Server:
         redoc_url=None,
     )
     _install_error_handlers(api)
-    server = Server(plane, api, keys)
+    server = Server(plane, api, auth)
     _health_routes(api, plane)
-    _model_routes(api, plane, keys)
+    _model_routes(api, plane, auth)
     _inference_routes(api, server)
     return server

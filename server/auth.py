@@ -1,9 +1,12 @@
-"""Optional API-key auth for inference and model-metadata routes.
+"""Optional auth for inference and model-metadata routes: API keys, bearer JWTs, or both.
 
-Keys come from a file (one per line, `#` comments and blank lines ignored), typically a
+`Authenticator` is what the HTTP layer asks: with both set, a request passes when either
+accepts it. Health, readiness and metrics never need a credential.
+
+API keys come from a file (one per line, `#` comments and blank lines ignored), typically a
 mounted Kubernetes Secret; the file is re-read when its modification time changes, so a
 rotated Secret takes effect without a restart. Clients send `Authorization: Bearer <key>`
-or `x-api-key: <key>`. Health, readiness and metrics never need a key.
+or `x-api-key: <key>`. JWTs (`jwt_auth.py`) come as `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 
 from modelfleet.server.errors import ModelLoadError, UnauthorizedError
+from modelfleet.server.jwt_auth import JwtVerifier
 
 _RECHECK_S = 1.0
 
@@ -50,15 +54,56 @@ class ApiKeys:
         except (OSError, ModelLoadError):
             pass  # keep the last good keys while a Secret is being swapped
 
-    def check(self, authorization: bytes | None, api_key: bytes | None) -> None:
-        """Raise UnauthorizedError unless one of the headers carries a known key."""
+    def accepts(self, offered: bytes) -> bool:
+        """Whether `offered` is one of the keys (compared in constant time)."""
         self._refresh()
-        offered = api_key
-        if authorization is not None:
-            scheme, _, token = authorization.partition(b" ")
-            if scheme.lower() == b"bearer":
-                offered = token.strip()
-        if offered is None:
-            raise UnauthorizedError("an API key is required: send 'Authorization: Bearer <key>'")
-        if not any(hmac.compare_digest(offered, key) for key in self._keys):
-            raise UnauthorizedError("the API key is not valid")
+        return any(hmac.compare_digest(offered, key) for key in self._keys)
+
+
+def _bearer(authorization: bytes | None) -> bytes | None:
+    if authorization is None:
+        return None
+    scheme, _, credential = authorization.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return credential.strip() or None
+
+
+def _looks_like_jwt(credential: bytes) -> bool:
+    return credential.count(b".") == 2
+
+
+class Authenticator:
+    """The check of one request's headers against the API keys, the JWT rules, or both."""
+
+    def __init__(self, keys: ApiKeys | None = None, jwt: JwtVerifier | None = None) -> None:
+        if keys is None and jwt is None:
+            raise ValueError("an Authenticator needs API keys, a JWT verifier or both")
+        self.keys = keys
+        self.jwt = jwt
+        if jwt is None:
+            self._missing = "an API key is required: send 'Authorization: Bearer <key>'"
+        elif keys is None:
+            self._missing = "a bearer token is required: send 'Authorization: Bearer <token>'"
+        else:
+            self._missing = (
+                "an API key or a bearer token is required: send 'Authorization: Bearer <key>' "
+                "or 'Authorization: Bearer <token>'"
+            )
+
+    async def check(self, authorization: bytes | None, api_key: bytes | None) -> None:
+        """Return when a credential is accepted; else UnauthorizedError (401) or, for a valid
+        token without a required claim, ForbiddenError (403), saying why."""
+        bearer = _bearer(authorization)
+        if self.keys is not None:
+            offered = api_key if api_key is not None else bearer
+            if offered is not None and self.keys.accepts(offered):
+                return
+        if self.jwt is not None and bearer is not None and _looks_like_jwt(bearer):
+            await self.jwt.verify(bearer)
+            return
+        if bearer is None and api_key is None:
+            raise UnauthorizedError(self._missing, "missing")
+        if self.keys is None:
+            raise UnauthorizedError("the token is not a well-formed JWT", "malformed")
+        raise UnauthorizedError("the API key is not valid", "invalid_api_key")

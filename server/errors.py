@@ -4,7 +4,9 @@
     ├── ClientError (400)                the request is wrong; the message says what to fix
     │   ├── InvalidInputError (400)           wrong shape, datatype, ragged or non-numeric data, NaN unsupported
     │   ├── MalformedRequestError (400)       not JSON, or JSON that is not an inference request
-    │   ├── UnauthorizedError (401)           missing or unknown API key
+    │   ├── AuthError                         the request may not be answered (counted apart, never as a request)
+    │   │   ├── UnauthorizedError (401)       no credential, an unknown API key, a token that is not valid
+    │   │   └── ForbiddenError (403)          a valid token without a required claim
     │   ├── ModelNotFoundError (404)          no model of that name (or version) is served here
     │   ├── RouteNotFoundError (404)          no such admin route, or the feature behind it is off
     │   ├── MethodNotAllowedError (405)       an admin route asked with the wrong HTTP method
@@ -17,7 +19,8 @@
 
     ModelLoadError                       start-up only: the model cannot be fetched, verified or loaded
 
-`render_error` is the one place that turns any of them into `{"error": "..."}` bodies.
+`render_error` is the one place that turns any of them into `{"error": "..."}` bodies;
+`ServerError.headers()` adds what an answer needs beyond it (an auth error's WWW-Authenticate).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class ServerError(Exception):
         super().__init__(message)
         self.message = message
 
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Response headers the answer carries besides its content type."""
+        return []
+
 
 class ClientError(ServerError):
     status_code = 400
@@ -49,8 +56,33 @@ class MalformedRequestError(ClientError):
     status_code = 400
 
 
-class UnauthorizedError(ClientError):
+class AuthError(ClientError):
+    """An auth refusal: `reason` is a fixed word for the metrics' label, the message says why
+    (never with the credential in it), `bearer_error` is RFC 6750's error code."""
+
+    bearer_error: ClassVar[str] = "invalid_token"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.reason == "missing":  # RFC 6750 3.1: no error code when nothing was offered
+            return [(b"www-authenticate", b"Bearer")]
+        description = "".join(
+            c if " " <= c <= "~" and c not in '"\\' else "'" for c in self.message
+        )
+        challenge = f'Bearer error="{self.bearer_error}", error_description="{description}"'
+        return [(b"www-authenticate", challenge.encode())]
+
+
+class UnauthorizedError(AuthError):
     status_code = 401
+
+
+class ForbiddenError(AuthError):
+    status_code = 403
+    bearer_error = "insufficient_scope"
 
 
 class ModelNotFoundError(ClientError):

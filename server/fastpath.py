@@ -16,9 +16,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from modelfleet.server.auth import ApiKeys
+from modelfleet.server.auth import Authenticator
 from modelfleet.server.dataplane import DataPlane
 from modelfleet.server.errors import (
+    AuthError,
     MalformedRequestError,
     PayloadTooLargeError,
     ServerError,
@@ -36,6 +37,9 @@ log = logging.getLogger("modelfleet.server.access")
 
 _JSON = b"application/json"
 _BINARY = b"application/octet-stream"
+# The model never saw these: requests_total and the latency histogram would count them as
+# traffic a canary answered (and a flood of them would dilute its error rate).
+_AUTH_REFUSALS = frozenset({401, 403})
 _ID_PREFIX = os.urandom(4).hex()
 _ids = itertools.count(1)
 
@@ -90,10 +94,10 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
 class Server:
     """The ASGI application: inference fast path, everything else through `api`."""
 
-    def __init__(self, plane: DataPlane, api: ASGIApp, keys: ApiKeys | None = None) -> None:
+    def __init__(self, plane: DataPlane, api: ASGIApp, auth: Authenticator | None = None) -> None:
         self.plane = plane
         self.api = api
-        self.keys = keys
+        self.auth = auth
         self.inflight = 0
         self._limit = plane.settings.max_body_bytes
         self._max_inflight = plane.settings.max_concurrency
@@ -143,14 +147,14 @@ class Server:
             payload,
         )
 
-    def _admit(self, route: tuple[str, str, str | None], headers: dict[bytes, bytes]) -> None:
+    async def _admit(self, route: tuple[str, str, str | None], headers: dict[bytes, bytes]) -> None:
         if self._max_inflight and self.inflight > self._max_inflight:
             raise TooManyRequestsError(
                 f"{self._max_inflight} requests are already in flight "
                 "(MODELFLEET_MAX_CONCURRENCY); retry later"
             )
-        if self.keys is not None:  # before the model lookup: no probing without a key
-            self.keys.check(headers.get(b"authorization"), headers.get(b"x-api-key"))
+        if self.auth is not None:  # before the model lookup: no probing without a credential
+            await self.auth.check(headers.get(b"authorization"), headers.get(b"x-api-key"))
         self.plane.find(route[1], route[2])
 
     async def _infer(
@@ -179,7 +183,8 @@ class Server:
         finally:
             self.inflight -= 1
         elapsed = time.perf_counter() - started
-        self.plane.metrics.observe(status, elapsed)
+        if status not in _AUTH_REFUSALS:  # counted apart when refused (`_respond`), never here
+            self.plane.metrics.observe(status, elapsed)
         if status >= 400 or self._access_log:
             self._log(route, request_id, status, elapsed, body)
 
@@ -206,9 +211,13 @@ class Server:
         receive: Receive,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         try:
-            self._admit(route, headers)
+            await self._admit(route, headers)
             body = await read_body(receive, self._limit, headers.get(b"content-length"))
             return await self.answer(route, headers, body, request_id)
+        except AuthError as error:
+            self.plane.metrics.observe_auth_refusal(error.reason)
+            status, payload = render_error(error)
+            return status, [(b"content-type", _JSON), *error.headers()], payload
         except ServerError as error:
             status, payload = render_error(error)
         except ClientDisconnectedError:

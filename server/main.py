@@ -98,9 +98,10 @@ def run(settings: ServerSettings) -> int:
 
     from modelfleet.server.admin import AdminApp, serve_admin
     from modelfleet.server.app import create_app
-    from modelfleet.server.auth import ApiKeys
+    from modelfleet.server.auth import ApiKeys, Authenticator
     from modelfleet.server.dataplane import DataPlane
     from modelfleet.server.errors import ModelLoadError
+    from modelfleet.server.jwt_auth import JwtVerifier
     from modelfleet.server.metrics import ServerMetrics
     from modelfleet.server.model import load_model
 
@@ -110,6 +111,10 @@ def run(settings: ServerSettings) -> int:
     except ModelLoadError as error:
         _report_failure(settings, str(error))
         return 1
+    jwt = JwtVerifier.from_settings(settings) if settings.jwt_enabled else None
+    if jwt is not None:
+        jwt.keys.prefetch()  # a failure is logged: the keys are fetched again at first use
+    auth = Authenticator(keys, jwt) if keys is not None or jwt is not None else None
     disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise to every scrape
     metrics = ServerMetrics(settings.deployment, settings.slot, settings.revision, model.name)
     admin = AdminApp(metrics.registry)
@@ -117,7 +122,7 @@ def run(settings: ServerSettings) -> int:
     plane = DataPlane(model, settings, metrics)
     admin.attach(plane)
     model.upgrade_in_background(settings, plane.backend_changed)
-    server = _make_uvicorn_server(settings, create_app(plane, keys), plane)
+    server = _make_uvicorn_server(settings, create_app(plane, auth), plane)
     log.info(
         "serving",
         extra={"port": settings.port, "metrics_port": settings.metrics_port, "model": model.name},

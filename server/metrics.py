@@ -70,6 +70,7 @@ class _HotPathStats(Collector):
     def __init__(self, identity: dict[str, str]) -> None:
         self.identity = identity
         self.by_code: dict[int, int] = {}
+        self.auth_refusals: dict[str, int] = {}
         self.duration = _Histogram(LATENCY_BUCKETS)
         self.batch = _Histogram(tuple(float(b) for b in BATCH_BUCKETS))
 
@@ -80,6 +81,9 @@ class _HotPathStats(Collector):
     def observe_batch(self, rows: int) -> None:
         self.batch.observe(rows)
 
+    def observe_auth_refusal(self, reason: str) -> None:
+        self.auth_refusals[reason] = self.auth_refusals.get(reason, 0) + 1
+
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
             "modelfleet_requests",
@@ -89,6 +93,14 @@ class _HotPathStats(Collector):
         for code, count in sorted(dict(self.by_code).items()):
             requests.add_metric([*self.identity.values(), str(code)], count)
         yield requests
+        refusals = CounterMetricFamily(
+            "modelfleet_auth_failures",
+            "Inference requests refused by auth (401, 403) by reason: not in modelfleet_requests",
+            labels=[*self.identity, "reason"],
+        )
+        for reason, count in sorted(dict(self.auth_refusals).items()):
+            refusals.add_metric([*self.identity.values(), reason], count)
+        yield refusals
         yield self.duration.family(
             "modelfleet_request_duration_seconds",
             "Time from the request's arrival to the end of the answer, inference routes only",
@@ -136,6 +148,11 @@ class ServerMetrics:
     def observe(self, code: int, seconds: float) -> None:
         """Count one answered inference request."""
         self._hot.observe(code, seconds)
+
+    def observe_auth_refusal(self, reason: str) -> None:
+        """Count one inference request refused by auth (`reason` is a fixed word, never a
+        credential); it is not a request the model answered."""
+        self._hot.observe_auth_refusal(reason)
 
     def track_predictions(
         self, metadata: ModelMetadata, config: PredictionMetricsConfig

@@ -12,6 +12,12 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelFormat = Literal["lightgbm", "onnx"]
+# Signature algorithms whose keys are public: a JWKS is served to anyone, so only these make
+# sense there. `none` verifies nothing, and HS* verify with a shared secret: a symmetric key
+# in a published key set would let every reader mint tokens.
+ASYMMETRIC_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
 LightGBMBackend = Literal["native", "onnx", "auto"]
 
 _EXTENSION_FORMATS: dict[str, ModelFormat] = {
@@ -67,6 +73,37 @@ class ServerSettings(BaseSettings):
     request_timeout_seconds: float = Field(10.0, gt=0)
     max_concurrency: int = Field(0, ge=0, description="Inference requests in flight (0: no limit)")
     api_key_file: Path | None = None
+    jwt_issuer: str = Field(
+        "",
+        description="Accept bearer JWTs from this issuer (the exact `iss`); empty: no JWT auth. "
+        "Needs MODELFLEET_JWT_JWKS_URI and MODELFLEET_JWT_AUDIENCES",
+    )
+    jwt_jwks_uri: str = Field("", description="The issuer's JSON Web Key Set (http:// or https://)")
+    jwt_audiences: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Accepted `aud` values, comma-separated: a token must name one of them"
+    )
+    jwt_required_claims: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Claims a token must hold, as a JSON object name -> value: a string claim "
+        "equal to it, a list claim (or the space-separated `scope`) containing it; else 403",
+    )
+    jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("RS256", "ES256"),
+        description="Accepted signing algorithms, comma-separated, among "
+        + ", ".join(ASYMMETRIC_ALGORITHMS),
+    )
+    jwt_leeway_seconds: float = Field(
+        30.0, ge=0, le=300, description="Clock skew allowed on exp, nbf and iat"
+    )
+    jwt_jwks_cache_seconds: float = Field(
+        300.0, gt=0, description="Keys older than this are fetched again (in the background)"
+    )
+    jwt_jwks_refresh_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="At most one fetch this often when a token names an unknown key (kid), so "
+        "a flood of made-up kids cannot hammer the issuer",
+    )
     fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
     fault_latency_ms: float = Field(0.0, ge=0.0)
     shutdown_grace_seconds: float = Field(30.0, ge=0.0)
@@ -145,6 +182,54 @@ class ServerSettings(BaseSettings):
                 "MODELFLEET_PREDICTION_BUCKETS must be finite numbers in increasing order"
             )
         return value
+
+    @field_validator("jwt_audiences", "jwt_algorithms", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [name for name in value if name not in ASYMMETRIC_ALGORITHMS]
+        if refused or not value:
+            raise ValueError(
+                f"MODELFLEET_JWT_ALGORITHMS: {', '.join(refused) or 'empty'} refused; keys come "
+                "from a public JWKS, so only public-key algorithms make sense ("
+                + ", ".join(ASYMMETRIC_ALGORITHMS)
+                + "): `none` verifies nothing and HS* would need the shared secret published"
+            )
+        return value
+
+    @field_validator("jwt_required_claims", mode="before")
+    @classmethod
+    def _claims_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as error:
+                raise ValueError(f"MODELFLEET_JWT_REQUIRED_CLAIMS is not JSON: {error}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> ServerSettings:
+        given = {
+            "MODELFLEET_JWT_ISSUER": bool(self.jwt_issuer),
+            "MODELFLEET_JWT_JWKS_URI": bool(self.jwt_jwks_uri),
+            "MODELFLEET_JWT_AUDIENCES": bool(self.jwt_audiences),
+        }
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(name for name, present in given.items() if not present)
+            raise ValueError(f"JWT auth needs {missing} as well")
+        if self.jwt_jwks_uri and not self.jwt_jwks_uri.startswith(("http://", "https://")):
+            raise ValueError("MODELFLEET_JWT_JWKS_URI must be an http:// or https:// URL")
+        return self
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return bool(self.jwt_issuer)
 
     @field_validator("feature_ranges", mode="before")
     @classmethod

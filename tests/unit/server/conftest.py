@@ -94,13 +94,13 @@ def make_settings(model_dir: Path, tmp_path: Path) -> Callable[..., Any]:
 
 @pytest.fixture
 def serve(make_settings: Callable[..., Any]) -> Any:
-    """serve(model=..., slow_s=..., keys=..., **settings) -> (asgi app, data plane)."""
+    """serve(model=..., slow_s=..., keys=..., jwt=..., **settings) -> (asgi app, data plane)."""
     import dataclasses
 
     from server_helpers import SlowRuntime
 
     from modelfleet.server.app import create_app
-    from modelfleet.server.auth import ApiKeys
+    from modelfleet.server.auth import ApiKeys, Authenticator
     from modelfleet.server.dataplane import DataPlane
     from modelfleet.server.metrics import ServerMetrics
     from modelfleet.server.model import load_model
@@ -108,7 +108,7 @@ def serve(make_settings: Callable[..., Any]) -> Any:
     planes: list[DataPlane] = []
 
     def make(model: str = "multiclass.txt", slow_s: float = 0.0, keys: Path | None = None,
-             **overrides: Any) -> tuple[Any, DataPlane]:  # fmt: skip
+             jwt: Any = None, **overrides: Any) -> tuple[Any, DataPlane]:  # fmt: skip
         settings = make_settings(model, **overrides)
         loaded = load_model(settings)
         if slow_s:
@@ -116,7 +116,9 @@ def serve(make_settings: Callable[..., Any]) -> Any:
         metrics = ServerMetrics("fraud", "green", "abc123", loaded.name)
         plane = DataPlane(loaded, settings, metrics)
         planes.append(plane)
-        return create_app(plane, ApiKeys(keys) if keys else None), plane
+        api_keys = ApiKeys(keys) if keys else None
+        auth = Authenticator(api_keys, jwt) if api_keys or jwt else None
+        return create_app(plane, auth), plane
 
     yield make
     for plane in planes:
