@@ -8,11 +8,16 @@ from them. Field names are camelCase on the wire, snake_case in Python.
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 GROUP = "modelfleet.io"
 VERSION = "v1alpha1"
@@ -38,17 +43,67 @@ HTTP_VALUE_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 Slot = Literal["blue", "green"]
 SLOTS: tuple[Slot, Slot] = ("blue", "green")
+MODEL_EXTENSIONS = (".onnx", ".txt", ".lgb", ".bin")  # a model.uri ending so needs no model.format
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """A rule the schema alone cannot state, written once: `cel` for the CRD's
+    `x-kubernetes-validations`, `holds` its Python twin, which the operator checks too (an older API
+    server or a CRD installed without its rules must not let a bad spec through)."""
+
+    cel: str
+    message: str  # names the field, from spec down, as the API server's message does
+    holds: Callable[[Any], bool]  # given the model (or the field's value) the rule is on
+    field_path: str | None = None  # CEL's fieldPath, relative to the object the rule is on
+
+    def validation(self) -> JsonDict:
+        path: JsonDict = {"fieldPath": self.field_path} if self.field_path else {}
+        return {"rule": self.cel, "message": self.message, **path}
+
+
+CROSS_FIELD_ERROR = "cross_field_rule"
+# the validation context that checks the rules: what a user wrote (`reconcile.parse_spec`) is
+# checked, what the operator builds or reads back for itself is parsed as the API server stored it
+CHECK_RULES: dict[str, bool] = {"check_cross_field_rules": True}
+
+
+def check_rules(rules: Sequence[CrossFieldRule], value: Any, info: ValidationInfo) -> None:
+    """Raise the first broken rule as a validation error carrying its message and fieldPath."""
+    if not (info.context or {}).get("check_cross_field_rules"):
+        return
+    for rule in rules:
+        if not rule.holds(value):
+            raise PydanticCustomError(
+                CROSS_FIELD_ERROR,
+                "{message}",
+                {"message": rule.message, "field_path": rule.field_path or ""},
+            )
+
+
+def _cel_validations(schema: dict[str, Any], model: type[Any]) -> None:
+    rules: Sequence[CrossFieldRule] = getattr(model, "cross_field_rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.validation() for rule in rules]
 
 
 class CamelModel(BaseModel):
-    """Base for every API type: camelCase aliases, unknown fields rejected, enums as plain strings."""
+    """Base for every API type: camelCase aliases, unknown fields rejected, enums as plain strings.
+    A type's `cross_field_rules` become its CRD validations, checked when parsed with CHECK_RULES."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         use_enum_values=True,
+        json_schema_extra=_cel_validations,
     )
+    cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _cross_field_rules_hold(self, info: ValidationInfo) -> Self:
+        check_rules(self.cross_field_rules, self, info)
+        return self
 
 
 def free_form(description: str) -> Any:
@@ -122,16 +177,13 @@ class ServerSpec(CamelModel):
 
 
 class AutoscalingSpec(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.minReplicas <= self.maxReplicas",
-                    "message": "autoscaling.minReplicas must be <= autoscaling.maxReplicas",
-                    "fieldPath": ".minReplicas",
-                }
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "self.minReplicas <= self.maxReplicas",
+            "autoscaling.minReplicas must be <= autoscaling.maxReplicas",
+            lambda spec: spec.min_replicas <= spec.max_replicas,
+            ".minReplicas",
+        ),
     )
     min_replicas: int = Field(default=1, ge=1, description="Fewest pods per active slot.")
     max_replicas: int = Field(default=10, ge=1, description="Most pods per active slot.")
@@ -192,15 +244,12 @@ class GatewayTraffic(CamelModel):
 
 
 class TrafficSpec(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.ingress) && has(self.gateway))",
-                    "message": "traffic: set at most one of ingress and gateway",
-                }
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "!(has(self.ingress) && has(self.gateway))",
+            "traffic: set at most one of ingress and gateway",
+            lambda traffic: traffic.ingress is None or traffic.gateway is None,
+        ),
     )
     gateway: GatewayTraffic | None = Field(
         default=None,
@@ -248,20 +297,24 @@ class ReplaySpec(CamelModel):
     )
 
 
+def _paired_gate_has_rows(analysis: AnalysisSpec) -> bool:
+    if analysis.min_agreement is None and analysis.max_score_delta is None:
+        return True
+    replay = analysis.replay
+    return replay is not None and (replay.reference_uri is not None or replay.live_sample)
+
+
 class AnalysisSpec(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.minAgreement) || has(self.maxScoreDelta)) || "
-                    "(has(self.replay) && (has(self.replay.referenceUri) || "
-                    "(has(self.replay.liveSample) && self.replay.liveSample)))",
-                    "message": "rollout.analysis.minAgreement and maxScoreDelta need rows to "
-                    "replay: set replay.referenceUri or replay.liveSample",
-                    "fieldPath": ".replay",
-                }
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "!(has(self.minAgreement) || has(self.maxScoreDelta)) || "
+            "(has(self.replay) && (has(self.replay.referenceUri) || "
+            "(has(self.replay.liveSample) && self.replay.liveSample)))",
+            "rollout.analysis.minAgreement and maxScoreDelta need rows to replay: set "
+            "replay.referenceUri or replay.liveSample",
+            _paired_gate_has_rows,
+            ".replay",
+        ),
     )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL; default from the operator's settings."
@@ -369,21 +422,18 @@ class UrlSecretRef(CamelModel):
 
 
 class NotifyTarget(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.url) != has(self.urlSecretRef)",
-                    "message": "a notify target needs exactly one of url and urlSecretRef",
-                },
-                {
-                    "rule": "!has(self.url) || self.url.startsWith('http://') || "
-                    "self.url.startsWith('https://')",
-                    "message": "a notify target's url must be an http:// or https:// URL",
-                    "fieldPath": ".url",
-                },
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "has(self.url) != has(self.urlSecretRef)",
+            "set exactly one of url and urlSecretRef",
+            lambda target: (target.url is None) != (target.url_secret_ref is None),
+        ),
+        CrossFieldRule(
+            "!has(self.url) || self.url.startsWith('http://') || self.url.startsWith('https://')",
+            "url must be an http:// or https:// URL",
+            lambda target: target.url is None or target.url.startswith(("http://", "https://")),
+            ".url",
+        ),
     )
     type: Literal["slack", "teams", "cloudevents"] = Field(
         description="slack: a Slack-compatible incoming webhook (text and blocks); teams: a "
@@ -406,6 +456,21 @@ class NotifyTarget(CamelModel):
     )
 
 
+STEPS_RULES = (
+    CrossFieldRule(
+        "self[size(self) - 1] == 100",
+        "rollout.steps must end at 100",
+        lambda steps: steps[-1] == 100,
+    ),
+    CrossFieldRule(
+        "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]"
+        ".all(i, i >= size(self) || self[i - 1] < self[i])",
+        "rollout.steps must be strictly increasing",
+        lambda steps: all(a < b for a, b in itertools.pairwise(steps)),
+    ),
+)
+
+
 class RolloutSpec(CamelModel):
     steps: list[int] = Field(
         default_factory=lambda: [10, 25, 50, 100],
@@ -414,19 +479,24 @@ class RolloutSpec(CamelModel):
         description="Canary weights in %, strictly increasing, the last one 100.",
         json_schema_extra={
             "items": {"type": "integer", "minimum": 1, "maximum": 100},
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self[size(self) - 1] == 100",
-                    "message": "rollout.steps must end at 100",
-                },
-                {
-                    "rule": "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]"
-                    ".all(i, i >= size(self) || self[i - 1] < self[i])",
-                    "message": "rollout.steps must be strictly increasing",
-                },
-            ],
+            "x-kubernetes-validations": [rule.validation() for rule in STEPS_RULES],
         },
     )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_rise_to_100(cls, steps: list[int], info: ValidationInfo) -> list[int]:
+        check_rules(STEPS_RULES, steps, info)
+        if (
+            info.context and steps[0] < 1
+        ):  # the schema's items.minimum; increasing to 100, each weight is 1..100
+            raise PydanticCustomError(
+                CROSS_FIELD_ERROR,
+                "{message}",
+                {"message": "every weight must be at least 1 (%)", "field_path": ""},
+            )
+        return steps
+
     step_duration: str = Field(
         default="60s",
         pattern=DURATION_PATTERN,
@@ -520,16 +590,13 @@ class WebhookSecretRef(CamelModel):
 
 
 class MonitoringWebhook(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.url.startsWith('http://') || self.url.startsWith('https://')",
-                    "message": "monitoring.webhook.url must be an http:// or https:// URL",
-                    "fieldPath": ".url",
-                }
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "self.url.startsWith('http://') || self.url.startsWith('https://')",
+            "monitoring.webhook.url must be an http:// or https:// URL",
+            lambda webhook: webhook.url.startswith(("http://", "https://")),
+            ".url",
+        ),
     )
     url: str = Field(
         description="Receives a CloudEvents JSON on every change of the Drifting or DataQuality "
@@ -543,16 +610,13 @@ class MonitoringWebhook(CamelModel):
 
 
 class MonitoringSpec(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "duration(self.window) >= duration(self.interval)",
-                    "message": "monitoring.window must be at least monitoring.interval",
-                    "fieldPath": ".window",
-                }
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "duration(self.window) >= duration(self.interval)",
+            "monitoring.window must be at least monitoring.interval",
+            lambda spec: parse_duration(spec.window) >= parse_duration(spec.interval),
+            ".window",
+        ),
     )
     baseline_uri: str | None = Field(
         default=None,
@@ -597,42 +661,51 @@ class MonitoringSpec(CamelModel):
     )
 
 
+def _routed(spec: ModelDeploymentSpec) -> bool:
+    return spec.traffic.ingress is not None or spec.traffic.gateway is not None
+
+
+_ROUTED_CEL = "(has(self.traffic) && (has(self.traffic.ingress) || has(self.traffic.gateway)))"
+
+
 class ModelDeploymentSpec(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.model.format) || self.model.uri.endsWith('.onnx') || "
-                    "self.model.uri.endsWith('.txt') || self.model.uri.endsWith('.lgb') || "
-                    "self.model.uri.endsWith('.bin')",
-                    "message": "model.format is required when model.uri does not end in "
-                    ".onnx, .txt, .lgb or .bin",
-                    "fieldPath": ".model.format",
-                },
-                {
-                    "rule": "!has(self.rollout) || !has(self.rollout.shadow) || "
-                    "(has(self.traffic) && (has(self.traffic.ingress) || has(self.traffic.gateway)))",
-                    "message": "rollout.shadow needs traffic.ingress or traffic.gateway: the "
-                    "replica-ratio split cannot mirror traffic",
-                    "fieldPath": ".rollout.shadow",
-                },
-                {
-                    "rule": "!has(self.rollout) || !has(self.rollout.shadow) || "
-                    "!has(self.traffic) || !has(self.traffic.ingress) || "
-                    "!has(self.rollout.shadow.percent) || self.rollout.shadow.percent == 100",
-                    "message": "rollout.shadow.percent must be 100 with traffic.ingress: NGINX "
-                    "mirrors every request or none",
-                    "fieldPath": ".rollout.shadow.percent",
-                },
-                {
-                    "rule": "!has(self.rollout) || !has(self.rollout.headerRoute) || "
-                    "(has(self.traffic) && (has(self.traffic.ingress) || has(self.traffic.gateway)))",
-                    "message": "rollout.headerRoute needs traffic.ingress or traffic.gateway: the "
-                    "replica-ratio split cannot match headers",
-                    "fieldPath": ".rollout.headerRoute",
-                },
-            ]
-        }
+    cross_field_rules = (
+        CrossFieldRule(
+            "has(self.model.format) || "
+            + " || ".join(f"self.model.uri.endsWith('{end}')" for end in MODEL_EXTENSIONS),
+            "model.format is required when model.uri does not end in "
+            + ", ".join(MODEL_EXTENSIONS[:-1])
+            + f" or {MODEL_EXTENSIONS[-1]}",
+            lambda spec: spec.model.format is not None or spec.model.uri.endswith(MODEL_EXTENSIONS),
+            ".model.format",
+        ),
+        CrossFieldRule(
+            "!has(self.rollout) || !has(self.rollout.shadow) || " + _ROUTED_CEL,
+            "rollout.shadow needs traffic.ingress or traffic.gateway: the replica-ratio split "
+            "cannot mirror traffic",
+            lambda spec: spec.rollout.shadow is None or _routed(spec),
+            ".rollout.shadow",
+        ),
+        CrossFieldRule(
+            "!has(self.rollout) || !has(self.rollout.shadow) || "
+            "!has(self.traffic) || !has(self.traffic.ingress) || "
+            "!has(self.rollout.shadow.percent) || self.rollout.shadow.percent == 100",
+            "rollout.shadow.percent must be 100 with traffic.ingress: NGINX mirrors every request "
+            "or none",
+            lambda spec: (
+                spec.rollout.shadow is None
+                or spec.traffic.ingress is None
+                or spec.rollout.shadow.percent == 100
+            ),
+            ".rollout.shadow.percent",
+        ),
+        CrossFieldRule(
+            "!has(self.rollout) || !has(self.rollout.headerRoute) || " + _ROUTED_CEL,
+            "rollout.headerRoute needs traffic.ingress or traffic.gateway: the replica-ratio "
+            "split cannot match headers",
+            lambda spec: spec.rollout.header_route is None or _routed(spec),
+            ".rollout.headerRoute",
+        ),
     )
     model: ModelSource = Field(description="The model to serve.")
     server: ServerSpec = Field(default_factory=ServerSpec, description="The model server.")

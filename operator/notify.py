@@ -332,14 +332,3 @@ def receiver_label(index: int, target: NotifyTarget) -> str:
         return f"{target.type} target {index} (Secret {ref.name}, key {ref.key})"
     host = urlsplit(target.url or "").hostname or "?"
     return f"{target.type} target {index} ({host})"
-
-
-def broken_rule(targets: list[NotifyTarget] | None) -> str | None:
-    """The CRD's CEL rules on rollout.notify, checked again: the first one broken, or None."""
-    for index, target in enumerate(targets or ()):
-        where = f"spec.rollout.notify[{index}]"
-        if (target.url is None) == (target.url_secret_ref is None):
-            return f"{where}: set exactly one of url and urlSecretRef"
-        if target.url is not None and not target.url.startswith(("http://", "https://")):
-            return f"{where}.url must be an http:// or https:// URL"
-    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,17 +19,19 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from modelfleet.operator import reasons
 from modelfleet.operator.api import (
     API_VERSION,
+    CHECK_RULES,
+    CROSS_FIELD_ERROR,
     KIND,
     MAX_NAME_LENGTH,
     SLOTS,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     Slot,
-    parse_duration,
 )
 from modelfleet.operator.builders.common import Owner, selector
 from modelfleet.operator.desired import (
@@ -47,7 +48,6 @@ from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measurement
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.notifier import Notifier
-from modelfleet.operator.notify import broken_rule as broken_notify_rule
 from modelfleet.operator.replay import paired_gate_enabled, ready_pod_address
 from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
 from modelfleet.operator.rollout.machine import next_action
@@ -58,9 +58,6 @@ from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.shape import revision_of, shape_of
 from modelfleet.operator.status import invalid_spec_status, summarize
 from modelfleet.operator.timestamps import parse_timestamp
-
-# a model file whose format its name says (api.model_format); any other needs model.format
-MODEL_EXTENSIONS = (".onnx", ".txt", ".lgb", ".bin")
 
 
 class InvalidSpecError(Exception):
@@ -131,68 +128,29 @@ class Outcome:
 
 
 def parse_spec(body: Mapping[str, Any]) -> ModelDeploymentSpec:
-    """The spec, with the rules the CRD states in CEL checked again (an older API server or a
-    CRD installed without them must not let a bad spec reach the cluster)."""
+    """The spec, refused with a message naming its field; the CRD's CEL rules are checked too (the
+    models carry their Python twins: an older API server must not let a bad spec through)."""
     try:
-        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {}, context=CHECK_RULES)
     except ValidationError as error:
-        first = error.errors()[0]
-        location = ".".join(str(part) for part in first["loc"])
-        raise InvalidSpecError(f"spec.{location}: {first['msg']}") from error
-    broken = _broken_rule(spec)
-    if broken is not None:
-        raise InvalidSpecError(broken)
+        raise InvalidSpecError(_field_message(error.errors()[0])) from error
     if len(body["metadata"]["name"]) > MAX_NAME_LENGTH:
         raise InvalidSpecError(f"metadata.name is longer than {MAX_NAME_LENGTH} characters")
     return spec
 
 
-def _broken_rule(spec: ModelDeploymentSpec) -> str | None:
-    """The first CEL rule of the CRD that the spec breaks, as a message naming its field."""
-    steps = spec.rollout.steps
-    if steps[-1] != 100 or any(a >= b for a, b in itertools.pairwise(steps)):
-        return "spec.rollout.steps must be strictly increasing and end at 100"
-    if steps[0] < 1:  # increasing to 100: every weight is then within 1..100
-        return "spec.rollout.steps: every weight must be at least 1 (%)"
-    if spec.autoscaling and spec.autoscaling.min_replicas > spec.autoscaling.max_replicas:
-        return "spec.autoscaling.minReplicas must be <= maxReplicas"
-    if spec.traffic.ingress is not None and spec.traffic.gateway is not None:
-        return "spec.traffic: set at most one of ingress and gateway"
-    shadow = spec.rollout.shadow
-    if shadow is not None and spec.traffic.ingress is None and spec.traffic.gateway is None:
-        return (
-            "spec.rollout.shadow needs traffic.ingress or traffic.gateway: the replica-ratio "
-            "split cannot mirror traffic"
-        )
-    if shadow is not None and spec.traffic.ingress is not None and shadow.percent != 100:
-        return "spec.rollout.shadow.percent must be 100 with traffic.ingress"
-    unrouted = spec.traffic.ingress is None and spec.traffic.gateway is None
-    if spec.rollout.header_route is not None and unrouted:
-        return "spec.rollout.headerRoute needs traffic.ingress or traffic.gateway"
-    analysis = spec.rollout.analysis
-    rows = analysis.replay is not None and (
-        analysis.replay.reference_uri is not None or analysis.replay.live_sample
-    )
-    if paired_gate_enabled(analysis) and not rows:
-        return (
-            "spec.rollout.analysis.replay: minAgreement and maxScoreDelta need rows to replay: "
-            "set replay.referenceUri or replay.liveSample"
-        )
-    monitoring = spec.monitoring
-    if monitoring is not None and parse_duration(monitoring.window) < parse_duration(
-        monitoring.interval
-    ):
-        return "spec.monitoring.window must be at least monitoring.interval"
-    webhook = monitoring.webhook if monitoring is not None else None
-    if webhook is not None and not webhook.url.startswith(("http://", "https://")):
-        return "spec.monitoring.webhook.url must be an http:// or https:// URL"
-    if (notify := broken_notify_rule(spec.rollout.notify)) is not None:
-        return notify
-    if spec.model.format is None and not spec.model.uri.endswith(MODEL_EXTENSIONS):
-        return "spec.model.format is required when model.uri does not end in " + ", ".join(
-            MODEL_EXTENSIONS
-        )
-    return None
+def _field_message(error: ErrorDetails) -> str:
+    """`spec.<field>: <message>`, or `spec.<message>` when a rule's message starts with its field's
+    path (as `autoscaling.minReplicas must be …` does), the way the API server names a field."""
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    if error["type"] == CROSS_FIELD_ERROR:
+        path += error.get("ctx", {}).get("field_path", "")
+    segments = path.lstrip(".").split(".") if path else []
+    for start in range(len(segments)):
+        tail = ".".join(segments[start:])
+        if error["msg"].startswith(tail) and error["msg"][len(tail) : len(tail) + 1] in (" ", ":"):
+            return ".".join(["spec", *segments[:start], error["msg"]])
+    return f"spec{path}: {error['msg']}"
 
 
 async def reconcile(body: Mapping[str, Any], ctx: Context, now: datetime | None = None) -> Outcome:

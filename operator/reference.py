@@ -108,7 +108,7 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[str]:
 
 
 def _rules_of(extra: object) -> list[str]:
-    """The messages of the CEL rules in a model's or field's json_schema_extra."""
+    """The messages of the CEL rules in a field's json_schema_extra."""
     if not isinstance(extra, dict):
         return []
     rules = extra.get("x-kubernetes-validations", [])
@@ -116,8 +116,8 @@ def _rules_of(extra: object) -> list[str]:
 
 
 def _validations(model: type[BaseModel], prefix: str) -> Iterator[str]:
-    for message in _rules_of(model.model_config.get("json_schema_extra")):
-        yield f"- `{prefix}`: {message}"
+    for rule in getattr(model, "cross_field_rules", ()):
+        yield f"- `{prefix}`: {rule.message}"
     for name, info in model.model_fields.items():
         path = f"{prefix}.{info.alias or name}"
         for message in _rules_of(info.json_schema_extra):
