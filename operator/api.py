@@ -70,15 +70,21 @@ CHECK_RULES: dict[str, bool] = {"check_cross_field_rules": True}
 
 def check_rules(rules: Sequence[CrossFieldRule], value: Any, info: ValidationInfo) -> None:
     """Raise the first broken rule as a validation error carrying its message and fieldPath."""
-    if not (info.context or {}).get("check_cross_field_rules"):
+    if not rules_asked(info):
         return
     for rule in rules:
         if not rule.holds(value):
-            raise PydanticCustomError(
-                CROSS_FIELD_ERROR,
-                "{message}",
-                {"message": rule.message, "field_path": rule.field_path or ""},
-            )
+            raise rule_error(rule.message, rule.field_path or "")
+
+
+def rules_asked(info: ValidationInfo) -> bool:
+    return bool((info.context or {}).get("check_cross_field_rules"))
+
+
+def rule_error(message: str, field_path: str = "") -> PydanticCustomError:
+    return PydanticCustomError(
+        CROSS_FIELD_ERROR, "{message}", {"message": message, "field_path": field_path}
+    )
 
 
 def _cel_validations(schema: dict[str, Any], model: type[Any]) -> None:
@@ -487,14 +493,9 @@ class RolloutSpec(CamelModel):
     @classmethod
     def _steps_rise_to_100(cls, steps: list[int], info: ValidationInfo) -> list[int]:
         check_rules(STEPS_RULES, steps, info)
-        if (
-            info.context and steps[0] < 1
-        ):  # the schema's items.minimum; increasing to 100, each weight is 1..100
-            raise PydanticCustomError(
-                CROSS_FIELD_ERROR,
-                "{message}",
-                {"message": "every weight must be at least 1 (%)", "field_path": ""},
-            )
+        # the items' minimum, checked again (increasing to 100: every weight is then 1..100)
+        if rules_asked(info) and steps[0] < 1:
+            raise rule_error("every weight must be at least 1 (%)")
         return steps
 
     step_duration: str = Field(
