@@ -544,9 +544,40 @@ class SecretKeyRef(CamelModel):
     key: str = Field(default="api-keys", description="Key inside the Secret: one API key a line.")
 
 
+class JwtSpec(CamelModel):
+    """Bearer JWTs from one OIDC issuer, verified by the server against the issuer's keys."""
+
+    issuer: str = Field(
+        min_length=1, max_length=2048, description="The `iss` every token must carry, exactly."
+    )
+    audiences: list[str] = Field(
+        min_length=1,
+        max_length=16,
+        description="Accepted `aud` values: a token must name at least one of them.",
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 512}},
+    )
+    jwks_uri: str = Field(
+        pattern=r"^https?://.+",
+        max_length=2048,
+        description="The issuer's JSON Web Key Set, fetched by the pods: at start, when a token "
+        "names an unknown key (at most every 10 s) and every 5 minutes.",
+    )
+    required_claims: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Claims a valid token must also hold, else 403: a string claim equal to the "
+        "value, a list claim (or the space-separated `scope`) containing it.",
+    )
+
+
 class AuthSpec(CamelModel):
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Inference routes then demand a key from this Secret."
+    )
+    jwt: JwtSpec | None = Field(
+        default=None,
+        description="Inference routes then demand a bearer JWT from this issuer; with "
+        "apiKeySecretRef too, either credential passes.",
     )
 
 

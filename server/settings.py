@@ -80,7 +80,9 @@ class ServerSettings(BaseSettings):
     )
     jwt_jwks_uri: str = Field("", description="The issuer's JSON Web Key Set (http:// or https://)")
     jwt_audiences: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Accepted `aud` values, comma-separated: a token must name one of them"
+        (),
+        description="Accepted `aud` values, comma-separated or a JSON list: a token must name "
+        "one of them",
     )
     jwt_required_claims: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
@@ -186,6 +188,11 @@ class ServerSettings(BaseSettings):
     @field_validator("jwt_audiences", "jwt_algorithms", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:  # the operator writes JSON, so that a comma inside a value stays one
+                return tuple(json.loads(value))
+            except (json.JSONDecodeError, TypeError) as error:
+                raise ValueError(f"not a JSON list of names: {error}") from error
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from modelfleet.operator.api import ModelDeploymentSpec
+from modelfleet.operator.api import JwtSpec, ModelDeploymentSpec
 from modelfleet.operator.builders.common import (
     HTTP_PORT,
     LABEL_REVISION,
@@ -159,11 +160,25 @@ def _env(owner: Owner, plan: SlotPlan) -> list[dict[str, Any]]:
         values["MODELFLEET_LIVE_SAMPLE_ROWS"] = str(plan.live_sample_rows)
     if shape.auth is not None and shape.auth.api_key_secret_ref is not None:
         values["MODELFLEET_API_KEY_FILE"] = f"{AUTH_DIR}/{shape.auth.api_key_secret_ref.key}"
+    if shape.auth is not None and shape.auth.jwt is not None:
+        values.update(_jwt_env(shape.auth.jwt))
     env = [{"name": key, "value": value} for key, value in values.items()]
     env.extend(
         {"name": var.name, "value": var.value} for var in shape.server.env if var.name not in values
     )
     return env
+
+
+def _jwt_env(jwt: JwtSpec) -> dict[str, str]:
+    """The server's JWT settings; lists and maps as JSON, so a comma in a value stays one."""
+    values = {
+        "MODELFLEET_JWT_ISSUER": jwt.issuer,
+        "MODELFLEET_JWT_JWKS_URI": jwt.jwks_uri,
+        "MODELFLEET_JWT_AUDIENCES": json.dumps(jwt.audiences),
+    }
+    if jwt.required_claims:
+        values["MODELFLEET_JWT_REQUIRED_CLAIMS"] = json.dumps(jwt.required_claims, sort_keys=True)
+    return values
 
 
 def _resources(shape: PodShape) -> dict[str, Any]:
