@@ -10,6 +10,7 @@ S7  the acting operator Pod deleted mid-rollout: the next one resumes at the sam
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realnode import install
+from realnode import clients, install
 from realnode.load import Load
 
 from tests.real.conftest import RealStack
@@ -108,6 +109,23 @@ def _operator_pods(stack: RealStack) -> list[dict[str, Any]]:
     return _pods(stack, install.OPERATOR_NAMESPACE, "app.kubernetes.io/name=modelfleet-operator")
 
 
+def _acting(stack: RealStack) -> list[str]:
+    """The operator pods whose /readyz body says `acting`: the standby replica is Ready too
+    (operator/peering.py), so Ready alone does not tell which one acts."""
+    acting = []
+    for pod in _operator_pods(stack):
+        if not _ready(pod) or "deletionTimestamp" in pod["metadata"]:
+            continue
+        container = pod["spec"]["containers"][0]
+        health = next(p["containerPort"] for p in container["ports"] if p["name"] == "health")
+        target = f"http://{pod['status']['podIP']}:{health}/readyz"
+        curl = ["curl", "-s", "--max-time", "3", target]
+        body = clients.run_inside(stack.real.netns, curl).stdout
+        if body and json.loads(body).get("state") == "acting":
+            acting.append(pod["metadata"]["name"])
+    return acting
+
+
 def test_s7_the_operator_pod_deleted_mid_rollout_resumes_at_the_same_step_and_weight(
     real_stack: RealStack, real_namespace: str, gateway: str
 ) -> None:
@@ -127,15 +145,19 @@ def test_s7_the_operator_pod_deleted_mid_rollout_resumes_at_the_same_step_and_we
         before = _wait("the canary at 25 %", at_25, 180, every=0.25)
         weight_at = time.monotonic()
         time.sleep(3)
-        (acting,) = [p["metadata"]["name"] for p in _operator_pods(real_stack) if _ready(p)]
+
+        def one_acting() -> list[str] | None:
+            found = _acting(real_stack)
+            return found if len(found) == 1 else None
+
+        (acting,) = _wait("exactly one operator replica acting", one_acting, 30)
         real_stack.real.control_plane.kubectl(
             "-n", install.OPERATOR_NAMESPACE, "delete", "pod", acting, "--wait=false"
         )
         deleted_at, deleted_wall = time.monotonic(), dt.datetime.now(dt.UTC)
 
         def next_leader() -> str | None:
-            ready = [p["metadata"]["name"] for p in _operator_pods(real_stack) if _ready(p)]
-            return next((p for p in ready if p != acting), None)
+            return next((p for p in _acting(real_stack) if p != acting), None)
 
         routes: list[dict[str, int]] = []
 
@@ -143,7 +165,7 @@ def test_s7_the_operator_pod_deleted_mid_rollout_resumes_at_the_same_step_and_we
             routes.append(_route_weights(real_stack, real_namespace, name))
             return next_leader()
 
-        leader = _wait("another operator replica acting (Ready)", led_by_another, 150, every=1)
+        leader = _wait("another operator replica acting", led_by_another, 150, every=1)
         took_over_at = time.monotonic()
 
         def measured_by_the_new_leader() -> dict[str, Any] | None:
