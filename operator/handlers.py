@@ -25,6 +25,7 @@ import orjson
 from prometheus_client import start_http_server
 
 from modelfleet.operator import api
+from modelfleet.operator.apply import AppliedCache
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader
 from modelfleet.operator.kube import HttpKubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
@@ -34,12 +35,7 @@ from modelfleet.operator.monitor_read import PrometheusWindowReader
 from modelfleet.operator.notifier import Notifier
 from modelfleet.operator.peering import Presence, own_identity, serve_health, start_priority
 from modelfleet.operator.prometheus import PrometheusAnalyzer
-from modelfleet.operator.reconcile import (
-    AppliedCache,
-    Context,
-    InvalidSpecError,
-    reconcile,
-)
+from modelfleet.operator.reconcile import Context, InvalidSpecError, reconcile
 from modelfleet.operator.settings import OperatorSettings
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)

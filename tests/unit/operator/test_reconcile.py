@@ -12,20 +12,14 @@ import kopf
 import pytest
 
 from modelfleet.operator.api import ModelDeploymentStatus
+from modelfleet.operator.apply import AppliedCache
 from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.handlers import MemoryDiffBaseStorage, _freshest, build_registry
 from modelfleet.operator.kube import merge_patch
 from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
-from modelfleet.operator.reconcile import (
-    AppliedCache,
-    Context,
-    InvalidSpecError,
-    _observe,
-    parse_spec,
-    pod_problem,
-    reconcile,
-)
+from modelfleet.operator.observe import observe_slot, pod_problem
+from modelfleet.operator.reconcile import Context, InvalidSpecError, parse_spec, reconcile
 from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.status import set_condition
 
@@ -339,7 +333,7 @@ def test_a_slot_s_pods_of_an_earlier_template_are_counted_apart(
     live = _deployment("1", 2, 0)
     live["status"] = status
     owner = Owner("fraud", "ml", "u-1")
-    observed = asyncio.run(_observe(FakeKube(), owner, "blue", live, T0))
+    observed = asyncio.run(observe_slot(FakeKube(), owner, "blue", live, T0))
     assert observed.stale_replicas == stale
     assert observed.ready_for("abc", 1) is (stale == 0 and status["observedGeneration"] == 2)
 
