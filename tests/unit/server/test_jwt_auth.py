@@ -296,3 +296,23 @@ def test_the_challenge_says_why_in_rfc_6750_form(
     make: Callable[[], AuthError], expected: str
 ) -> None:
     assert make().headers() == [(b"www-authenticate", expected.encode())]
+
+
+def test_a_remembered_token_still_expires_and_goes_with_its_key(rsa_key: SigningKey) -> None:
+    issuer, clock = FakeIssuer(rsa_key), Clock()
+    verifier = _verifier(issuer, clock, leeway_s=0)
+    token = rsa_key.sign(claims(lifetime_s=1)).encode()
+    for _ in range(3):  # the first verifies, the next two are remembered
+        assert asyncio.run(verifier.verify(token))["iss"] == ISSUER
+    time.sleep(
+        max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time())
+    )
+    time.sleep(0.05)
+    assert _refused(verifier, token.decode()).reason == "expired"
+
+    fresh = rsa_key.sign(claims()).encode()
+    assert asyncio.run(verifier.verify(fresh))["iss"] == ISSUER
+    issuer.keys = [SigningKey("RS256")]
+    clock.now += 11
+    asyncio.run(verifier.verify(issuer.keys[0].sign(claims()).encode()))  # a new kid: a fetch
+    assert _refused(verifier, fresh.decode()).reason == "unknown_key"
