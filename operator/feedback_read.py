@@ -14,7 +14,8 @@ from typing import Protocol
 import httpx
 
 from modelfleet.operator.feedback import COUNTERS, FeedbackCounts, SlotKey, sum_feedback
-from modelfleet.operator.prometheus import query_api, series_increase
+from modelfleet.operator.prometheus import query_api
+from modelfleet.operator.prometheus_counts import series_increase
 
 
 class FeedbackReader(Protocol):

@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 from modelfleet.operator import api
 from modelfleet.operator.apply import AppliedCache
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader
+from modelfleet.operator.gates import PrometheusAndPairedGates
 from modelfleet.operator.kube import HttpKubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
@@ -34,7 +35,6 @@ from modelfleet.operator.monitor_loop import Monitor, MonitorDeps, judge_window
 from modelfleet.operator.monitor_read import PrometheusWindowReader
 from modelfleet.operator.notifier import Notifier
 from modelfleet.operator.peering import Presence, own_identity, serve_health, start_priority
-from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.reconcile import Context, InvalidSpecError, reconcile
 from modelfleet.operator.settings import OperatorSettings
 
@@ -359,7 +359,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
             httpx.AsyncClient(timeout=10) as monitoring_http,
             httpx.AsyncClient(timeout=10) as notify_http,  # a slow receiver holds no gate's client
         ):
-            analyzer = PrometheusAnalyzer(http, settings.prometheus_url)
+            analyzer = PrometheusAndPairedGates(http, settings.prometheus_url)
             notifier = Notifier(notify_http, kube, settings, metrics)
             ctx = Context(
                 kube=kube,

@@ -22,10 +22,10 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from modelfleet.operator.drift import parse_le
-from modelfleet.operator.prometheus import (
+from modelfleet.operator.prometheus import query_api
+from modelfleet.operator.prometheus_counts import (
     PREDICTION_BUCKETS_METRIC,
     Sample,
-    query_api,
     selector,
     series_increase,
 )

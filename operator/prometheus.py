@@ -1,30 +1,24 @@
-"""The Prometheus analyzer: reads a canary's counters and histogram over the HTTP API.
+"""The Prometheus reader: a canary's counters and histograms over the HTTP API, judged.
 
-`PrometheusAnalyzer.measure` never raises: an unreachable or erroring Prometheus is an `Error`
-measurement, an absent series or too few requests an `Inconclusive` one. The rules themselves live
-in `modelfleet.operator.analysis`.
+`PrometheusReader.read` never raises: an unreachable or erroring Prometheus is an `Error` check,
+an absent series or too few requests an `Inconclusive` one. The rules themselves live in
+`modelfleet.operator.analysis`; counting is `modelfleet.operator.prometheus_counts`'s.
 
-Requests are counted exactly since the step's weight was set, not with `increase()`, whose
-extrapolation turns 3 errors into 3.4 and whose first sample of a new series is lost: the raw
-samples of every series in the window are read (`metric{…}[Ws]`), each diffed against its value at
-`since` (absent there → it was created later, from 0: the 5xx series appears on the first error),
-with counter resets (a restarted pod) counted from zero. A window in which no series has two
+Requests are counted exactly since the step's weight was set. A window in which no series has two
 scrapes yet is Inconclusive: the counts would be mostly scrape lag.
 
-The model-aware gates ride along: with `maxPredictionDrift` the `modelfleet_prediction` buckets of
-both slots are counted the same exact way over the same window and judged by
-`modelfleet.operator.drift`; with `minAgreement`/`maxScoreDelta` the `PairedGate` of
-`modelfleet.operator.replay` replays rows to both slots' pods at the same time; with
-`minAccuracyDelta` both slots' label counters (`modelfleet_feedback_*`) are counted the same way and
-judged by `modelfleet.operator.feedback`. A Fail of any gate wins over a Prometheus that could not
-be read.
+The model-aware gates that Prometheus can answer ride along: with `maxPredictionDrift` the
+`modelfleet_prediction` buckets of both slots are counted the same exact way over the same window
+and judged by `modelfleet.operator.drift`; with `minAccuracyDelta` both slots' label counters
+(`modelfleet_feedback_*`) are counted the same way and judged by `modelfleet.operator.feedback`.
+The paired replay gate asks the pods, not Prometheus: `modelfleet.operator.gates` runs both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +29,6 @@ from modelfleet.operator.analysis import (
     DEFAULT_Z,
     CheckResult,
     RequestShareResult,
-    combine,
     judge_error_rate,
     judge_metric,
     judge_p99,
@@ -47,15 +40,21 @@ from modelfleet.operator.api import AnalysisSpec, MetricCheck
 from modelfleet.operator.drift import Cumulative, judge_drift, sum_buckets
 from modelfleet.operator.feedback import COUNTERS as FEEDBACK_COUNTERS
 from modelfleet.operator.feedback import FeedbackCounts, judge_accuracy, sum_feedback
-from modelfleet.operator.measurement import AnalysisTarget, Measurement
-from modelfleet.operator.replay import PairedGate, ReplayClient
-
-REQUESTS_METRIC = "modelfleet_requests_total"
-DURATION_BUCKETS_METRIC = "modelfleet_request_duration_seconds_bucket"
-PREDICTION_BUCKETS_METRIC = "modelfleet_prediction_bucket"
-
-Labels = frozenset[tuple[str, str]]
-Sample = tuple[float, float]  # (unix time, value)
+from modelfleet.operator.http_json import request_json
+from modelfleet.operator.measurement import AnalysisTarget
+from modelfleet.operator.prometheus_counts import (
+    PREDICTION_BUCKETS_METRIC,
+    REQUESTS_METRIC,
+    Labels,
+    RequestCounts,
+    Sample,
+    count_requests,
+    labels_of,
+    named_labels_of,
+    p99_query,
+    selector,
+    series_increase,
+)
 
 
 class PrometheusError(Exception):
@@ -63,7 +62,7 @@ class PrometheusError(Exception):
 
 
 @dataclass(frozen=True)
-class _Read:
+class PrometheusRead:
     """What Prometheus said: the checks judged on it and the numbers that go into status."""
 
     results: list[CheckResult]
@@ -72,75 +71,8 @@ class _Read:
     stable_p99_ms: float | None = None
 
 
-@dataclass(frozen=True)
-class RequestCounts:
-    requests: float
-    errors: float
-    most_scrapes: int  # most samples any one series has in the window
-    series: int = 0  # series (pod × code) seen in the window
-
-
-def selector(namespace: str, name: str, slot: str, revision: str) -> str:
-    """The label matchers of one slot's pods: the server's own labels plus file-SD's namespace."""
-    pairs = {"namespace": namespace, "deployment": name, "slot": slot, "revision": revision}
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs.items()) + "}"
-
-
-def counter_increase(baseline: float | None, samples: Iterable[float]) -> float:
-    """What a counter gained over its samples, from `baseline` (None: created inside the window).
-
-    A drop is a reset (the process restarted): the new value is counted from zero.
-    """
-    previous = 0.0 if baseline is None else baseline
-    gained = 0.0
-    for value in samples:
-        gained += value - previous if value >= previous else value
-        previous = value
-    return gained
-
-
-def series_increase(
-    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
-) -> dict[Labels, float]:
-    """What each counter series gained since `since` (the same exact method as `count_requests`)."""
-    return {
-        labels: counter_increase(
-            baselines.get(labels), [value for stamp, value in samples if stamp > since]
-        )
-        for labels, samples in windows.items()
-    }
-
-
-def count_requests(
-    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
-) -> RequestCounts:
-    """Requests and 5xx answers since `since`, summed over every series (pod × code)."""
-    gains = series_increase(baselines, windows, since)
-    errors = sum(
-        gain for labels, gain in gains.items() if dict(labels).get("code", "").startswith("5")
-    )
-    most_scrapes = max(
-        (sum(stamp > since for stamp, _ in samples) for samples in windows.values()), default=0
-    )
-    return RequestCounts(
-        requests=sum(gains.values()),
-        errors=float(errors),
-        most_scrapes=most_scrapes,
-        series=len(windows),
-    )
-
-
-def p99_query(namespace: str, name: str, slot: str, revision: str, window_s: int) -> str:
-    """p99 of one slot's own histogram over the window, in seconds."""
-    matchers = selector(namespace, name, slot, revision)
-    return (
-        f"histogram_quantile(0.99, sum by (le) "
-        f"(increase({DURATION_BUCKETS_METRIC}{matchers}[{window_s}s])))"
-    )
-
-
-class PrometheusAnalyzer:
-    """Implements `Analyzer` over the Prometheus HTTP API with a passed-in httpx client."""
+class PrometheusReader:
+    """The gates Prometheus answers, over its HTTP API with a passed-in httpx client."""
 
     def __init__(
         self,
@@ -149,47 +81,29 @@ class PrometheusAnalyzer:
         *,
         timeout_s: float = 5.0,
         z: float = DEFAULT_Z,
-        paired: PairedGate | None = None,
     ) -> None:
         self._client = client
         self._default_url = default_url
         self._timeout = timeout_s
         self._z = z
-        self._paired = paired or PairedGate(ReplayClient(client))
 
-    async def measure(
-        self, target: AnalysisTarget, spec: AnalysisSpec, now: datetime
-    ) -> Measurement:
+    async def read(
+        self, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
+    ) -> PrometheusRead:
+        """The checks over the last `window_s` seconds; a Prometheus that cannot be read is an
+        `Error` check, never an exception."""
         url = (spec.prometheus_url or self._default_url).rstrip("/")
-        window_s = math.ceil((now - target.since).total_seconds())
-        if window_s <= 0:
-            return combine([CheckResult("window", "Inconclusive", "the step has just begun")], now)
-        read, paired = await asyncio.gather(
-            self._read_or_error(url, target, spec, now, window_s),
-            self._paired.check(target, spec),
-        )
-        return combine(
-            [*read.results, *paired],
-            now,
-            requests=read.requests,
-            p99_ms=read.p99_ms,
-            stable_p99_ms=read.stable_p99_ms,
-        )
-
-    async def _read_or_error(
-        self, url: str, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
-    ) -> _Read:
         try:
             return await self._read(url, target, spec, now, window_s)
         except PrometheusError as error:
             message = f"Prometheus at {url}: {error}"
         except (KeyError, TypeError, IndexError, ValueError) as error:  # a malformed answer
             message = f"Prometheus at {url}: unexpected answer ({error!r})"
-        return _Read([CheckResult("prometheus", "Error", message)])
+        return PrometheusRead([CheckResult("prometheus", "Error", message)])
 
     async def _read(
         self, url: str, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
-    ) -> _Read:
+    ) -> PrometheusRead:
         canary = (target.namespace, target.name, target.canary_slot, target.canary_revision)
         compare = spec.max_p99_regression_ratio is not None and target.stable_slot is not None
         drift = spec.max_prediction_drift is not None and target.stable_slot is not None
@@ -213,14 +127,14 @@ class PrometheusAnalyzer:
         shortfall = self._share(spec, target, counts, stable_counts)
         if shortfall is not None and shortfall.phase != "Pass":
             # the stable slot's count says where the requests went: that explains an empty canary
-            return _Read([shortfall], counts.requests)
+            return PrometheusRead([shortfall], counts.requests)
         if counts.most_scrapes < 2:
             reason = (
                 "no canary requests counted since the step began"
                 if counts.series == 0
                 else "fewer than two scrapes since the step began"
             )
-            return _Read([CheckResult("window", "Inconclusive", reason)])
+            return PrometheusRead([CheckResult("window", "Inconclusive", reason)])
         p99_ms = None if p99_s is None else p99_s * 1000
         stable_p99_ms = None if stable_p99_s is None else stable_p99_s * 1000
         results = self._judge(spec, target, counts, p99_ms, stable_p99_ms)
@@ -239,7 +153,7 @@ class PrometheusAnalyzer:
             if accuracy is not None:
                 results.append(accuracy)
         results += await self._extra_checks(url, target, spec.metrics, at)
-        return _Read(results, counts.requests, p99_ms, stable_p99_ms)
+        return PrometheusRead(results, counts.requests, p99_ms, stable_p99_ms)
 
     async def _requests(
         self, url: str, matchers: str, since: float, at: float, window_s: int
@@ -304,7 +218,7 @@ class PrometheusAnalyzer:
         async def one(slot: tuple[str, str, str, str]) -> FeedbackCounts:
             names = '{__name__=~"' + "|".join(FEEDBACK_COUNTERS) + '",'
             series = names + selector(*slot)[1:]
-            gains = await self._gains(url, series, since, at, window_s, key=_named)
+            gains = await self._gains(url, series, since, at, window_s, key=named_labels_of)
             summed = sum_feedback((dict(labels), gain) for labels, gain in gains.items())
             return summed.get((slot[2], slot[3]), FeedbackCounts())
 
@@ -387,7 +301,7 @@ class PrometheusAnalyzer:
     ) -> dict[Labels, float]:
         kind, result = await self._query(url, query, at)
         _expect(kind, "vector", query)
-        key = key or _labels
+        key = key or labels_of
         return {key(item["metric"]): float(item["value"][1]) for item in result}
 
     async def _matrix(
@@ -400,7 +314,7 @@ class PrometheusAnalyzer:
     ) -> dict[Labels, list[Sample]]:
         kind, result = await self._query(url, query, at)
         _expect(kind, "matrix", query)
-        key = key or _labels
+        key = key or labels_of
         return {
             key(item["metric"]): [(float(stamp), float(value)) for stamp, value in item["values"]]
             for item in result
@@ -428,23 +342,17 @@ async def query_api(
 ) -> tuple[str, list[Any]]:
     """One instant query at `at`: the result type and the result list; `PrometheusError` when
     Prometheus is unreachable, times out or refuses the query."""
-    try:
-        response = await client.get(
-            f"{url}/api/v1/query",
-            params={"query": query, "time": f"{at:.3f}"},
-            timeout=timeout_s,
-        )
-    except httpx.TimeoutException as error:
-        raise PrometheusError(f"timed out after {timeout_s:g} s") from error
-    except httpx.HTTPError as error:
-        raise PrometheusError(f"unreachable ({type(error).__name__}: {error})") from error
-    try:
-        body = response.json()
-    except ValueError as error:
-        raise PrometheusError(f"HTTP {response.status_code}, not a JSON answer") from error
-    if response.status_code != 200 or body.get("status") != "success":
+    code, body = await request_json(
+        client,
+        "GET",
+        f"{url}/api/v1/query",
+        params={"query": query, "time": f"{at:.3f}"},
+        timeout_s=timeout_s,
+        error=PrometheusError,
+    )
+    if code != 200 or not isinstance(body, dict) or body.get("status") != "success":
         detail = body.get("error") if isinstance(body, dict) else None
-        raise PrometheusError(f"HTTP {response.status_code}: {detail or 'query failed'}")
+        raise PrometheusError(f"HTTP {code}: {detail or 'query failed'}")
     data = body["data"]
     result = data["result"]
     return data["resultType"], result if isinstance(result, list) else [result]
@@ -454,19 +362,6 @@ async def _none() -> None:
     return None
 
 
-def _labels(metric: Mapping[str, str]) -> Labels:
-    return frozenset((key, value) for key, value in metric.items() if key != "__name__")
-
-
-def _named(metric: Mapping[str, str]) -> Labels:
-    """A series' labels with its metric name: one query reads several counters."""
-    return frozenset(metric.items())
-
-
 def _expect(kind: str, wanted: str, query: str) -> None:
     if kind != wanted:
         raise PrometheusError(f"{query!r} returned a {kind}, expected a {wanted}")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -37,6 +37,7 @@ import httpx
 from modelfleet.operator.analysis import CheckResult, percent
 from modelfleet.operator.api import AnalysisSpec, MeasurementPhase, ReplaySpec
 from modelfleet.operator.builders.common import LABEL_REVISION
+from modelfleet.operator.http_json import request_json
 from modelfleet.operator.measurement import AnalysisTarget
 
 REPLAY_PATH = "/modelfleet/v1/replay"
@@ -187,22 +188,19 @@ class ReplayClient:
         return listed_rows(body["rows"], f"live sample of {address}")[:limit]
 
     async def _call(self, method: str, address: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        url = f"http://{address}{path}"
-        try:
-            response = await self._client.request(method, url, timeout=self._timeout, **kwargs)
-        except httpx.TimeoutException as error:
-            raise ReplayError(f"{address}: timed out after {self._timeout:g} s") from error
-        except httpx.HTTPError as error:
-            raise ReplayError(f"{address}: unreachable ({type(error).__name__})") from error
-        try:
-            body = response.json()
-        except ValueError as error:
-            raise ReplayError(f"{address}: HTTP {response.status_code}, not JSON") from error
-        if response.status_code == 404 and path == SAMPLE_PATH:
+        code, body = await request_json(
+            self._client,
+            method,
+            f"http://{address}{path}",
+            timeout_s=self._timeout,
+            error=lambda reason: ReplayError(f"{address}: {reason}"),
+            **kwargs,
+        )
+        if code == 404 and path == SAMPLE_PATH:
             raise _NotFoundError
-        if response.status_code != 200 or not isinstance(body, dict):
+        if code != 200 or not isinstance(body, dict):
             detail = body.get("error") if isinstance(body, dict) else None
-            raise ReplayError(f"{address}{path}: HTTP {response.status_code}: {detail}")
+            raise ReplayError(f"{address}{path}: HTTP {code}: {detail}")
         return body
 
 

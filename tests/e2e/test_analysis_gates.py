@@ -33,8 +33,8 @@ from harness.weights import Endpoint
 from localcluster.cluster import free_port
 
 from modelfleet.operator.api import AnalysisSpec, ReplaySpec
+from modelfleet.operator.gates import PrometheusAndPairedGates
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
-from modelfleet.operator.prometheus import PrometheusAnalyzer
 from modelfleet.operator.replay import ReferenceRows
 
 DEPLOYMENT = "churn"
@@ -146,7 +146,7 @@ def target(loaded: Loaded, canary: str, **changes: object) -> AnalysisTarget:
 def measure(loaded: Loaded, where: AnalysisTarget, spec: AnalysisSpec) -> Measurement:
     async def run() -> Measurement:
         async with httpx.AsyncClient() as client:
-            analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
+            analyzer = PrometheusAndPairedGates(client, loaded.stack.prometheus.url)
             return await analyzer.measure(where, spec, datetime.now(UTC))
 
     return asyncio.run(run())

@@ -25,8 +25,8 @@ from harness.stack import MODELS, LocalStack, Server
 from harness.weights import Endpoint
 
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
+from modelfleet.operator.gates import PrometheusAndPairedGates
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
-from modelfleet.operator.prometheus import PrometheusAnalyzer
 
 DEPLOYMENT = "fraud"
 RPS = 40.0
@@ -110,7 +110,7 @@ def measure(loaded: Loaded, canary: str, spec: AnalysisSpec | None = None) -> Me
 
     async def run() -> Measurement:
         async with httpx.AsyncClient() as client:
-            analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
+            analyzer = PrometheusAndPairedGates(client, loaded.stack.prometheus.url)
             return await analyzer.measure(target, spec or SPEC, datetime.now(UTC))
 
     return asyncio.run(run())
@@ -196,7 +196,7 @@ def test_a_revision_without_traffic_is_inconclusive(loaded: Loaded) -> None:
 
     async def run() -> Measurement:
         async with httpx.AsyncClient() as client:
-            analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
+            analyzer = PrometheusAndPairedGates(client, loaded.stack.prometheus.url)
             return await analyzer.measure(target, SPEC, datetime.now(UTC))
 
     measurement = asyncio.run(run())
@@ -223,7 +223,7 @@ def test_a_canary_the_router_does_not_feed_is_held_while_the_stable_slot_serves(
 
     async def run() -> tuple[Measurement, Measurement]:
         async with httpx.AsyncClient() as client:
-            analyzer = PrometheusAnalyzer(client, loaded.stack.prometheus.url)
+            analyzer = PrometheusAndPairedGates(client, loaded.stack.prometheus.url)
             now = datetime.now(UTC)
             return (
                 await analyzer.measure(starved, SPEC, now),

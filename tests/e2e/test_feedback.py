@@ -30,8 +30,8 @@ from harness.stack import MODELS, LocalStack, Server
 from localcluster import LocalCluster
 
 from modelfleet.operator.api import AnalysisSpec
+from modelfleet.operator.gates import PrometheusAndPairedGates
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
-from modelfleet.operator.prometheus import PrometheusAnalyzer
 
 DEPLOYMENT = "churn"
 ROWS_PER_REQUEST = 32
@@ -161,7 +161,7 @@ def measure(labelled: Labelled, canary: str, spec: AnalysisSpec) -> Measurement:
 
     async def run() -> Measurement:
         async with httpx.AsyncClient() as client:
-            analyzer = PrometheusAnalyzer(client, labelled.stack.prometheus.url)
+            analyzer = PrometheusAndPairedGates(client, labelled.stack.prometheus.url)
             return await analyzer.measure(target, spec, datetime.now(UTC))
 
     return asyncio.run(run())

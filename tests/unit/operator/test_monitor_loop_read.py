@@ -26,7 +26,8 @@ from modelfleet.operator.monitor_read import (
     Slot,
     SlotCounts,
 )
-from modelfleet.operator.prometheus import PREDICTION_BUCKETS_METRIC, PrometheusError
+from modelfleet.operator.prometheus import PrometheusError
+from modelfleet.operator.prometheus_counts import PREDICTION_BUCKETS_METRIC
 
 NOW = 1_800_000_000.0
 WINDOW = 60.0

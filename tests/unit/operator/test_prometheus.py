@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from modelfleet.operator.analysis import CheckResult
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
+from modelfleet.operator.gates import PrometheusAndPairedGates
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
-from modelfleet.operator.prometheus import (
-    PrometheusAnalyzer,
+from modelfleet.operator.prometheus_counts import (
     count_requests,
     counter_increase,
     p99_query,
@@ -168,7 +168,7 @@ def _measure(
 
     async def run() -> Measurement:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            analyzer = PrometheusAnalyzer(client, "http://prometheus.test:9090/")
+            analyzer = PrometheusAndPairedGates(client, "http://prometheus.test:9090/")
             return await analyzer.measure(target, spec or AnalysisSpec(), now)
 
     return asyncio.run(run()), queries
@@ -252,7 +252,7 @@ def test_a_refused_or_malformed_answer_is_an_error_measurement(
 
     async def run() -> Measurement:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await PrometheusAnalyzer(client, "http://p:9090").measure(
+            return await PrometheusAndPairedGates(client, "http://p:9090").measure(
                 TARGET, AnalysisSpec(), NOW
             )
 
@@ -271,7 +271,7 @@ def test_spec_url_overrides_the_default() -> None:
     async def run() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             spec = AnalysisSpec(prometheus_url="http://other.test:9090")
-            await PrometheusAnalyzer(client, "http://p:9090").measure(TARGET, spec, NOW)
+            await PrometheusAndPairedGates(client, "http://p:9090").measure(TARGET, spec, NOW)
 
     asyncio.run(run())
     assert set(seen) == {"other.test"}
@@ -404,7 +404,7 @@ def _measure_paired(answer: Answer | Exception) -> Measurement:
 
     async def run() -> Measurement:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            analyzer = PrometheusAnalyzer(client, "http://p:9090", paired=FailingPairs())
+            analyzer = PrometheusAndPairedGates(client, "http://p:9090", paired=FailingPairs())
             return await analyzer.measure(TARGET, AnalysisSpec(min_agreement=0.9), NOW)
 
     return asyncio.run(run())

@@ -1,0 +1,100 @@
+"""Which series the gates read from Prometheus, and counting their raw samples exactly.
+
+Counters are counted since a moment, not with `increase()`, whose extrapolation turns 3 errors into 3.4 and whose first sample of a new
+series is lost: the raw samples of every series in the window are read (`metric{…}[Ws]`), each
+diffed against its value at `since` (absent there → it was created later, from 0: the 5xx series
+appears on the first error), with counter resets (a restarted pod) counted from zero. The rollout
+gates, the feedback reader and the monitoring reader all count this way. Pure: the answers come in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+REQUESTS_METRIC = "modelfleet_requests_total"
+DURATION_BUCKETS_METRIC = "modelfleet_request_duration_seconds_bucket"
+PREDICTION_BUCKETS_METRIC = "modelfleet_prediction_bucket"
+
+Labels = frozenset[tuple[str, str]]
+Sample = tuple[float, float]  # (unix time, value)
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    requests: float
+    errors: float
+    most_scrapes: int  # most samples any one series has in the window
+    series: int = 0  # series (pod × code) seen in the window
+
+
+def selector(namespace: str, name: str, slot: str, revision: str) -> str:
+    """The label matchers of one slot's pods: the server's own labels plus file-SD's namespace."""
+    pairs = {"namespace": namespace, "deployment": name, "slot": slot, "revision": revision}
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs.items()) + "}"
+
+
+def counter_increase(baseline: float | None, samples: Iterable[float]) -> float:
+    """What a counter gained over its samples, from `baseline` (None: created inside the window).
+
+    A drop is a reset (the process restarted): the new value is counted from zero.
+    """
+    previous = 0.0 if baseline is None else baseline
+    gained = 0.0
+    for value in samples:
+        gained += value - previous if value >= previous else value
+        previous = value
+    return gained
+
+
+def series_increase(
+    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
+) -> dict[Labels, float]:
+    """What each counter series gained since `since` (the same exact method as `count_requests`)."""
+    return {
+        labels: counter_increase(
+            baselines.get(labels), [value for stamp, value in samples if stamp > since]
+        )
+        for labels, samples in windows.items()
+    }
+
+
+def count_requests(
+    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
+) -> RequestCounts:
+    """Requests and 5xx answers since `since`, summed over every series (pod × code)."""
+    gains = series_increase(baselines, windows, since)
+    errors = sum(
+        gain for labels, gain in gains.items() if dict(labels).get("code", "").startswith("5")
+    )
+    most_scrapes = max(
+        (sum(stamp > since for stamp, _ in samples) for samples in windows.values()), default=0
+    )
+    return RequestCounts(
+        requests=sum(gains.values()),
+        errors=float(errors),
+        most_scrapes=most_scrapes,
+        series=len(windows),
+    )
+
+
+def p99_query(namespace: str, name: str, slot: str, revision: str, window_s: int) -> str:
+    """p99 of one slot's own histogram over the window, in seconds."""
+    matchers = selector(namespace, name, slot, revision)
+    return (
+        f"histogram_quantile(0.99, sum by (le) "
+        f"(increase({DURATION_BUCKETS_METRIC}{matchers}[{window_s}s])))"
+    )
+
+
+def labels_of(metric: Mapping[str, str]) -> Labels:
+    return frozenset((key, value) for key, value in metric.items() if key != "__name__")
+
+
+def named_labels_of(metric: Mapping[str, str]) -> Labels:
+    """A series' labels with its metric name: one query reads several counters."""
+    return frozenset(metric.items())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
