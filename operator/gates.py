@@ -34,7 +34,7 @@ class PrometheusAndPairedGates:
         z: float = DEFAULT_Z,
         paired: PairedGate | None = None,
     ) -> None:
-        self._prometheus = PrometheusReader(client, default_url, timeout_s=timeout_s, z=z)
+        self._prometheus = PrometheusReader(client, default_url, timeout_s, z)
         self._paired = paired or PairedGate(ReplayClient(client))
 
     async def measure(

@@ -71,28 +71,21 @@ class PrometheusRead:
     stable_p99_ms: float | None = None
 
 
+@dataclass(frozen=True)
 class PrometheusReader:
     """The gates Prometheus answers, over its HTTP API with a passed-in httpx client."""
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        default_url: str,
-        *,
-        timeout_s: float = 5.0,
-        z: float = DEFAULT_Z,
-    ) -> None:
-        self._client = client
-        self._default_url = default_url
-        self._timeout = timeout_s
-        self._z = z
+    client: httpx.AsyncClient
+    default_url: str  # when the spec names no prometheusUrl
+    timeout_s: float = 5.0
+    z: float = DEFAULT_Z  # of the intervals the rules judge with
 
     async def read(
         self, target: AnalysisTarget, spec: AnalysisSpec, now: datetime, window_s: int
     ) -> PrometheusRead:
         """The checks over the last `window_s` seconds; a Prometheus that cannot be read is an
         `Error` check, never an exception."""
-        url = (spec.prometheus_url or self._default_url).rstrip("/")
+        url = (spec.prometheus_url or self.default_url).rstrip("/")
         try:
             return await self._read(url, target, spec, now, window_s)
         except PrometheusError as error:
@@ -148,7 +141,7 @@ class PrometheusReader:
                 results.append(drift_result)
         if labels is not None and spec.min_accuracy_delta is not None:
             accuracy = judge_accuracy(
-                *labels, spec.min_accuracy_delta, spec.min_labelled_rows, target.weight, self._z
+                *labels, spec.min_accuracy_delta, spec.min_labelled_rows, target.weight, self.z
             )
             if accuracy is not None:
                 results.append(accuracy)
@@ -181,7 +174,7 @@ class PrometheusReader:
             target.weight,
             target.expected_share,
             spec.min_requests,
-            self._z,
+            self.z,
             splits_by_weight=target.splits_by_weight,
         )
 
@@ -235,7 +228,7 @@ class PrometheusReader:
     ) -> list[CheckResult]:
         weight, minimum = target.weight, spec.min_requests
         results: list[CheckResult] = [
-            judge_error_rate(counts.errors, counts.requests, spec.max_error_rate, minimum, self._z),
+            judge_error_rate(counts.errors, counts.requests, spec.max_error_rate, minimum, self.z),
             judge_p99(p99_ms, counts.requests, spec.max_p99_latency_ms, minimum),
         ]
         if spec.max_p99_regression_ratio is not None and target.stable_slot is not None:
@@ -272,7 +265,7 @@ class PrometheusReader:
     # --- the HTTP API -------------------------------------------------------------------------
 
     async def _query(self, url: str, query: str, at: float) -> tuple[str, list[Any]]:
-        return await query_api(self._client, url, query, at, self._timeout)
+        return await query_api(self.client, url, query, at, self.timeout_s)
 
     async def _gains(
         self,
