@@ -1,12 +1,14 @@
 """The real tier's Prometheus, one of two (`MODELFLEET_REAL_PROMETHEUS`, see `mode()`):
 
-- `operator`: what a user runs. `start_operated` applies the Prometheus and Probe CRDs from
-  prometheus-operator's module, then hack/realnode/monitoring/: prometheus-operator v0.85.0 as a
-  Pod and a `Prometheus` object selecting every PodMonitor, so Prometheus 3.5.0 (built from its
-  Go module, images.py) finds the slot pods through the PodMonitors the operator writes, by
-  Kubernetes discovery. It answers at a ClusterIP Service beside the headless
-  `prometheus-operated` (no cluster DNS here). Not the default yet (see `DEFAULT_MODE`).
-- `file-sd` (the default), described below: Debian's `prometheus` inside the run's namespace.
+- `operator` (the default): what a user runs. `start_operated` applies the Prometheus and Probe
+  CRDs from prometheus-operator's module, then hack/realnode/monitoring/: prometheus-operator
+  v0.85.0 as a Pod and a `Prometheus` object selecting every PodMonitor, so Prometheus 3.5.0
+  (built from its Go module, images.py) finds the slot pods through the PodMonitors the operator
+  writes, by Kubernetes discovery. It answers at a ClusterIP Service beside the headless
+  `prometheus-operated` (no cluster DNS here). Its config reloader re-reads the configuration
+  every 5 s: monitoring/prometheus.yaml says why.
+- `file-sd`, described below: Debian's `prometheus` inside the run's namespace, a start of a few
+  seconds without prometheus-operator's images.
 
 The kwok tier's Prometheus (hack/localcluster/prometheus.py) listens on host loopback; here the
 slot pods have real IPs inside the namespace, so Prometheus runs there too (entered with
@@ -53,12 +55,12 @@ from .cluster import RealCluster
 from .node import wait_for
 
 # Which Prometheus `start` runs: "operator" (prometheus-operator from the `Prometheus` object in
-# monitoring/) or "file-sd" (Debian's Prometheus on the namespace's API address, below). The
-# default stays file-sd: with "operator", S1, S6 and S7 failed in whole-file runs (a new
-# namespace's PodMonitor not scraped within 90 s, rollouts never promoted) while passing alone.
+# monitoring/, the default) or "file-sd" (Debian's Prometheus on the namespace's API address,
+# below). With "operator" the whole tier passes in one session since its config reloader re-reads
+# the configuration every 5 s; before, every PodMonitor after the first waited up to 3 minutes.
 MODE_ENV = "MODELFLEET_REAL_PROMETHEUS"
 MODES = ("operator", "file-sd")
-DEFAULT_MODE = "file-sd"
+DEFAULT_MODE = "operator"
 MANIFESTS_DIR = Path(__file__).resolve().parent / "monitoring"
 NAMESPACE = "monitoring"
 SERVICE = "prometheus"  # monitoring/service.yaml: a ClusterIP beside headless prometheus-operated
@@ -345,7 +347,7 @@ def _describe(real: RealCluster) -> str:
     return "; ".join(states) or f"no pods in {NAMESPACE}"
 
 
-# --- file-SD (the previous path; MODELFLEET_REAL_PROMETHEUS=file-sd) -----------------------
+# --- file-SD (MODELFLEET_REAL_PROMETHEUS=file-sd) ---------------------------------------------
 def _start_file_sd(real: RealCluster, timeout: float = 60.0) -> str:
     """Start the pod discovery and Debian's Prometheus in the run's namespace; return
     Prometheus' URL there once it is ready."""

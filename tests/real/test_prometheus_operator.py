@@ -3,8 +3,9 @@ PodMonitor the modelfleet operator writes (realnode.prometheus, hack/realnode/mo
 
 - The `Prometheus` object's pod runs on the real node from localhost/prometheus:v3.5.0, created
   by the prometheus-operator Pod (a StatefulSet the object owns), answering through the Service
-  in front of it. While the tier's default is still the file-SD Prometheus
-  (realnode.prometheus.DEFAULT_MODE), this module installs prometheus-operator's beside it.
+  in front of it. It is the tier's own (realnode.prometheus.DEFAULT_MODE); when the tier runs
+  the file-SD Prometheus instead (MODELFLEET_REAL_PROMETHEUS=file-sd), this module installs
+  prometheus-operator's beside it.
 - A new PodMonitor reaches Prometheus' configuration within seconds, the second and third as the
   first: the config reloader re-reads the config Secret's file every 5 s (monitoring/prometheus.yaml
   says why its file watch sees only the first change).
