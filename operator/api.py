@@ -761,7 +761,9 @@ class ModelDeploymentSpec(CamelModel):
         description="Router: ingress or gateway; neither → replica-ratio split.",
     )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Progressive delivery.")
-    auth: AuthSpec | None = Field(default=None, description="API-key auth on inference routes.")
+    auth: AuthSpec | None = Field(
+        default=None, description="Auth on inference routes: API keys, bearer JWTs, or both."
+    )
     monitoring: MonitoringSpec | None = Field(
         default=None,
         description="Drift and data quality of the active slot against a training baseline; "
