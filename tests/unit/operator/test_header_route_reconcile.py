@@ -9,18 +9,21 @@ from typing import Any
 
 from modelfleet.operator.api import ModelDeploymentStatus
 from modelfleet.operator.livecache import LiveDeployments
-from tests.unit.operator.test_reconcile import T0, FakeKube, _context, _md, _run
+from modelfleet.operator.reconcile import Context
+from tests.unit.operator.test_reconcile import (
+    T0,
+    FakeKube,
+    _context,
+    _gateway_class,
+    _md,
+    _new_version,
+    _run,
+    _run_seconds,
+)
 
 GATEWAY = {"gateway": {"parentRefs": [{"name": "gw"}]}}
 HEADER = {"name": "X-Canary", "value": "always"}
 NOTE = "header route live: requests with X-Canary: always go to v2 (green)"
-
-
-def _gateway_class(kube: FakeKube, features: list[str]) -> None:
-    kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": "cls"}}
-    kube.objects[("GatewayClass", "", "cls")] = {
-        "status": {"supportedFeatures": [{"name": name} for name in features]}
-    }
 
 
 def _rules(kube: FakeKube) -> list[dict[str, Any]]:
@@ -28,28 +31,26 @@ def _rules(kube: FakeKube) -> list[dict[str, Any]]:
     return rules
 
 
-def _v2(body: dict[str, Any]) -> None:
-    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
-    body["metadata"]["generation"] = 2
+def _healthy_v1(kube: FakeKube, **rollout: Any) -> tuple[Context, dict[str, Any]]:
+    """v1 behind the Gateway with a header route, reconciled until Healthy: its context and body."""
+    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
+        traffic=GATEWAY, rollout={"headerRoute": HEADER, **rollout}
+    )
+    ctx = _context(kube, LiveDeployments())
+    _run_seconds(kube, ctx, range(3))
+    return ctx, kube.objects[("ModelDeployment", "ml", "fraud")]
 
 
 def test_a_paused_canary_at_weight_0_takes_the_header_and_loses_it_on_promotion() -> None:
     kube = FakeKube()
-    _gateway_class(kube, ["Gateway", "HTTPRoute"])
-    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
-        traffic=GATEWAY, rollout={"headerRoute": HEADER, "steps": [10, 100]}
-    )
-    ctx = _context(kube, LiveDeployments())
-    for second in range(3):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _gateway_class(kube, "cls", ["Gateway", "HTTPRoute"])
+    ctx, body = _healthy_v1(kube, steps=[10, 100])
     assert len(_rules(kube)) == 1  # no canary: no header rule
-    body = kube.objects[("ModelDeployment", "ml", "fraud")]
-    _v2(body)
-    _run(kube, ctx, T0 + timedelta(seconds=3))  # the canary slot written, its pods not seen yet
+    _new_version(body)
+    _run_seconds(kube, ctx, range(3, 4))  # the canary slot written, its pods not seen yet
     assert len(_rules(kube)) == 1
     body["metadata"]["annotations"] = {"modelfleet.io/command": "pause:1"}
-    for second in range(4, 10):  # paused at weight 0, pods Ready: a tester's time
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _run_seconds(kube, ctx, range(4, 10))  # paused at weight 0, pods Ready: a tester's time
     status = ModelDeploymentStatus.model_validate(body["status"])
     assert status.canary is not None
     assert (status.phase, status.canary.weight) == ("Paused", 0)
@@ -74,21 +75,14 @@ def test_a_paused_canary_at_weight_0_takes_the_header_and_loses_it_on_promotion(
 
 def test_a_rolled_back_canary_takes_its_header_rule_with_it() -> None:
     kube = FakeKube()
-    _gateway_class(kube, ["Gateway", "HTTPRoute"])
-    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
-        traffic=GATEWAY, rollout={"headerRoute": HEADER}
-    )
-    ctx = _context(kube, LiveDeployments())
-    for second in range(3):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
-    body = kube.objects[("ModelDeployment", "ml", "fraud")]
-    _v2(body)
-    for second in range(3, 6):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _gateway_class(kube, "cls", ["Gateway", "HTTPRoute"])
+    ctx, body = _healthy_v1(kube)
+    _new_version(body)
+    _run_seconds(kube, ctx, range(3, 6))
     assert body["status"]["canary"]["weight"] == 10
     assert len(_rules(kube)) == 2  # the header rule next to the weighted one
     body["metadata"]["annotations"] = {"modelfleet.io/command": "abort:1"}
-    _run(kube, ctx, T0 + timedelta(seconds=6))
+    _run_seconds(kube, ctx, range(6, 7))
     assert body["status"].get("canary") is None
     (rule,) = _rules(kube)
     assert [(ref["name"], ref["weight"]) for ref in rule["backendRefs"]] == [("fraud-blue", 100)]
@@ -98,17 +92,10 @@ def test_a_class_listing_its_features_without_httproute_refuses_before_anything_
     None
 ):
     kube = FakeKube()
-    _gateway_class(kube, ["Gateway", "TLSRoute"])
-    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
-        traffic=GATEWAY, rollout={"headerRoute": HEADER}
-    )
-    ctx = _context(kube, LiveDeployments())
-    for second in range(3):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
-    body = kube.objects[("ModelDeployment", "ml", "fraud")]
-    _v2(body)
-    for second in range(3, 8):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _gateway_class(kube, "cls", ["Gateway", "TLSRoute"])
+    ctx, body = _healthy_v1(kube)
+    _new_version(body)
+    _run_seconds(kube, ctx, range(3, 8))
     refusal = (
         "GatewayClass cls does not support HTTPRoute (status.supportedFeatures): "
         "header route refused"
@@ -126,15 +113,8 @@ def test_a_class_that_publishes_no_features_is_not_refused_a_header_route() -> N
     kube = FakeKube()
     kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": "quiet"}}
     kube.objects[("GatewayClass", "", "quiet")] = {"status": {}}
-    kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
-        traffic=GATEWAY, rollout={"headerRoute": HEADER}
-    )
-    ctx = _context(kube, LiveDeployments())
-    for second in range(3):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
-    body = kube.objects[("ModelDeployment", "ml", "fraud")]
-    _v2(body)
-    for second in range(3, 6):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    ctx, body = _healthy_v1(kube)
+    _new_version(body)
+    _run_seconds(kube, ctx, range(3, 6))
     assert body["status"]["canary"]["weight"] == 10
     assert len(_rules(kube)) == 2

@@ -134,6 +134,26 @@ def _run(kube: FakeKube, ctx: Context, now: datetime) -> Any:
     return asyncio.run(reconcile(body, ctx, now))
 
 
+def _run_seconds(kube: FakeKube, ctx: Context, seconds: range) -> None:
+    """One reconcile a second, at T0 + each of `seconds`."""
+    for second in seconds:
+        _run(kube, ctx, T0 + timedelta(seconds=second))
+
+
+def _gateway_class(kube: FakeKube, name: str, features: list[str]) -> None:
+    """Gateway `gw` in ml, of a class that publishes `features` in its status."""
+    kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": name}}
+    kube.objects[("GatewayClass", "", name)] = {
+        "status": {"supportedFeatures": [{"name": feature} for feature in features]}
+    }
+
+
+def _new_version(body: dict[str, Any]) -> None:
+    """The user applies v2 of the model: a new generation."""
+    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
+    body["metadata"]["generation"] = 2
+
+
 def test_first_reconciles_create_every_child_then_nothing_is_written() -> None:
     kube = FakeKube()
     kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
@@ -463,23 +483,17 @@ def test_the_in_memory_diff_base_is_kopfs_essence() -> None:
 
 def test_a_shadow_the_gateway_class_cannot_mirror_writes_no_mirror_and_starts_nothing() -> None:
     kube = FakeKube()
-    kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": "traefik"}}
-    kube.objects[("GatewayClass", "", "traefik")] = {
-        "status": {"supportedFeatures": [{"name": "Gateway"}, {"name": "HTTPRoute"}]}
-    }
+    _gateway_class(kube, "traefik", ["Gateway", "HTTPRoute"])
     kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
         traffic={"gateway": {"parentRefs": [{"name": "gw"}]}},
         rollout={"shadow": {"duration": "30s", "percent": 100}},
     )
     ctx = _context(kube)
-    for second in range(3):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _run_seconds(kube, ctx, range(3))
     body = kube.objects[("ModelDeployment", "ml", "fraud")]
     assert "GatewayClass/traefik" not in kube.reads  # no rollout pending: nothing to ask
-    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
-    body["metadata"]["generation"] = 2
-    for second in range(3, 10):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _new_version(body)
+    _run_seconds(kube, ctx, range(3, 10))
     refusal = (
         "GatewayClass traefik does not support HTTPRouteRequestMirror "
         "(status.supportedFeatures): shadow refused"
@@ -544,24 +558,19 @@ def test_the_analysis_is_told_the_share_the_router_should_give_the_canary(
 
 def test_in_shadow_the_analysis_is_told_no_share_to_check() -> None:
     kube = FakeKube()
-    kube.objects[("Gateway", "ml", "gw")] = {"spec": {"gatewayClassName": "mirroring"}}
-    features = ["HTTPRouteRequestMirror", "HTTPRouteRequestPercentageMirror"]
-    kube.objects[("GatewayClass", "", "mirroring")] = {
-        "status": {"supportedFeatures": [{"name": name} for name in features]}
-    }
+    _gateway_class(
+        kube, "mirroring", ["HTTPRouteRequestMirror", "HTTPRouteRequestPercentageMirror"]
+    )
     kube.objects[("ModelDeployment", "ml", "fraud")] = _md(
         traffic={"gateway": {"parentRefs": [{"name": "gw"}]}},
         rollout={"shadow": {"duration": "30s", "percent": 50}},
     )
     analyzer = RecordingAnalyzer()
     ctx = dataclasses.replace(_context(kube), analyzer=analyzer)
-    for second in range(3):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _run_seconds(kube, ctx, range(3))
     body = kube.objects[("ModelDeployment", "ml", "fraud")]
-    body["spec"]["model"] = {"uri": "s3://m/v2/model.onnx", "version": "v2"}
-    body["metadata"]["generation"] = 2
-    for second in range(3, 20):
-        _run(kube, ctx, T0 + timedelta(seconds=second))
+    _new_version(body)
+    _run_seconds(kube, ctx, range(3, 20))
     assert body["status"]["canary"]["mirror"] == 50
     assert analyzer.targets
     assert {(target.weight, target.expected_share) for target in analyzer.targets} == {(0, None)}
