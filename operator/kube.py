@@ -12,6 +12,7 @@ so an API installed after start, such as KEDA, is used without a restart.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -276,6 +277,17 @@ class HttpKubeClient:
             "reportingComponent": "modelfleet-operator",
         }
         await self._request("POST", resource_path("v1", "Event", meta["namespace"]), body=event)
+
+
+async def read_secret_key(kube: KubeClient, namespace: str, name: str, key: str) -> str:
+    """One key of a Secret, decoded and stripped; LookupError names what is missing."""
+    secret = await kube.get("v1", "Secret", namespace, name)
+    if secret is None:
+        raise LookupError(f"Secret {name} not found")
+    encoded = (secret.get("data") or {}).get(key)
+    if encoded is None:
+        raise LookupError(f"Secret {name} has no key {key}")
+    return base64.b64decode(encoded).decode().strip()
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

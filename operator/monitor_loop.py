@@ -16,7 +16,6 @@ it wrote back (`on_written`), so the next reconcile starts from our conditions, 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import logging
@@ -42,7 +41,7 @@ from modelfleet.operator.api import (
 )
 from modelfleet.operator.feedback import feedback_status
 from modelfleet.operator.feedback_read import FeedbackReader
-from modelfleet.operator.kube import KubeClient, KubeError, merge_patch
+from modelfleet.operator.kube import KubeClient, KubeError, merge_patch, read_secret_key
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.monitor_read import Slot, SlotCounts, WindowReader
 from modelfleet.operator.monitoring import (
@@ -309,13 +308,7 @@ class Monitor:
         ref = webhook.bearer_token_secret_ref if webhook is not None else None
         if ref is None:
             return None
-        secret = await self._deps.kube.get("v1", "Secret", self.namespace, ref.name)
-        if secret is None:
-            raise LookupError(f"Secret {ref.name} not found")
-        encoded = (secret.get("data") or {}).get(ref.key)
-        if encoded is None:
-            raise LookupError(f"Secret {ref.name} has no key {ref.key}")
-        return base64.b64decode(encoded).decode().strip()
+        return await read_secret_key(self._deps.kube, self.namespace, ref.name, ref.key)
 
     async def _webhook_problem(self, problem: bool, message: str) -> None:
         reason = reasons.WEBHOOK_FAILING if problem else reasons.WEBHOOK_RECOVERED

@@ -15,7 +15,6 @@ Receivers are `spec.rollout.notify`, or when the spec does not set it the operat
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,7 @@ from modelfleet.operator.api import (
     RolloutSpec,
 )
 from modelfleet.operator.builders.common import Owner
-from modelfleet.operator.kube import KubeClient
+from modelfleet.operator.kube import KubeClient, read_secret_key
 from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.notify import (
@@ -175,13 +174,7 @@ class Notifier:
 
         async def from_secret() -> str:
             """Read at each attempt: a rotated URL is used at once."""
-            secret = await self._kube.get("v1", "Secret", owner.namespace, ref.name)
-            if secret is None:
-                raise LookupError(f"Secret {ref.name} not found")
-            encoded = (secret.get("data") or {}).get(ref.key)
-            if encoded is None:
-                raise LookupError(f"Secret {ref.name} has no key {ref.key}")
-            return base64.b64decode(encoded).decode().strip()
+            return await read_secret_key(self._kube, owner.namespace, ref.name, ref.key)
 
         return from_secret
 

@@ -4,6 +4,7 @@ periodically and after a 401, and discovery answers expire so a CRD installed la
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -13,8 +14,9 @@ import certifi
 import httpx
 import pytest
 
-from modelfleet.operator.kube import HttpKubeClient, KubeError
+from modelfleet.operator.kube import HttpKubeClient, KubeError, read_secret_key
 from modelfleet.operator.kube_credentials import Credentials, in_cluster_credentials
+from tests.unit.operator.test_reconcile import FakeKube
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
 KEDA = "/apis/keda.sh/v1alpha1"
@@ -172,3 +174,15 @@ def test_in_cluster_credentials_come_from_the_given_token_file(tmp_path: Path) -
     assert credentials.reload_token is not None
     token_file.write_text("eyJ.second\n")
     assert credentials.reload_token() == "eyJ.second"
+
+
+def test_a_secret_key_is_read_decoded_and_stripped_or_says_what_is_missing() -> None:
+    kube = FakeKube()
+    encoded = base64.b64encode(b" https://hooks.example.org/x\n").decode()
+    kube.objects[("Secret", "ml", "hook")] = {"data": {"url": encoded}}
+    read = read_secret_key(kube, "ml", "hook", "url")
+    assert asyncio.run(read) == "https://hooks.example.org/x"
+    with pytest.raises(LookupError, match=r"^Secret hook has no key token$"):
+        asyncio.run(read_secret_key(kube, "ml", "hook", "token"))
+    with pytest.raises(LookupError, match=r"^Secret gone not found$"):
+        asyncio.run(read_secret_key(kube, "ml", "gone", "url"))
