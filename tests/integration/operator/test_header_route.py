@@ -53,6 +53,20 @@ def _command(cluster: Any, namespace: str, verb: str) -> None:
     )
 
 
+def _v1_then_v2(
+    cluster: Any,
+    namespace: str,
+    apply_yaml: Callable[[Any], str],
+    example_model: Callable[..., str],
+    traffic: dict[str, Any],
+) -> None:
+    """v1 applied and Ready, then v2 applied: the rollout starts."""
+    apply_yaml(model_deployment("fraud", namespace, **_spec(example_model(), "v1", traffic)))
+    wait_ready(cluster, "fraud", namespace)
+    v2 = _spec(example_model("model-v2.onnx"), "v2", traffic)
+    apply_yaml(model_deployment("fraud", namespace, **v2))
+
+
 def _rules(cluster: Any, namespace: str) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = must_get(cluster, "httproute", "fraud", namespace)["spec"][
         "rules"
@@ -147,10 +161,7 @@ def test_the_canary_ingress_carries_the_header_annotations(
     example_model: Callable[..., str],
 ) -> None:
     ingress = {"ingress": {"host": "fraud.example.org"}}
-    apply_yaml(model_deployment("fraud", namespace, **_spec(example_model(), "v1", ingress)))
-    wait_ready(cluster, "fraud", namespace)
-    v2 = _spec(example_model("model-v2.onnx"), "v2", ingress)
-    apply_yaml(model_deployment("fraud", namespace, **v2))
+    _v1_then_v2(cluster, namespace, apply_yaml, example_model, ingress)
     canary = wait_for(
         lambda: get(cluster, "ingress", "fraud-canary", namespace), 60, "the canary Ingress"
     )
@@ -198,10 +209,7 @@ def test_a_class_listing_its_features_without_httproute_refuses_the_rollout(
 ) -> None:
     install_gateway(cluster.api_client(), namespace, "gw", "modelfleet-no-httproute", ["Gateway"])
     gateway = {"gateway": {"parentRefs": [{"name": "gw"}]}}
-    apply_yaml(model_deployment("fraud", namespace, **_spec(example_model(), "v1", gateway)))
-    wait_ready(cluster, "fraud", namespace)
-    v2 = _spec(example_model("model-v2.onnx"), "v2", gateway)
-    apply_yaml(model_deployment("fraud", namespace, **v2))
+    _v1_then_v2(cluster, namespace, apply_yaml, example_model, gateway)
     refusal = (
         "GatewayClass modelfleet-no-httproute does not support HTTPRoute "
         "(status.supportedFeatures): header route refused"
