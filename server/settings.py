@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelFormat = Literal["lightgbm", "onnx"]
@@ -210,14 +210,16 @@ class ServerSettings(BaseSettings):
             )
         return value
 
-    @field_validator("jwt_required_claims", mode="before")
+    @field_validator("jwt_required_claims", "feature_ranges", mode="before")
     @classmethod
-    def _claims_json(cls, value: Any) -> Any:
+    def _json_object(cls, value: Any, info: ValidationInfo) -> Any:
+        """A JSON object from the environment (blank: empty); its variable named if it is not."""
         if isinstance(value, str):
             try:
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as error:
-                raise ValueError(f"MODELFLEET_JWT_REQUIRED_CLAIMS is not JSON: {error}") from error
+                name = f"MODELFLEET_{(info.field_name or '').upper()}"
+                raise ValueError(f"{name} is not JSON: {error}") from error
         return value
 
     @model_validator(mode="after")
@@ -237,16 +239,6 @@ class ServerSettings(BaseSettings):
     @property
     def jwt_enabled(self) -> bool:
         return bool(self.jwt_issuer)
-
-    @field_validator("feature_ranges", mode="before")
-    @classmethod
-    def _ranges_json(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as error:
-                raise ValueError(f"MODELFLEET_FEATURE_RANGES is not JSON: {error}") from error
-        return value
 
     @field_validator("feature_ranges")
     @classmethod

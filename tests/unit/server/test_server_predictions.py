@@ -265,7 +265,7 @@ def test_turned_off_no_prediction_metrics(serve: Any, connect: Any) -> None:
         ({"prediction_buckets": "1,1,2"}, "increasing"),
         ({"prediction_buckets": "1,inf"}, "finite"),
         ({"prediction_buckets": "a,b"}, "float"),
-        ({"feature_ranges": "{not json"}, "not JSON"),
+        ({"feature_ranges": "{not json"}, "MODELFLEET_FEATURE_RANGES is not JSON"),
         ({"feature_ranges": '{"f0": [2, 1]}'}, "low must be"),
     ],
 )
