@@ -63,8 +63,13 @@ def condition(status_: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status_.get("conditions", []) if c["type"] == type_), {})
 
 
+def rule_weights(rule: dict[str, Any]) -> list[tuple[str, int]]:
+    """An HTTPRoute rule's (backend, weight) pairs; a weight left out is Gateway API's 1."""
+    return [(ref["name"], ref.get("weight", 1)) for ref in rule["backendRefs"]]
+
+
 def backend_weights(route: dict[str, Any]) -> list[tuple[str, int]]:
-    return [(ref["name"], ref["weight"]) for ref in route["spec"]["rules"][0]["backendRefs"]]
+    return rule_weights(route["spec"]["rules"][0])
 
 
 def wait_ready(cluster: Any, name: str, namespace: str, timeout: int = 90) -> None:

@@ -19,6 +19,7 @@ from tests.integration.operator.kube import (
     get,
     model_deployment,
     must_get,
+    rule_weights,
     status,
     wait_for,
     wait_ready,
@@ -74,10 +75,6 @@ def _rules(cluster: Any, namespace: str) -> list[dict[str, Any]]:
     return rules
 
 
-def _weights(rule: dict[str, Any]) -> list[tuple[str, int]]:
-    return [(ref["name"], ref.get("weight", 1)) for ref in rule["backendRefs"]]
-
-
 def _header_matches(rule: dict[str, Any]) -> list[dict[str, Any]]:
     return [h for match in rule["matches"] for h in match.get("headers", [])]
 
@@ -115,8 +112,8 @@ def test_the_httproute_sends_the_header_to_a_ready_canary_until_it_ends(
             "headers": [{"type": "Exact", **HEADER}],
         }
     ]
-    assert _weights(header) == [(f"fraud-{canary['slot']}", 100)]
-    assert _weights(weighted) == [
+    assert rule_weights(header) == [(f"fraud-{canary['slot']}", 100)]
+    assert rule_weights(weighted) == [
         (f"fraud-{current['activeSlot']}", 100),
         (f"fraud-{canary['slot']}", 0),
     ]
@@ -127,11 +124,11 @@ def test_the_httproute_sends_the_header_to_a_ready_canary_until_it_ends(
 
     def at_ten() -> list[dict[str, Any]] | None:
         rules = _rules(cluster, namespace)
-        return rules if _weights(rules[-1])[-1][1] == 10 else None
+        return rules if rule_weights(rules[-1])[-1][1] == 10 else None
 
     header, weighted = wait_for(at_ten, 60, "weight 10")
-    assert _weights(header) == [(f"fraud-{canary['slot']}", 100)]
-    assert _weights(weighted) == [
+    assert rule_weights(header) == [(f"fraud-{canary['slot']}", 100)]
+    assert rule_weights(weighted) == [
         (f"fraud-{current['activeSlot']}", 90),
         (f"fraud-{canary['slot']}", 10),
     ]
@@ -139,7 +136,7 @@ def test_the_httproute_sends_the_header_to_a_ready_canary_until_it_ends(
     _command(cluster, namespace, "abort")  # the header rule goes with the canary
     wait_for(lambda: len(_rules(cluster, namespace)) == 1, 30, "the header rule gone on abort")
     (rule,) = _rules(cluster, namespace)
-    assert _weights(rule) == [(f"fraud-{current['activeSlot']}", 100)]
+    assert rule_weights(rule) == [(f"fraud-{current['activeSlot']}", 100)]
     assert NOTE not in (status(cluster, "fraud", namespace).get("message") or "")
 
     v3 = _spec(example_model("model.txt"), "v3", gateway)
