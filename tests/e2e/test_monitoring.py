@@ -5,8 +5,8 @@ traffic of varied rows, and a real HTTP receiver for the webhook.
 One ModelDeployment walks through the scenarios of issue #15 in order (each reads the conditions
 the operator writes every `interval`, over a sliding `window`):
 
-1. traffic drawn from the baseline's distribution: Drifting and DataQuality stay False over many
-   evaluations, and no CloudEvent says drift;
+1. traffic drawn from the baseline's distribution: Drifting and DataQuality stay False over 20+
+   disjoint windows (the window as long as the interval), and no CloudEvent says drift;
 2. two of the 16 features shifted by half a standard deviation: Drifting names exactly those two,
    with their figures, within three intervals of enough shifted rows in the window;
 3. 10 % missing values on one feature: DataQuality names it;
@@ -45,6 +45,9 @@ RPS = 20.0  # × 32 rows a request: ~19,000 rows in a 30 s window
 INTERVAL_S = 5.0
 WINDOW_S = 30.0
 WINDOW = f"{WINDOW_S:.0f}s"
+# the calm phase judges windows as long as the interval, so each evaluation reads rows no other
+# one read: 21 evaluations are 20+ disjoint windows of baseline traffic (~3,200 rows each)
+CALM_WINDOW = f"{INTERVAL_S:.0f}s"
 BASELINE_ROWS = 20_000
 SHIFTED = ("f5", "f11")
 MISSING = "f8"
@@ -244,7 +247,7 @@ def test_monitoring_names_drifting_and_missing_features_and_alerts_the_webhook(
     manifest["spec"]["monitoring"] = {
         "baselineUri": _write_baseline(tmp_path / "baseline.csv").as_uri(),
         "interval": f"{INTERVAL_S:.0f}s",
-        "window": WINDOW,
+        "window": CALM_WINDOW,
         "webhook": {"url": receiver.url},
     }
     apply(cluster, namespace, manifest)
@@ -256,7 +259,7 @@ def test_monitoring_names_drifting_and_missing_features_and_alerts_the_webhook(
         payloads=_payloads(seed=1),
     )
     with Looks(cluster, namespace) as looks, driver.running():
-        # 1. baseline traffic: a verdict, then many evaluations without a false alarm
+        # 1. baseline traffic: a verdict, then 20+ disjoint windows without a false alarm
         first = looks.wait(
             "a first drift verdict",
             lambda look: _status(look, "Drifting") in ("True", "False"),
@@ -272,12 +275,21 @@ def test_monitoring_names_drifting_and_missing_features_and_alerts_the_webhook(
         log.info("calm: %s", calm[-1].conditions["Drifting"]["message"])
         assert _status(settled, "Drifting") == "False", settled.conditions
         assert _status(settled, "DataQuality") == "False", settled.conditions
-        assert settled.monitoring["rows"] > 5000
+        assert settled.monitoring["rows"] > 1000  # minSamples: a verdict, not "too few rows"
+        assert settled.monitoring["window"] == CALM_WINDOW
         assert len(settled.monitoring["features"]) == FEATURES
         assert settled.monitoring["outputs"], settled.monitoring  # predictions monitored too
         assert not [
             e for e in receiver.of("Drifting") if e["data"]["condition"]["status"] == "True"
         ]
+
+        # the sliding window the shift is measured over, taken up without a rollout
+        manifest["spec"]["monitoring"]["window"] = WINDOW
+        apply(cluster, namespace, manifest)
+        widened = looks.wait(
+            f"a look over {WINDOW}", lambda look: look.monitoring.get("window") == WINDOW, 60
+        )
+        assert widened.monitoring["revision"] == settled.monitoring["revision"]  # no rollout
 
         # 2. two features shifted by half a standard deviation
         shifted_at = driver.switch(_payloads(seed=2, shift=dict.fromkeys(SHIFTED, 0.5)))
