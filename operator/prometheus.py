@@ -275,7 +275,7 @@ class PrometheusReader:
         at: float,
         window_s: int,
         *,
-        key: Callable[[Mapping[str, str]], Labels] | None = None,
+        key: Callable[[Mapping[str, str]], Labels] = labels_of,
     ) -> dict[Labels, float]:
         """What each counter series matched by `series` gained since `since` (series_increase)."""
         baselines, windows = await asyncio.gather(
@@ -290,11 +290,10 @@ class PrometheusReader:
         query: str,
         at: float,
         *,
-        key: Callable[[Mapping[str, str]], Labels] | None = None,
+        key: Callable[[Mapping[str, str]], Labels] = labels_of,
     ) -> dict[Labels, float]:
         kind, result = await self._query(url, query, at)
         _expect(kind, "vector", query)
-        key = key or labels_of
         return {key(item["metric"]): float(item["value"][1]) for item in result}
 
     async def _matrix(
@@ -303,11 +302,10 @@ class PrometheusReader:
         query: str,
         at: float,
         *,
-        key: Callable[[Mapping[str, str]], Labels] | None = None,
+        key: Callable[[Mapping[str, str]], Labels] = labels_of,
     ) -> dict[Labels, list[Sample]]:
         kind, result = await self._query(url, query, at)
         _expect(kind, "matrix", query)
-        key = key or labels_of
         return {
             key(item["metric"]): [(float(stamp), float(value)) for stamp, value in item["values"]]
             for item in result
