@@ -101,7 +101,7 @@ def header_route_note(router: Router, routing: Routing, version: str | None) -> 
         return None
     slot = routing.canary_slot
     return (
-        f"header route live: requests with {header.name}: {header.value} go to {version} ({slot})"
+        f"{HEADER_ROUTE_NOTE}requests with {header.name}: {header.value} go to {version} ({slot})"
     )
 
 
