@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,8 @@ from localcluster.helm import HELM_MODULE_DIR, HELM_VERSION, helm_build_key
 from localcluster.paths import GOMOD_DIR, build_key
 
 from modelfleet.operator.crd import render_crd_yaml, render_peering_yaml
+from tests.helm_chart import CHART, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "modelfleet"
 ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| `(?P<default>[^`]*)` \| .+ \|$")
 
 
