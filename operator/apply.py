@@ -123,16 +123,19 @@ def status_dict(status: ModelDeploymentStatus) -> dict[str, Any]:
     return dumped
 
 
+# the status fields that are ours, by name and by alias (kopf and others write theirs beside them)
+_STATUS_FIELDS = frozenset(ModelDeploymentStatus.model_fields) | {
+    field.alias for field in ModelDeploymentStatus.model_fields.values() if field.alias
+}
+
+
 async def write_status(
     kube: KubeClient, body: Mapping[str, Any], status: ModelDeploymentStatus
 ) -> dict[str, Any] | None:
     """Patch only our own status fields, only when they changed; the object as written, or None
     when nothing was written (or the object is gone)."""
     live = dict(body.get("status") or {})
-    ours = set(ModelDeploymentStatus.model_fields) | {
-        field.alias for field in ModelDeploymentStatus.model_fields.values() if field.alias
-    }
-    old = {key: value for key, value in live.items() if key in ours}
+    old = {key: value for key, value in live.items() if key in _STATUS_FIELDS}
     patch = merge_patch(old, status_dict(status))
     if not patch:
         return None
