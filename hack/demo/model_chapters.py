@@ -50,10 +50,7 @@ def gates(story: Story, *, paired: bool) -> dict[str, Any]:
 
 
 def chapter_silent_bug(story: Story) -> None:
-    story.view.chapter(
-        f"4/{story.chapters}  v4: a silent bug (features permuted): 200, fast, and a familiar "
-        "distribution"
-    )
+    story.chapter(4, "v4: a silent bug (features permuted): 200, fast, and a familiar distribution")
     generic = manifest(
         story.cluster, model="model-permuted.txt", version="v4", gates=gates(story, paired=False)
     )
@@ -102,9 +99,7 @@ def chapter_silent_bug(story: Story) -> None:
 
 
 def chapter_undo(story: Story) -> None:
-    story.view.chapter(
-        f"5/{story.chapters}  v5: a good retrain through every gate, then `kubectl modelfleet undo`"
-    )
+    story.chapter(5, "v5: a good retrain through every gate, then `kubectl modelfleet undo`")
     body = manifest(
         story.cluster,
         model="model.txt",

@@ -153,9 +153,7 @@ def _poll(story: Story, done: Callable[[Status], bool], timeout: float) -> Statu
 
 def chapter_monitoring(story: Story, cluster: RealDemoCluster, traffic: ClientTraffic) -> None:
     began = time.monotonic()
-    story.view.chapter(
-        f"{story.chapters}/{story.chapters}  after promotion: the operator watches the model"
-    )
+    story.chapter(story.chapters, "after promotion: the operator watches the model")
     story.view.say(
         "every version of this story was applied with spec.monitoring: baselineUri "
         f"{cluster.monitoring()['baselineUri']} (the 512 reference rows, from the model-files "

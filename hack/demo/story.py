@@ -75,6 +75,10 @@ class Story:
     def chapters(self) -> int:
         return 6 if self.real else 5  # the real tier adds monitoring after promotion
 
+    def chapter(self, number: int, title: str) -> None:
+        """A chapter's heading: '2/6  v2: …'."""
+        self.view.chapter(f"{number}/{self.chapters}  {title}")
+
     def status(self) -> Mapping[str, Any]:
         return read_status(self.cluster, NAMESPACE, NAME)
 
@@ -125,9 +129,7 @@ class Story:
 
     # --- the chapters ----------------------------------------------------------------------------
     def chapter_v1(self) -> None:
-        self.view.chapter(
-            f"1/{self.chapters}  v1: apply the example ModelDeployment and wait until Ready"
-        )
+        self.chapter(1, "v1: apply the example ModelDeployment and wait until Ready")
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model.txt", version="v1"))
         self.view.say(
             f"applied ModelDeployment {NAME} (v1 = examples/models/model.txt, "
@@ -147,9 +149,7 @@ class Story:
         )
 
     def chapter_v2(self) -> None:
-        self.view.chapter(
-            f"2/{self.chapters}  v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic"
-        )
+        self.chapter(2, "v2: a good retrain, 10 → 25 → 50 → 100 % under live traffic")
         apply(self.cluster, NAMESPACE, manifest(self.cluster, model="model-v2.txt", version="v2"))
         self.view.say(f"applied v2 (examples/models/model-v2.txt); {LIMITS.text()}")
         watch = self.new_watch("v2")
@@ -165,9 +165,7 @@ class Story:
         )
 
     def chapter_v3(self) -> None:
-        self.view.chapter(
-            f"3/{self.chapters}  v3: the same model, but its server fails 5 % of requests"
-        )
+        self.chapter(3, "v3: the same model, but its server fails 5 % of requests")
         apply(
             self.cluster,
             NAMESPACE,
