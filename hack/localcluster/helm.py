@@ -8,13 +8,12 @@ hack/gomod so that pinning helm leaves the control plane's build key alone.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .build import _run_step, cached_build
-from .paths import HACK_DIR, cache_root, go_version
+from .paths import HACK_DIR, cache_root, module_build_key
 
 HELM_MODULE_DIR = HACK_DIR / "helm"
 HELM_VERSION = "v4.3.2"
@@ -28,13 +27,7 @@ def _say(message: str) -> None:
 
 def helm_build_key() -> str:
     """Changes whenever the helm module, the link flags or the Go version change."""
-    digest = hashlib.sha256(go_version().encode())
-    digest.update(HELM_LDFLAGS.encode())
-    for path in sorted(HELM_MODULE_DIR.iterdir()):
-        if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return f"helm-{HELM_VERSION}-{digest.hexdigest()[:10]}"
+    return module_build_key("helm", HELM_VERSION, HELM_MODULE_DIR, HELM_LDFLAGS)
 
 
 @dataclass(frozen=True)

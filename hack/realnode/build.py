@@ -7,13 +7,12 @@ keyed by that module and the Go version, so the control plane's build key does n
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster.build import KUBERNETES_LDFLAGS, BuildError, _run_step, cached_build
-from localcluster.paths import KUBERNETES_VERSION, cache_root, go_version
+from localcluster.paths import KUBERNETES_VERSION, cache_root, module_build_key
 
 NODE_MODULE_DIR = Path(__file__).resolve().parent / "gomod"
 NODE_BINARIES = ("kubelet", "kube-proxy")
@@ -29,13 +28,7 @@ def _say(message: str) -> None:
 
 def node_build_key() -> str:
     """Changes whenever the node module, the link flags or the Go version change."""
-    digest = hashlib.sha256(go_version().encode())
-    digest.update(KUBERNETES_LDFLAGS.encode())
-    for path in sorted(NODE_MODULE_DIR.iterdir()):
-        if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return f"node-{KUBERNETES_VERSION}-{digest.hexdigest()[:10]}"
+    return module_build_key("node", KUBERNETES_VERSION, NODE_MODULE_DIR, KUBERNETES_LDFLAGS)
 
 
 @dataclass(frozen=True)
