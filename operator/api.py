@@ -112,6 +112,12 @@ class CamelModel(BaseModel):
         return self
 
 
+def as_json(model: BaseModel) -> dict[str, Any]:
+    """A model as the API server stores it: camelCase keys, no unset fields, JSON values."""
+    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped
+
+
 def free_form(description: str) -> Any:
     """A field kept as raw Kubernetes YAML (affinity, resources, …): the CRD preserves it unvalidated."""
     return Field(

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from modelfleet.operator.api import API_VERSION, KIND, ModelDeploymentStatus
+from modelfleet.operator.api import API_VERSION, KIND, ModelDeploymentStatus, as_json
 from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.desired import DesiredState
 from modelfleet.operator.kube import KubeClient, merge_patch
@@ -118,11 +118,6 @@ async def _delete_one(
         cache.remember(key, b"absent", owner.uid)
 
 
-def status_dict(status: ModelDeploymentStatus) -> dict[str, Any]:
-    dumped: dict[str, Any] = status.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return dumped
-
-
 # the status fields that are ours, by name and by alias (kopf and others write theirs beside them)
 _STATUS_FIELDS = frozenset(ModelDeploymentStatus.model_fields) | {
     field.alias for field in ModelDeploymentStatus.model_fields.values() if field.alias
@@ -136,7 +131,7 @@ async def write_status(
     when nothing was written (or the object is gone)."""
     live = dict(body.get("status") or {})
     old = {key: value for key, value in live.items() if key in _STATUS_FIELDS}
-    patch = merge_patch(old, status_dict(status))
+    patch = merge_patch(old, as_json(status))
     if not patch:
         return None
     meta = body["metadata"]

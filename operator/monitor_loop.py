@@ -37,6 +37,7 @@ from modelfleet.operator.api import (
     MonitoringSpec,
     MonitoringStatus,
     SlotFeedback,
+    as_json,
     parse_duration,
 )
 from modelfleet.operator.feedback import feedback_status
@@ -252,7 +253,7 @@ class Monitor:
             figures = evaluation.figures or old.monitoring or MonitoringStatus()
             if self._spec is not None and self._spec.webhook is not None:
                 figures = figures.model_copy(update={"webhook": self.sender.state()})
-            await self._patch(live, [_dump(c) for c in conditions], _dump(figures))
+            await self._patch(live, [as_json(c) for c in conditions], as_json(figures))
         return changed
 
     async def _patch(
@@ -282,7 +283,7 @@ class Monitor:
         if not changed:
             return
         ref = self._ref()
-        figures = _dump(evaluation.figures) if evaluation.figures is not None else {}
+        figures = as_json(evaluation.figures) if evaluation.figures is not None else {}
         figures.pop("webhook", None)
         for condition in changed:
             kind = "Warning" if condition.status == "True" else "Normal"
@@ -292,7 +293,7 @@ class Monitor:
             except (KubeError, httpx.HTTPError) as error:
                 logger.warning("%s/%s: event not posted: %s", *self._key, error)
             if spec.webhook is not None:
-                event = cloud_event(self.namespace, self.name, _dump(condition), figures, now)
+                event = cloud_event(self.namespace, self.name, as_json(condition), figures, now)
                 self.sender.send(spec.webhook.url, event)
 
     def _ref(self) -> dict[str, Any]:
@@ -331,11 +332,6 @@ def _prometheus_url(body: Mapping[str, Any]) -> str | None:
     analysis = ((body.get("spec") or {}).get("rollout") or {}).get("analysis") or {}
     url = analysis.get("prometheusUrl")
     return str(url) if url else None
-
-
-def _dump(model: Condition | MonitoringStatus) -> dict[str, Any]:
-    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return dumped
 
 
 def judge_window(

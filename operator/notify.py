@@ -19,10 +19,10 @@ from modelfleet.operator import reasons
 from modelfleet.operator.api import (
     API_VERSION,
     PLURAL,
-    AnalysisStatus,
     CanaryStatus,
     ModelDeploymentStatus,
     NotifyTarget,
+    as_json,
 )
 from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.rollout.types import Event, Transition
@@ -158,12 +158,7 @@ class Subject:
     def _figures(self, canary: CanaryStatus) -> dict[str, Any]:
         """The measurement this pass took, else the last one the status holds."""
         measured = self.measurement
-        return _dump(measured.to_status() if measured is not None else canary.analysis)
-
-
-def _dump(analysis: AnalysisStatus) -> dict[str, Any]:
-    dumped: dict[str, Any] = analysis.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return dumped
+        return as_json(measured.to_status() if measured is not None else canary.analysis)
 
 
 def facts(notice: RolloutNotice) -> list[tuple[str, str]]:
