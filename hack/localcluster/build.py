@@ -7,6 +7,7 @@ repository keyed by the pinned versions (see `paths.build_key`): a second build 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -219,3 +220,15 @@ def _build_control_plane(staging: Artifacts, logs: Path) -> dict[str, str]:
     _collect_yaml(staging.crd_dir, staging.kwok_stages, logs)
     _build_binaries(staging.bin_dir, logs)
     return {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION, "kwok": KWOK_VERSION}
+
+
+def module_build_key(name: str, version: str, module_dir: Path, ldflags: str) -> str:
+    """`<name>-<version>-<hash>`: changes whenever the Go version, the link flags or a file of the
+    pinned module (`module_dir`'s go.mod, go.sum, *.go) changes."""
+    digest = hashlib.sha256(go_version().encode())
+    digest.update(ldflags.encode())
+    for path in sorted(module_dir.iterdir()):
+        if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return f"{name}-{version}-{digest.hexdigest()[:10]}"

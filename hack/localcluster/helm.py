@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import _run_step, cached_build
-from .paths import HACK_DIR, cache_root, module_build_key
+from .build import _run_step, cached_build, module_build_key
+from .paths import HACK_DIR, cache_root
 
 HELM_MODULE_DIR = HACK_DIR / "helm"
 HELM_VERSION = "v4.3.2"

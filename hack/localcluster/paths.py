@@ -73,18 +73,6 @@ def go_version() -> str:
     return done.stdout.strip()
 
 
-def module_build_key(name: str, version: str, module_dir: Path, ldflags: str) -> str:
-    """`<name>-<version>-<hash>`: changes whenever the Go version, the link flags or a file of the
-    pinned module (`module_dir`'s go.mod, go.sum, *.go) changes."""
-    digest = hashlib.sha256(go_version().encode())
-    digest.update(ldflags.encode())
-    for path in sorted(module_dir.iterdir()):
-        if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return f"{name}-{version}-{digest.hexdigest()[:10]}"
-
-
 def build_key() -> str:
     """A key that changes whenever a pinned module, our Go sources or the Go version changes."""
     digest = hashlib.sha256(go_version().encode())

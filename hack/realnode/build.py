@@ -11,8 +11,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcluster.build import KUBERNETES_LDFLAGS, BuildError, _run_step, cached_build
-from localcluster.paths import KUBERNETES_VERSION, cache_root, module_build_key
+from localcluster.build import (
+    KUBERNETES_LDFLAGS,
+    BuildError,
+    _run_step,
+    cached_build,
+    module_build_key,
+)
+from localcluster.paths import KUBERNETES_VERSION, cache_root
 
 NODE_MODULE_DIR = Path(__file__).resolve().parent / "gomod"
 NODE_BINARIES = ("kubelet", "kube-proxy")
