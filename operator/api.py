@@ -283,6 +283,11 @@ class MetricCheck(CamelModel):
     )
     min: float | None = Field(default=None, description="Fail below this value.")
     max: float | None = Field(default=None, description="Fail above this value.")
+    dry_run: bool = Field(
+        default=False,
+        description="Advisory: measured and reported, never acted on (neither rolls back nor "
+        "holds); its would-be failures are counted in status.canary.advisory and the history.",
+    )
 
 
 class ReplaySpec(CamelModel):
@@ -307,6 +312,12 @@ class ReplaySpec(CamelModel):
         ge=1,
         description="Fewer rows to replay → Inconclusive, never Pass.",
     )
+
+
+AdvisoryGate = Literal[
+    "errorRate", "p99", "p99Regression", "drift", "agreement", "scoreDelta", "accuracy"
+]
+ADVISORY_GATES: tuple[str, ...] = get_args(AdvisoryGate)
 
 
 def _paired_gate_has_rows(analysis: AnalysisSpec) -> bool:
@@ -352,6 +363,15 @@ class AnalysisSpec(CamelModel):
         description="Optional: canary p99 must stay ≤ ratio × stable p99 in the same window.",
     )
     metrics: list[MetricCheck] = Field(default_factory=list, description="Extra PromQL checks.")
+    dry_run: list[AdvisoryGate] = Field(
+        default_factory=list,
+        max_length=len(ADVISORY_GATES),
+        description="Advisory gates, by name: "
+        + ", ".join(ADVISORY_GATES)
+        + ". Each is measured and reported (status, condition message, notifications) but never "
+        "acted on: it neither rolls back nor holds; how often it would have failed is counted in "
+        "status.canary.advisory and the history entry. An extra metric takes `dryRun` itself.",
+    )
     on_metrics_unavailable: Literal["hold", "rollback"] = Field(
         default="hold",
         description="What to do while Prometheus cannot be read: hold the weight, or roll back.",
@@ -795,6 +815,24 @@ class Condition(CamelModel):
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
 
 
+class AdvisoryCheck(CamelModel):
+    gate: str = Field(description="Advisory gate (a dryRun name, or an extra metric's name).")
+    phase: MeasurementPhase = Field(description="What it would have decided.")
+    message: str = Field(default="", description="Its measured value against its limit.")
+
+
+class AdvisoryTally(CamelModel):
+    gate: str = Field(description="Advisory gate (a dryRun name, or an extra metric's name).")
+    looks: int = Field(default=0, ge=0, description="Looks that measured it in this rollout.")
+    would_fail: int = Field(default=0, ge=0, description="Looks where it would have failed.")
+    first_failed_at: str | None = Field(
+        default=None, description="When it would first have rolled back (RFC 3339)."
+    )
+    last_failure: str | None = Field(
+        default=None, description="The last would-be failure: measured value against its limit."
+    )
+
+
 class AnalysisStatus(CamelModel):
     phase: MeasurementPhase | None = Field(default=None, description="Last measurement's outcome.")
     error_rate: float | None = Field(default=None, description="Canary 5xx share since the step.")
@@ -831,6 +869,10 @@ class AnalysisStatus(CamelModel):
     labelled_rows: int | None = Field(default=None, description="Labelled canary rows counted.")
     message: str | None = Field(default=None, description="Why, in words.")
     measured_at: str | None = Field(default=None, description="When (RFC 3339).")
+    advisory: list[AdvisoryCheck] = Field(
+        default_factory=list,
+        description="The advisory (dryRun) gates' verdicts at this look; none of them decided it.",
+    )
 
 
 class CanaryStatus(CamelModel):
@@ -872,6 +914,10 @@ class CanaryStatus(CamelModel):
     analysis: AnalysisStatus = Field(
         default_factory=AnalysisStatus, description="Last measurement."
     )
+    advisory: list[AdvisoryTally] = Field(
+        default_factory=list,
+        description="Per advisory (dryRun) gate, over the rollout: looks and would-be failures.",
+    )
 
 
 class SlotStatus(CamelModel):
@@ -897,6 +943,11 @@ class HistoryEntry(CamelModel):
     message: str = Field(default="", description="Why, with measured values.")
     started_at: str | None = Field(default=None, description="Rollout start (RFC 3339).")
     finished_at: str = Field(description="Rollout end (RFC 3339).")
+    advisory: list[AdvisoryTally] = Field(
+        default_factory=list,
+        description="The advisory (dryRun) gates over the rollout: how often each would have "
+        "failed.",
+    )
 
 
 class DriftFigures(CamelModel):
