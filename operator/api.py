@@ -12,7 +12,7 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -247,12 +247,73 @@ class ParentRef(CamelModel):
     section_name: str | None = Field(default=None, description="Listener name.")
 
 
+# Gateway API's own Duration (GEP-2257): what an HTTPRoute's timeouts and retry backoff accept
+GATEWAY_DURATION_PATTERN = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"
+
+
+def _backend_within_request(timeouts: RouteTimeouts) -> bool:
+    request, backend = timeouts.request, timeouts.backend_request
+    if request is None or backend is None or parse_duration(request) == 0:
+        return True
+    return parse_duration(backend) <= parse_duration(request)
+
+
+class RouteTimeouts(CamelModel):
+    cross_field_rules = (
+        CrossFieldRule(
+            "!(has(self.request) && has(self.backendRequest) && duration(self.request) != "
+            "duration('0s') && duration(self.backendRequest) > duration(self.request))",
+            "traffic.gateway.timeouts.backendRequest must not be longer than request",
+            _backend_within_request,
+        ),
+    )
+    request: str | None = Field(
+        default=None,
+        pattern=GATEWAY_DURATION_PATTERN,
+        description="Longest the Gateway waits for the whole answer, retries included (504 "
+        "past it); 0s: no timeout. Needs the class feature HTTPRouteRequestTimeout.",
+    )
+    backend_request: str | None = Field(
+        default=None,
+        pattern=GATEWAY_DURATION_PATTERN,
+        description="Longest one attempt at a model pod may take; at most request. Needs "
+        "HTTPRouteBackendTimeout.",
+    )
+
+
+class RouteRetry(CamelModel):
+    attempts: int | None = Field(
+        default=None, ge=0, le=10, description="Retries of one request at most."
+    )
+    backoff: str | None = Field(
+        default=None,
+        pattern=GATEWAY_DURATION_PATTERN,
+        description="Shortest wait between attempts, e.g. 100ms.",
+    )
+    codes: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=list,
+        description="Answer codes retried (500, 502, 503 and 504 wherever the feature is "
+        "supported; others in 400-599 where the implementation allows).",
+    )
+
+
 class GatewayTraffic(CamelModel):
     parent_refs: list[ParentRef] = Field(
         min_length=1, description="Gateways the HTTPRoute attaches to."
     )
     hostnames: list[str] = Field(default_factory=list, description="Host names of the route.")
     path: str = Field(default="/", description="Path prefix routed to the model.")
+    timeouts: RouteTimeouts | None = Field(
+        default=None,
+        description="Written to every HTTPRoute rule when each Gateway's class lists the features "
+        "(status.supportedFeatures); refused with the RoutePolicy condition otherwise.",
+    )
+    retry: RouteRetry | None = Field(
+        default=None,
+        description="Written to every HTTPRoute rule when each Gateway's class lists "
+        "HTTPRouteRetry (and the experimental-channel HTTPRoute CRD is installed); refused with "
+        "the RoutePolicy condition otherwise. The gates count each attempt at the canary.",
+    )
 
 
 class TrafficSpec(CamelModel):

@@ -67,6 +67,8 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:  # constrained items, e.g. list[Annotated[int, Field(ge=…)]]
+        return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):

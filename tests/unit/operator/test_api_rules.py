@@ -46,6 +46,14 @@ BROKEN: dict[str, dict[str, Any]] = {
     "none": {"rollout": {"shadow": {"percent": 50}}, "traffic": INGRESS},
     "rollout.headerRoute needs traffic.ingress or traffic.gateway: the replica-ratio split "
     "cannot match headers": {"rollout": {"headerRoute": {"name": "X-Canary", "value": "always"}}},
+    "traffic.gateway.timeouts.backendRequest must not be longer than request": {
+        "traffic": {
+            "gateway": {
+                "parentRefs": [{"name": "g"}],
+                "timeouts": {"request": "5s", "backendRequest": "1m"},
+            }
+        }
+    },
 }
 
 
