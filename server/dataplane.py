@@ -16,6 +16,7 @@ import numpy.typing as npt
 from modelfleet import __version__
 from modelfleet.server import baseline, codecs
 from modelfleet.server.batching import MicroBatcher
+from modelfleet.server.cache import CachedScorer, MemoryStore, RedisStore, Store
 from modelfleet.server.errors import InjectedFaultError, ModelNotFoundError, NotReadyError
 from modelfleet.server.faults import FaultInjector
 from modelfleet.server.feedback import FeedbackStore
@@ -72,6 +73,7 @@ class DataPlane:
             max_latency_s=settings.max_batch_latency_micros / 1e6,
             observe_batch=metrics.observe_batch,
         )
+        self.cache = self._make_cache()
         self.draining = False
         metrics.model_loaded(
             model.version, model.format, model.metadata.backend, model.sha256, model.load_seconds
@@ -109,10 +111,35 @@ class DataPlane:
             },
         )
 
+    def _make_cache(self) -> CachedScorer | None:
+        settings = self.settings
+        if settings.cache == "off":
+            return None
+        store: Store
+        if settings.cache == "redis":
+            store = RedisStore(settings.cache_redis_url, settings.cache_ttl_seconds)
+        else:
+            store = MemoryStore(settings.cache_max_entries, settings.cache_ttl_seconds)
+        return CachedScorer(
+            store, self._cache_namespace(), self._observe, self.metrics.observe_cache
+        )
+
+    def _cache_namespace(self) -> bytes:
+        """What a cached answer belongs to: this model file, version, revision and engine."""
+        model = self.model
+        backend = model.runtime.metadata().backend
+        parts = (model.name, model.version, model.sha256, self.settings.revision, backend)
+        return "\0".join(parts).encode() + b"\0"
+
     def _predict(self, rows: npt.NDArray[np.generic]) -> Outputs:
         """Score one micro-batch with the runtime's current engine (it may switch to its
         ONNX twin after start) and count what was asked and answered."""
         outputs = self.model.runtime.predict(rows)
+        self._observe(rows, outputs)
+        return outputs
+
+    def _observe(self, rows: npt.NDArray[np.generic], outputs: Outputs) -> None:
+        """Count rows answered, scored or from the cache: drift and monitoring see them all."""
         if self.predictions is not None:
             try:
                 self.predictions.observe(rows, outputs)
@@ -120,7 +147,6 @@ class DataPlane:
                 log.exception("prediction metrics failed for a batch")
         if self.live_sample is not None:
             self.live_sample.observe(rows)
-        return outputs
 
     def replay(self, rows: npt.NDArray[np.generic]) -> Outputs:
         """Score rows for the paired gate on the calling thread (the metrics server's), with
@@ -148,6 +174,8 @@ class DataPlane:
         self.metrics.model_loaded(
             model.version, model.format, backend, model.sha256, model.load_seconds
         )
+        if self.cache is not None:  # the new engine's answers are its own
+            self.cache.namespace = self._cache_namespace()
 
     def find(self, name: str, version: str | None = None) -> LoadedModel:
         if name != self.model.name or version not in (None, "", self.model.version):
@@ -165,6 +193,11 @@ class DataPlane:
             )
 
     async def score(self, rows: npt.NDArray[np.generic]) -> Outputs:
+        if self.cache is not None:
+            return await self.cache.score(rows, self._score_now)
+        return await self._score_now(rows)
+
+    async def _score_now(self, rows: npt.NDArray[np.generic]) -> Outputs:
         return await self.batcher.submit(rows, self.settings.request_timeout_seconds)
 
     async def infer_v2(

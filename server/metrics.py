@@ -71,6 +71,7 @@ class _HotPathStats(Collector):
         self.identity = identity
         self.by_code: dict[int, int] = {}
         self.auth_refusals: dict[str, int] = {}
+        self.cache_lookups: dict[str, int] = {}  # empty (no series) while the cache is off
         self.duration = _Histogram(LATENCY_BUCKETS)
         self.batch = _Histogram(tuple(float(b) for b in BATCH_BUCKETS))
 
@@ -83,6 +84,11 @@ class _HotPathStats(Collector):
 
     def observe_auth_refusal(self, reason: str) -> None:
         self.auth_refusals[reason] = self.auth_refusals.get(reason, 0) + 1
+
+    def observe_cache(self, hits: int, misses: int) -> None:
+        lookups = self.cache_lookups
+        lookups["hit"] = lookups.get("hit", 0) + hits
+        lookups["miss"] = lookups.get("miss", 0) + misses
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -101,6 +107,15 @@ class _HotPathStats(Collector):
         for reason, count in sorted(dict(self.auth_refusals).items()):
             refusals.add_metric([*self.identity.values(), reason], count)
         yield refusals
+        cache = CounterMetricFamily(
+            "modelfleet_cache_requests",
+            "Rows looked up in the prediction cache, by result (hit, miss); a batched request "
+            "counts each row",
+            labels=[*self.identity, "result"],
+        )
+        for result, count in sorted(dict(self.cache_lookups).items()):
+            cache.add_metric([*self.identity.values(), result], count)
+        yield cache
         yield self.duration.family(
             "modelfleet_request_duration_seconds",
             "Time from the request's arrival to the end of the answer, inference routes only",
@@ -153,6 +168,10 @@ class ServerMetrics:
         """Count one inference request refused by auth (`reason` is a fixed word, never a
         credential); it is not a request the model answered."""
         self._hot.observe_auth_refusal(reason)
+
+    def observe_cache(self, hits: int, misses: int) -> None:
+        """Count the rows of one request answered from the prediction cache and not."""
+        self._hot.observe_cache(hits, misses)
 
     def track_predictions(
         self, metadata: ModelMetadata, config: PredictionMetricsConfig

@@ -167,6 +167,22 @@ class ServerSettings(BaseSettings):
         3600.0, gt=0, description="How long an answer waits for its label at most"
     )
 
+    cache: Literal["off", "memory", "redis"] = Field(
+        "off",
+        description="Prediction cache: answers kept per model revision and exact input row "
+        "(memory: in this process; redis: in MODELFLEET_CACHE_REDIS_URL, shared by the pods)",
+    )
+    cache_ttl_seconds: float = Field(300.0, gt=0, description="How long an answer is kept")
+    cache_max_entries: int = Field(
+        100_000,
+        ge=1,
+        description="Rows kept at most by the in-process cache (least recently "
+        "used first out); a Redis is bounded by its own maxmemory",
+    )
+    cache_redis_url: str = Field(
+        "", description="redis:// or rediss:// URL of the cache's Redis (MODELFLEET_CACHE=redis)"
+    )
+
     @field_validator("prediction_buckets", mode="before")
     @classmethod
     def _split_buckets(cls, value: Any) -> Any:
@@ -234,6 +250,17 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"JWT auth needs {missing} as well")
         if self.jwt_jwks_uri and not self.jwt_jwks_uri.startswith(("http://", "https://")):
             raise ValueError("MODELFLEET_JWT_JWKS_URI must be an http:// or https:// URL")
+        return self
+
+    @model_validator(mode="after")
+    def _cache_redis_named(self) -> ServerSettings:
+        if self.cache == "redis" and not self.cache_redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                "MODELFLEET_CACHE=redis needs MODELFLEET_CACHE_REDIS_URL, a redis://, rediss:// "
+                "or unix:// URL"
+            )
         return self
 
     @property
