@@ -38,11 +38,8 @@ fmt: $(STAMP) ## Format and autofix with ruff
 setup: $(STAMP) ## Everything the test tiers need: control-plane binaries, Prometheus, example models
 	bash hack/setup.sh
 
-test: $(STAMP) ## Set up what is missing, lint, then run every test tier (unit, integration, e2e, real)
-	$(MAKE) --no-print-directory setup
-	bash hack/setup-real.sh
-	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest
+test: $(STAMP) ## Set up what is missing, lint, then every tier (the real tier's set-up builds meanwhile)
+	PY=$(PY) bash hack/test.sh
 
 test-unit: $(STAMP) ## Only the pure unit tests
 	$(PY) -m pytest tests/unit
