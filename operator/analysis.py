@@ -13,9 +13,13 @@ No I/O and no clock: `modelfleet.operator.prometheus` reads the numbers, these f
 - Prediction drift (`modelfleet.operator.drift`) and the paired replay gate
   (`modelfleet.operator.replay`) return `CheckResult`s too, with their values in `measured()`.
 - Request share: the canary's share of both slots' requests in the same window against the share
-  its router should give it (`judge_request_share`). A router can accept an object and ignore it;
-  a canary getting far less than its weight is never a Pass.
+  its router should give it (`judge_request_share`), and over the last interval too where the
+  router splits each request by weight (`judge_recent_share`). A router can accept an object and
+  ignore it; a canary getting far less than its weight is never a Pass.
 - `combine`: any Fail → Fail; else any Error → Error; else any Inconclusive → Inconclusive; else Pass.
+  An advisory (dryRun) gate (`advisory_gates`) takes no part: its verdict is reported beside the
+  measurement (`Measurement.advisory`), its would-be failures named in the message, and
+  `tally_advisory` counts them over the rollout.
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from datetime import datetime
 from statistics import NormalDist
 from typing import Any
 
-from modelfleet.operator.api import MeasurementPhase, MetricCheck
+from modelfleet.operator.api import (
+    AdvisoryCheck,
+    AdvisoryTally,
+    AnalysisSpec,
+    MeasurementPhase,
+    MetricCheck,
+)
 from modelfleet.operator.measurement import Measurement
 
 # One-sided Bonferroni over 100 looks at a family-wise 5 %: Φ⁻¹(1 − 0.05/100) ≈ 3.29. A step of
@@ -290,6 +300,35 @@ def judge_request_share(
     return RequestShareResult("request share", "Inconclusive", message, share=share)
 
 
+def judge_recent_share(
+    canary_recent: float,
+    stable_recent: float,
+    seconds: float,
+    since_step: RequestShareResult,
+    weight: int,
+    expected_share: float,
+    min_requests: int,
+    z: float = DEFAULT_Z,
+) -> RequestShareResult:
+    """The same rule over the last analysis interval, for a router that splits each request by
+    weight and whose share since the step passed: a controller that gives the whole host to one
+    router at each reload (Traefik's ingress-nginx provider) averages out since the step began
+    (0 % for a while, then 100 %), but not over an interval. The result keeps the share since the
+    step (status' `requestShare`); its message says what the interval showed."""
+    recent = judge_request_share(
+        canary_recent, stable_recent, weight, expected_share, min_requests, z, splits_by_weight=True
+    )
+    if recent.phase == "Pass" or since_step.share is None:
+        return since_step
+    canary_count, total = round(max(canary_recent, 0.0)), round(canary_recent + stable_recent)
+    head = recent.message.removesuffix(" (the router does not honour the weight)")
+    message = (
+        f"{head} over the last {seconds:g} s ({canary_count} of {total} requests; "
+        f"{percent(since_step.share)} since the step began): the router does not honour the weight"
+    )
+    return RequestShareResult(recent.name, recent.phase, message, share=since_step.share)
+
+
 def render_query(template: str, **values: str) -> str:
     """Fill {{namespace}} {{name}} {{slot}} {{revision}}; an unknown placeholder is a ValueError."""
 
@@ -303,6 +342,68 @@ def render_query(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(fill, template)
 
 
+# the check names each built-in gate's results carry, by its name in analysis.dryRun
+GATE_CHECKS: dict[str, tuple[str, ...]] = {
+    "errorRate": ("error rate",),
+    "p99": ("p99",),
+    "p99Regression": ("p99 regression",),
+    "drift": ("prediction drift",),
+    "agreement": ("agreement",),
+    "scoreDelta": ("score delta",),
+    "accuracy": ("live accuracy",),
+}
+PAIRED_GATES = ("agreement", "scoreDelta")
+
+
+def advisory_gates(spec: AnalysisSpec) -> dict[str, str]:
+    """Check name → advisory gate name, for the gates `spec` marks dryRun.
+
+    The paired gate's own results ("replay": no rows, no pod, answers that cannot be compared) are
+    advisory only when every paired check configured is; the request share never is (it says
+    whether the other checks saw the canary at all).
+    """
+    advisory: dict[str, str] = {check: gate for gate in spec.dry_run for check in GATE_CHECKS[gate]}
+    advisory.update({check.name: check.name for check in spec.metrics if check.dry_run})
+    paired = [
+        gate
+        for gate, limit in zip(
+            PAIRED_GATES, (spec.min_agreement, spec.max_score_delta), strict=True
+        )
+        if limit is not None
+    ]
+    if paired and all(gate in spec.dry_run for gate in paired):
+        advisory["replay"] = "replay"
+    return advisory
+
+
+def would_fail(checks: Sequence[AdvisoryCheck]) -> str:
+    """The advisory Fails of one look, as the message names them ("" when none)."""
+    failing = [check.message or check.gate for check in checks if check.phase == "Fail"]
+    return "advisory, not acted on: " + "; ".join(failing) if failing else ""
+
+
+def tally_advisory(
+    tallies: Sequence[AdvisoryTally], checks: Sequence[AdvisoryCheck], measured_at: str
+) -> list[AdvisoryTally]:
+    """The rollout's per-gate counts with one more look's advisory verdicts added."""
+    by_gate = {tally.gate: tally for tally in tallies}
+    for check in checks:
+        tally = by_gate.get(check.gate) or AdvisoryTally(gate=check.gate)
+        update: dict[str, Any] = {"looks": tally.looks + 1}
+        if check.phase == "Fail":
+            update |= {"would_fail": tally.would_fail + 1, "last_failure": check.message}
+            update["first_failed_at"] = tally.first_failed_at or measured_at
+        by_gate[check.gate] = tally.model_copy(update=update)
+    return list(by_gate.values())
+
+
+def advisory_summary(tallies: Sequence[AdvisoryTally]) -> str:
+    """ "advisory errorRate would have failed 7 of 12 looks" for a history message ("" when none)."""
+    failed = [t for t in tallies if t.would_fail]
+    said = [f"{t.gate} would have failed {t.would_fail} of {t.looks} looks" for t in failed]
+    return "advisory " + ", ".join(said) if said else ""
+
+
 def combine(
     results: Sequence[CheckResult],
     measured_at: datetime,
@@ -310,18 +411,36 @@ def combine(
     requests: float | None = None,
     p99_ms: float | None = None,
     stable_p99_ms: float | None = None,
+    advisory: dict[str, str] | None = None,
 ) -> Measurement:
-    """One Measurement from the checks; the message names what decided it."""
+    """One Measurement from the checks; the message names what decided it.
+
+    `advisory` (from `advisory_gates`) names the checks that decide nothing: their verdicts go to
+    `Measurement.advisory` and their would-be failures are appended to the message.
+    """
+    advisory = advisory or {}
     by_phase: dict[MeasurementPhase, list[CheckResult]] = {}
+    reported: list[AdvisoryCheck] = []
     for result in results:
-        by_phase.setdefault(result.phase, []).append(result)
+        if result.name in advisory:
+            reported.append(
+                AdvisoryCheck(
+                    gate=advisory[result.name], phase=result.phase, message=result.message
+                )
+            )
+        else:
+            by_phase.setdefault(result.phase, []).append(result)
     phase: MeasurementPhase = "Pass"
     for candidate in ("Fail", "Error", "Inconclusive"):
         if candidate in by_phase:
             phase = candidate
             break
     deciding = by_phase.get(phase, [])
-    message = "; ".join(r.message for r in deciding if r.message) or "no checks configured"
+    message = "; ".join(r.message for r in deciding if r.message) or (
+        "every gate advisory" if reported else "no checks configured"
+    )
+    if note := would_fail(reported):
+        message += f" ({note})"
     error_rate = next((r for r in results if isinstance(r, ErrorRateResult)), None)
     values: dict[str, Any] = {}
     for result in results:
@@ -336,6 +455,7 @@ def combine(
         error_rate_upper=error_rate.upper if error_rate else None,
         p99_ms=_finite(p99_ms),
         stable_p99_ms=_finite(stable_p99_ms),
+        advisory=tuple(reported),
         **values,
     )
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import httpx
 
-from modelfleet.operator.analysis import DEFAULT_Z, CheckResult, combine
+from modelfleet.operator.analysis import DEFAULT_Z, CheckResult, advisory_gates, combine
 from modelfleet.operator.api import AnalysisSpec
 from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.prometheus import PrometheusReader
@@ -52,4 +52,5 @@ class PrometheusAndPairedGates:
             requests=read.requests,
             p99_ms=read.p99_ms,
             stable_p99_ms=read.stable_p99_ms,
+            advisory=advisory_gates(spec),
         )

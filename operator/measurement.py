@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from modelfleet.operator.api import AnalysisSpec, AnalysisStatus, MeasurementPhase
+from modelfleet.operator.api import AdvisoryCheck, AnalysisSpec, AnalysisStatus, MeasurementPhase
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Measurement:
     accuracy: float | None = None
     stable_accuracy: float | None = None
     labelled_rows: int | None = None
+    # the advisory (dryRun) gates' verdicts: reported, never deciding `phase`
+    advisory: tuple[AdvisoryCheck, ...] = ()
 
     def to_status(self) -> AnalysisStatus:
         return AnalysisStatus(
@@ -80,6 +82,7 @@ class Measurement:
             accuracy=self.accuracy,
             stable_accuracy=self.stable_accuracy,
             labelled_rows=self.labelled_rows,
+            advisory=list(self.advisory),
         )
 
 

@@ -3,7 +3,8 @@ kind of receiver wants (`slack_body`, `teams_body`, `cloudevent_body`).
 
 A `RolloutNotice` carries what the condition carries: the versions, the weight and step, the event's
 message (for a rollback: the measured value against its limit) and the figures of the measurement
-it rests on, taken from the measurement or the status, never recomputed. `notifier` delivers them.
+it rests on, taken from the measurement or the status, never recomputed, with the advisory (dryRun)
+gates' would-be failures counted over the rollout. `notifier` delivers them.
 No I/O, no clock: the time and the CloudEvent's id are passed in.
 """
 
@@ -16,9 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelfleet.operator import reasons
+from modelfleet.operator.analysis import advisory_summary
 from modelfleet.operator.api import (
     API_VERSION,
     PLURAL,
+    AdvisoryTally,
     CanaryStatus,
     ModelDeploymentStatus,
     NotifyTarget,
@@ -62,6 +65,8 @@ class RolloutNotice:
     step: int | None = None  # 1-based position of `weight` in the steps
     steps: tuple[int, ...] = ()
     analysis: dict[str, Any] = field(default_factory=dict)  # status.canary.analysis's figures
+    # the advisory (dryRun) gates over the rollout so far: looks and would-be failures per gate
+    advisory: tuple[AdvisoryTally, ...] = ()
 
     @property
     def title(self) -> str:
@@ -92,6 +97,7 @@ class RolloutNotice:
             "step": self.step,
             "steps": list(self.steps) or None,
             "analysis": self.analysis or None,
+            "advisory": [as_json(tally) for tally in self.advisory] or None,
         }
         return {key: value for key, value in values.items() if value is not None}
 
@@ -153,7 +159,15 @@ class Subject:
             step=steps.index(weight) + 1 if weight in steps else None,
             steps=steps,
             analysis={} if kind == "Started" else self._figures(canary),
+            advisory=self._advisory(canary.revision),
         )
+
+    def _advisory(self, revision: str) -> tuple[AdvisoryTally, ...]:
+        """The tallies after this pass: the canary's, or the history entry of the one it ended."""
+        if self.new.canary is not None and self.new.canary.revision == revision:
+            return tuple(self.new.canary.advisory)
+        ended = next((h for h in self.new.history if h.revision == revision), None)
+        return tuple(ended.advisory) if ended is not None else ()
 
     def _figures(self, canary: CanaryStatus) -> dict[str, Any]:
         """The measurement this pass took, else the last one the status holds."""
@@ -174,6 +188,8 @@ def facts(notice: RolloutNotice) -> list[tuple[str, str]]:
         text = render(figures)
         if text is not None:
             lines.append((label, text))
+    if advisory := advisory_summary(notice.advisory):
+        lines.append(("Advisory gates", advisory.removeprefix("advisory ")))
     return lines
 
 

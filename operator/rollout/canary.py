@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelfleet.operator import reasons
+from modelfleet.operator.analysis import tally_advisory, would_fail
 from modelfleet.operator.api import AnalysisStatus, CanaryStatus, PreviousStatus
 from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.rollout.draft import POD_WAIT_REQUEUE, Draft, waiting
@@ -148,6 +149,9 @@ class CanaryFlight(Draft):
     def _judge(self, canary: CanaryStatus, measurement: Measurement) -> bool:
         """Record the measurement; False when it ended the rollout (rolled back)."""
         canary.analysis = measurement.to_status()
+        if measurement.advisory:  # dryRun gates: counted over the rollout, never acted on
+            at_time = canary.analysis.measured_at or timestamp(self.now)
+            canary.advisory = tally_advisory(canary.advisory, measurement.advisory, at_time)
         at = f" {where(canary)}"
         if measurement.phase == "Fail":
             self._rollback("RolledBack", reasons.ANALYSIS_FAILED, measurement.message + at)
@@ -163,6 +167,8 @@ class CanaryFlight(Draft):
             self.status.message = f"holding {where(canary)}: {measurement.message}"
         else:
             self.status.message = f"canary {canary.version} {where(canary)}: passing"
+            if note := would_fail(measurement.advisory):
+                self.status.message += f" ({note})"
         return True
 
     def _step_passed(self, canary: CanaryStatus, dwell: float) -> bool:

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from modelfleet.operator.analysis import advisory_summary
 from modelfleet.operator.api import (
     HISTORY_LIMIT,
     CanaryStatus,
     HistoryEntry,
     ModelDeploymentStatus,
     PreviousStatus,
+    as_json,
     parse_duration,
 )
 from modelfleet.operator.rollout.types import Event, RolloutInput, SlotObservation
@@ -50,15 +52,19 @@ class Draft:
         return timestamp(self.now + timedelta(seconds=self._seconds(duration)))
 
     def _history(self, revision: str, version: str, outcome: str, message: str) -> None:
-        started = self.status.canary.started_at if self.status.canary else None
+        canary = self.status.canary
+        advisory = canary.advisory if canary else []
+        if summary := advisory_summary(advisory):  # dryRun gates: how often they would have failed
+            message = f"{message} ({summary})"
         entry = HistoryEntry.model_validate(
             {
                 "revision": revision,
                 "version": version,
                 "outcome": outcome,
                 "message": message,
-                "startedAt": started,
+                "startedAt": canary.started_at if canary else None,
                 "finishedAt": timestamp(self.now),
+                "advisory": [as_json(tally) for tally in advisory],
             }
         )
         self.status.history = [entry, *self.status.history][:HISTORY_LIMIT]
