@@ -32,11 +32,12 @@ from modelfleet.operator.analysis import (
     judge_error_rate,
     judge_metric,
     judge_p99,
+    judge_recent_share,
     judge_regression,
     judge_request_share,
     render_query,
 )
-from modelfleet.operator.api import AnalysisSpec, MetricCheck
+from modelfleet.operator.api import AnalysisSpec, MetricCheck, parse_duration
 from modelfleet.operator.drift import Cumulative, judge_drift, sum_buckets
 from modelfleet.operator.feedback import COUNTERS as FEEDBACK_COUNTERS
 from modelfleet.operator.feedback import FeedbackCounts, judge_accuracy, sum_feedback
@@ -109,9 +110,12 @@ class PrometheusReader:
         share = target.expected_share is not None and target.stable_slot is not None
         labelled = spec.min_accuracy_delta is not None and target.stable_slot is not None
         since, at = target.since.timestamp(), now.timestamp()
+        interval_s = parse_duration(spec.interval)
         counts, stable_counts, p99_s, stable_p99_s, predictions, labels = await asyncio.gather(
-            self._requests(url, selector(*canary), since, at, window_s),
-            self._requests(url, selector(*stable), since, at, window_s) if share else _none(),
+            self._requests(url, selector(*canary), since, at, window_s, interval_s),
+            self._requests(url, selector(*stable), since, at, window_s, interval_s)
+            if share
+            else _none(),
             self._number(url, p99_query(*canary, window_s), at),
             self._number(url, p99_query(*stable, window_s), at) if compare else _none(),
             self._predictions(url, canary, stable, since, at, window_s) if drift else _none(),
@@ -149,14 +153,16 @@ class PrometheusReader:
         return PrometheusRead(results, counts.requests, p99_ms, stable_p99_ms)
 
     async def _requests(
-        self, url: str, matchers: str, since: float, at: float, window_s: int
+        self, url: str, matchers: str, since: float, at: float, window_s: int, recent_s: float
     ) -> RequestCounts:
-        """One slot's requests and 5xx answers since `since`, counted exactly."""
+        """One slot's requests and 5xx answers since `since`, counted exactly, and those of the
+        last `recent_s` seconds when the step is longer."""
         series = f"{REQUESTS_METRIC}{matchers}"
         baselines, windows = await asyncio.gather(
             self._vector(url, series, since), self._matrix(url, f"{series}[{window_s}s]", at)
         )
-        return count_requests(baselines, windows, since)
+        recent_from = at - recent_s if at - recent_s > since else None
+        return count_requests(baselines, windows, since, recent_from)
 
     def _share(
         self,
@@ -168,7 +174,7 @@ class PrometheusReader:
         """The canary's share against its router's, once the stable slot has two scrapes."""
         if stable is None or target.expected_share is None or stable.most_scrapes < 2:
             return None
-        return judge_request_share(
+        since_step = judge_request_share(
             counts.requests,
             stable.requests,
             target.weight,
@@ -176,6 +182,20 @@ class PrometheusReader:
             spec.min_requests,
             self.z,
             splits_by_weight=target.splits_by_weight,
+        )
+        if since_step.phase != "Pass" or not target.splits_by_weight:
+            return since_step
+        if counts.recent is None or stable.recent is None:
+            return since_step  # the step is not longer than one interval yet
+        return judge_recent_share(
+            counts.recent,
+            stable.recent,
+            parse_duration(spec.interval),
+            since_step,
+            target.weight,
+            target.expected_share,
+            spec.min_requests,
+            self.z,
         )
 
     async def _predictions(

@@ -26,6 +26,7 @@ class RequestCounts:
     errors: float
     most_scrapes: int  # most samples any one series has in the window
     series: int = 0  # series (pod × code) seen in the window
+    recent: float | None = None  # requests after `recent_from`, when asked for
 
 
 def selector(namespace: str, name: str, slot: str, revision: str) -> str:
@@ -60,9 +61,13 @@ def series_increase(
 
 
 def count_requests(
-    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
+    baselines: Mapping[Labels, float],
+    windows: Mapping[Labels, Sequence[Sample]],
+    since: float,
+    recent_from: float | None = None,
 ) -> RequestCounts:
-    """Requests and 5xx answers since `since`, summed over every series (pod × code)."""
+    """Requests and 5xx answers since `since`, summed over every series (pod × code); with
+    `recent_from` (≥ `since`) also the requests after it, the last part of the same window."""
     gains = series_increase(baselines, windows, since)
     errors = sum(
         gain for labels, gain in gains.items() if dict(labels).get("code", "").startswith("5")
@@ -75,7 +80,21 @@ def count_requests(
         errors=float(errors),
         most_scrapes=most_scrapes,
         series=len(windows),
+        recent=None if recent_from is None else requests_after(baselines, windows, recent_from),
     )
+
+
+def requests_after(
+    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], start: float
+) -> float:
+    """Requests counted after `start`: each series from its last sample at or before `start`
+    (none: from its value at the window's beginning, absent = born later, from 0)."""
+    total = 0.0
+    for labels, samples in windows.items():
+        before = [value for stamp, value in samples if stamp <= start]
+        baseline = before[-1] if before else baselines.get(labels)
+        total += counter_increase(baseline, [value for stamp, value in samples if stamp > start])
+    return total
 
 
 def p99_query(namespace: str, name: str, slot: str, revision: str, window_s: int) -> str:

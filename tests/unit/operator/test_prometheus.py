@@ -95,6 +95,21 @@ def test_count_requests_sums_pods_and_codes_and_ignores_samples_before_since() -
     assert counts.requests == 30 + 7 + 3 + 1
     assert counts.errors == 3  # 4xx are the client's mistakes, not the canary's
     assert counts.most_scrapes == 2
+    assert counts.recent is None
+
+
+def test_count_requests_after_a_moment_starts_each_series_from_its_last_scrape_before_it() -> None:
+    steady = _labels(pod="a", code="200")
+    restarted = _labels(pod="b", code="200")
+    born_late = _labels(pod="c", code="200")
+    windows = {
+        steady: [(T0 + 5, 10.0), (T0 + 10, 40.0), (T0 + 15, 70.0)],
+        restarted: [(T0 + 5, 10.0), (T0 + 15, 4.0)],  # reset after the moment: 4 from zero
+        born_late: [(T0 + 12, 6.0)],
+    }
+    counts = count_requests({steady: 0.0, restarted: 0.0}, windows, T0, recent_from=T0 + 10)
+    assert counts.requests == 70 + 14 + 6
+    assert counts.recent == 30 + 4 + 6
 
 
 def test_selector_and_p99_query() -> None:
@@ -474,3 +489,71 @@ def test_in_shadow_the_share_is_not_checked_nor_the_stable_slot_queried() -> Non
     assert measurement.phase == "Pass", measurement.message
     assert measurement.request_share is None
     assert not any('slot="blue"' in query for query in queries)
+
+
+# --- the share over the last interval (a router that hands the whole host to one side) ----------
+
+WEIGHTED = dataclasses.replace(SHARED, splits_by_weight=True)
+
+
+def flipping(canary: list[tuple[float, float]], stable: list[tuple[float, float]]) -> Answer:
+    """Each slot's counter sampled at (seconds after the step began, value)."""
+    series = {"__name__": "modelfleet_requests_total", "pod": "a", "code": "200"}
+
+    def answer(query: str, at: float) -> dict[str, Any]:
+        if query.startswith("histogram_quantile"):
+            return _vector(({}, 0.012))
+        points = canary if 'slot="green"' in query else stable
+        if query.endswith("s]"):
+            return _matrix((series, [(T0 + seconds, value) for seconds, value in points]))
+        return _vector((series, 0.0))
+
+    return answer
+
+
+# NOW is 30 s after the step began; the default interval (10 s) is the last third
+TOOK_IT_ALL = flipping([(5, 0), (20, 0), (30, 300)], [(5, 0), (20, 600), (30, 600)])
+LOST_IT_ALL = flipping([(5, 0), (20, 300), (30, 300)], [(5, 0), (20, 300), (30, 600)])
+ON_WEIGHT = flipping([(5, 0), (20, 200), (30, 300)], [(5, 0), (20, 1800), (30, 2700)])
+
+
+def test_a_canary_that_took_the_whole_host_in_the_last_interval_is_rolled_back() -> None:
+    measurement, _ = _measure(TOOK_IT_ALL, target=WEIGHTED)
+    assert measurement.phase == "Fail", measurement.message
+    assert measurement.message == (
+        "traffic to the canary far exceeds its weight: 100.0 % of requests at weight 10 % "
+        "over the last 10 s (300 of 300 requests; 33.3 % since the step began): "
+        "the router does not honour the weight"
+    )
+    assert measurement.request_share == pytest.approx(1 / 3)  # since the step, as status says
+
+
+def test_a_canary_that_lost_the_whole_host_in_the_last_interval_is_held() -> None:
+    measurement, _ = _measure(LOST_IT_ALL, target=WEIGHTED)
+    assert measurement.phase == "Inconclusive", measurement.message
+    assert measurement.message == (
+        "traffic is not reaching the canary: 0.0 % of requests at weight 10 % "
+        "over the last 10 s (0 of 300 requests; 33.3 % since the step began): "
+        "the router does not honour the weight"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "target", "now"),
+    [
+        (ON_WEIGHT, WEIGHTED, NOW),
+        # the replica-ratio split: connections stick to pods, an interval says little
+        (LOST_IT_ALL, dataclasses.replace(WEIGHTED, splits_by_weight=False), NOW),
+        # a step no longer than one interval: the share since the step is all there is
+        (LOST_IT_ALL, WEIGHTED, SINCE + timedelta(seconds=10)),
+    ],
+    ids=["on-weight", "replica-ratio", "first-interval"],
+)
+def test_the_last_interval_holds_nothing_a_router_that_honours_the_weight_does(
+    answer: Answer, target: AnalysisTarget, now: datetime
+) -> None:
+    measurement, _ = _measure(answer, target=target, now=now)
+    assert "not honour" not in measurement.message
+    assert measurement.phase in ("Pass", "Inconclusive"), measurement.message
+    if answer is ON_WEIGHT:
+        assert measurement.phase == "Pass"
