@@ -14,6 +14,13 @@ publishes its features without `HTTPRoute`; one that publishes none, or cannot b
 refused (nothing says it lacks a core feature, and the weighted route would fail with it anyway).
 Traefik v3.6 lists `HTTPRoute`.
 
+Timeouts and retry (`traffic.gateway.timeouts`, `retry`) are extended HTTPRoute features:
+`policy_refusal` refuses them unless every class lists `HTTPRouteRequestTimeout` (for
+`timeouts.request`), `HTTPRouteBackendTimeout` (`timeouts.backendRequest`) and `HTTPRouteRetry`
+(`retry`, still in the experimental channel in Gateway API v1.4); a class that publishes nothing or
+cannot be read is refused, as for the mirror. Traefik v3.6 lists none of the three and ignores the
+fields: a route with `timeouts.request: 1s` answers a 3 s request with 200.
+
 The classes' answers are kept `ttl_s` (they change rarely; many ModelDeployments share a Gateway);
 a spec change reads them again.
 """
@@ -32,6 +39,9 @@ GATEWAY_CLASS = ("gateway.networking.k8s.io/v1", "GatewayClass")
 MIRROR = "HTTPRouteRequestMirror"
 PERCENTAGE_MIRROR = "HTTPRouteRequestPercentageMirror"
 HTTP_ROUTE = "HTTPRoute"  # core support: exact path and header matches, weighted backendRefs
+REQUEST_TIMEOUT = "HTTPRouteRequestTimeout"
+BACKEND_TIMEOUT = "HTTPRouteBackendTimeout"
+RETRY = "HTTPRouteRetry"
 FEATURES_TTL_SECONDS = 60.0
 
 
@@ -42,6 +52,25 @@ class UnknownFeaturesError(Exception):
 def required_features(mirror_percent: int) -> tuple[str, ...]:
     """The Gateway API features a mirror of `mirror_percent` % of the requests needs."""
     return (MIRROR,) if mirror_percent >= 100 else (MIRROR, PERCENTAGE_MIRROR)
+
+
+def policy_features(gateway: GatewayTraffic) -> tuple[str, ...]:
+    """The Gateway API features the route's timeouts and retry need (none when neither is set)."""
+    timeouts = gateway.timeouts
+    wanted = (
+        (REQUEST_TIMEOUT, timeouts is not None and timeouts.request is not None),
+        (BACKEND_TIMEOUT, timeouts is not None and timeouts.backend_request is not None),
+        (RETRY, gateway.retry is not None),
+    )
+    return tuple(feature for feature, needed in wanted if needed)
+
+
+def policy_name(gateway: GatewayTraffic) -> str:
+    """What the refusal names: `timeouts`, `retry` or both."""
+    named = [
+        name for name, set_ in (("timeouts", gateway.timeouts), ("retry", gateway.retry)) if set_
+    ]
+    return " and ".join(named)
 
 
 def supported_features(gateway_class: Mapping[str, Any]) -> frozenset[str] | None:
@@ -115,6 +144,17 @@ class GatewayFeatures:
         return await self._refusal(
             kube, namespace, gateway, (HTTP_ROUTE,), "header route", False, fresh
         )
+
+    async def policy_refusal(
+        self, kube: KubeClient, namespace: str, gateway: GatewayTraffic, *, fresh: bool = False
+    ) -> str | None:
+        """Why the route's timeouts and retry are refused (a class without one of their features,
+        publishing none, or unreadable), or None (also when neither is set)."""
+        required = policy_features(gateway)
+        if not required:
+            return None
+        what = policy_name(gateway)
+        return await self._refusal(kube, namespace, gateway, required, what, True, fresh)
 
     async def _refusal(
         self,

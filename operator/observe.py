@@ -1,6 +1,7 @@
 """Observing the world for one reconcile: the slots' Deployments (from the live cache, else the API
 server), what their pods say when they are not Ready, which optional APIs the cluster serves, what
-the Gateway can do for a shadow step or header route, and which pods the paired gate replays to.
+the Gateway can do (a shadow step, a header route, the route's timeouts and retry), and which pods
+the paired gate replays to.
 
 Reads only; everything here is given its client.
 """
@@ -143,6 +144,22 @@ async def shadow_refusal(
             kube, owner.namespace, gateway, shadow.percent, fresh=fresh
         )
     return refusal
+
+
+async def route_policy_refusal(
+    kube: KubeClient,
+    features: GatewayFeatures,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    generation: int | None,
+) -> str | None:
+    """Why the Gateway cannot serve the route's timeouts and retry (None when neither is set)."""
+    gateway = spec.traffic.gateway
+    if gateway is None:
+        return None
+    fresh = generation != status.observed_generation
+    return await features.policy_refusal(kube, owner.namespace, gateway, fresh=fresh)
 
 
 async def with_pod_addresses(

@@ -8,6 +8,8 @@ DEGRADED = "Degraded"
 DRIFTING = "Drifting"  # monitoring: True = inputs or predictions moved away from the baseline
 DATA_QUALITY = "DataQuality"  # monitoring: True = missing or out-of-range rates rose
 MONITORING = (DRIFTING, DATA_QUALITY)  # written by the monitoring loop, not by the reconcile
+# only with traffic.gateway.timeouts or retry: True = on the HTTPRoute, False = the class lacks them
+ROUTE_POLICY = "RoutePolicy"
 
 # Ready
 AVAILABLE = "Available"
@@ -27,7 +29,19 @@ METRICS_UNAVAILABLE = "MetricsUnavailable"
 ROLLOUT_COMPLETE = "RolloutComplete"
 PAUSED = "Paused"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+# RoutePolicy
+ROUTE_POLICY_WRITTEN = "RoutePolicyWritten"
+ROUTE_POLICY_REFUSED = "RoutePolicyRefused"  # not written: the data plane would not serve it
+AWAITING_APPROVAL = "AwaitingApproval"  # a confirm gate holds: a webhook said no, or nobody approved
+RUNNING_GATES = "RunningGates"  # preRollout webhooks and the smoke test, before any traffic
+GATE_PASSED = "GatePassed"
+GATE_HOLDING = "GateHolding"  # a gate failed and onFailure is hold: asked again at the next look
+GATE_REPORTED = "GateFailedReported"  # a gate failed and onFailure is report: the rollout goes on
+APPROVED = "Approved"  # a confirm gate let the rollout go on (webhook 2xx or kubectl approve)
+POST_ROLLOUT_FAILED = "PostRolloutFailed"
 # Degraded / outcomes
+GATE_FAILED = "GateFailed"  # a preRollout or confirm gate failed with onFailure rollback
+SMOKE_TEST_FAILED = "SmokeTestFailed"
 ANALYSIS_FAILED = "AnalysisFailed"
 ABORTED = "Aborted"
 ROLLED_BACK = "RolledBack"

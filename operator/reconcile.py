@@ -159,6 +159,9 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
             ctx.kube, ctx.gateway_features, owner, spec, old_status, revision, generation
         ),
     )
+    policy_refusal = await observe.route_policy_refusal(
+        ctx.kube, ctx.gateway_features, owner, spec, old_status, generation
+    )
     expected_share = _expected_share(router, old_status, observed)
     measurement = await _measure(
         ctx, owner, spec, old_status, now, expected_share, router.splits_by_weight
@@ -167,8 +170,9 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     new_status = transition.status
     plan = plan_replicas(inp, new_status)
     capabilities = await observe.capabilities(ctx.kube, ctx.settings)
+    served = _servable(spec, policy_refusal)
     desired = desired_state(
-        owner, spec, new_status, (shape, revision), plan, live, router, ctx.settings, capabilities
+        owner, served, new_status, (shape, revision), plan, live, router, ctx.settings, capabilities
     )
     if (
         old_status.observed_generation in (None, generation)
@@ -180,8 +184,9 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         desired.absent.clear()
     traffic_first = _traffic_moves_away(old_status, new_status)
     await apply.apply_desired(ctx.kube, ctx.applied, ctx.deployments, owner, desired, traffic_first)
+    url = _url(owner, spec)
     summary = summarize(
-        spec, new_status, observed, plan, _url(owner, spec), generation, now, inp.shadow_refusal
+        spec, new_status, observed, plan, url, generation, now, inp.shadow_refusal, policy_refusal
     )
     summary.message = with_notes(summary.message, desired)
     written = await apply.write_status(ctx.kube, body, summary)
@@ -192,6 +197,17 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
     children = len(desired.workloads) + len(desired.traffic)
     _record(ctx, owner, children, transition.status, old_status, measurement)
     return Outcome(transition.requeue_after, written is not None, children, written)
+
+
+def _servable(spec: ModelDeploymentSpec, policy_refusal: str | None) -> ModelDeploymentSpec:
+    """The spec the children are built from: without the route's timeouts and retry when the
+    Gateway's class cannot serve them (never write what the data plane would ignore)."""
+    gateway = spec.traffic.gateway
+    if policy_refusal is None or gateway is None:
+        return spec
+    bare = gateway.model_copy(update={"timeouts": None, "retry": None})
+    traffic = spec.traffic.model_copy(update={"gateway": bare})
+    return spec.model_copy(update={"traffic": traffic})
 
 
 def _active_replicas(

@@ -60,11 +60,13 @@ def summarize(
     generation: int | None,
     now: datetime,
     shadow_refusal: str | None = None,
+    route_policy_refusal: str | None = None,
 ) -> ModelDeploymentStatus:
     """Fill the derived fields (slots, ready, url, conditions) of a status the machine produced.
 
     `shadow_refusal`: why the data plane cannot serve the shadow step; when the machine acted on it
     (no canary, the refusal as the message), Progressing says so with its own reason.
+    `route_policy_refusal`: why the route's timeouts and retry were not written (RoutePolicy).
     """
     out = status.model_copy(deep=True)
     out.observed_generation = generation
@@ -93,7 +95,29 @@ def summarize(
             generation,
             now,
         )
+    out.conditions = _route_policy(out.conditions, spec, route_policy_refusal, generation, now)
     return out
+
+
+def _route_policy(
+    conditions: list[Condition],
+    spec: ModelDeploymentSpec,
+    refusal: str | None,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """RoutePolicy while the spec sets timeouts or retry: written, or refused and why."""
+    gateway = spec.traffic.gateway
+    if gateway is None or (gateway.timeouts is None and gateway.retry is None):
+        return [c for c in conditions if c.type != reasons.ROUTE_POLICY]
+    if refusal is not None:
+        reason, message = reasons.ROUTE_POLICY_REFUSED, refusal
+    else:
+        reason, message = reasons.ROUTE_POLICY_WRITTEN, "written to every HTTPRoute rule"
+    written = refusal is None
+    return set_condition(
+        conditions, reasons.ROUTE_POLICY, written, reason, message, generation, now
+    )
 
 
 def _version_of(status: ModelDeploymentStatus, slot: str) -> str | None:

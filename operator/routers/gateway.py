@@ -3,13 +3,16 @@
 With a header route and a Ready canary, a first rule sends every request carrying the header to the
 canary's Service; the weighted rule below it is unchanged. Exact header matching is core in
 HTTPRoute (and a rule with a header match outranks one without, whatever their order).
+
+`traffic.gateway.timeouts` and `retry` go on every rule; the reconcile clears them from the spec it
+builds from when the Gateway's class cannot serve them (gateway_features.policy_refusal).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from modelfleet.operator.api import HeaderRouteSpec, Slot, TrafficSpec
+from modelfleet.operator.api import GatewayTraffic, HeaderRouteSpec, Slot, TrafficSpec
 from modelfleet.operator.builders.common import SERVICE_PORT, Owner, base_labels, metadata
 from modelfleet.operator.routers import Routing, proportional_replicas
 
@@ -45,7 +48,11 @@ class GatewayRouter:
         canary, header_route = routing.canary_slot, routing.header_route
         if canary is not None and header_route is not None:
             rules.insert(0, _header_rule(owner, path_match, canary, header_route))
-        spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": rules}
+        policy = route_policy(gateway)
+        spec: dict[str, Any] = {
+            "parentRefs": parent_refs,
+            "rules": [rule | policy for rule in rules],
+        }
         if gateway.hostnames:
             spec["hostnames"] = list(gateway.hostnames)
         return [
@@ -68,6 +75,16 @@ class GatewayRouter:
 
     def expected_share(self, weight: int, canary_ready: int, active_ready: int) -> float:
         return weight / 100
+
+
+def route_policy(gateway: GatewayTraffic) -> dict[str, Any]:
+    """The rule fields `timeouts` and `retry` as the spec sets them (unset ones left out)."""
+    policy: dict[str, Any] = {}
+    for field, value in (("timeouts", gateway.timeouts), ("retry", gateway.retry)):
+        if value is not None:
+            written = value.model_dump(by_alias=True, exclude_none=True)
+            policy[field] = {key: item for key, item in written.items() if item != []}
+    return policy
 
 
 def _canary_weight(routing: Routing) -> int:
