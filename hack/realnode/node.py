@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster import pki
-from localcluster.procs import Managed, ProcessGroup
+from localcluster.procs import Managed, ProcessGroup, log_tail
 
 from . import cleanup, config, netns
 from .build import NodeArtifacts
@@ -41,13 +41,6 @@ def component(layout: config.NodeLayout, name: str) -> str:
     return f"n{layout.index}-{name}"
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def wait_for(what: str, check: Callable[[], bool], managed: Managed, timeout: float = 60.0) -> None:
     """Poll `check`; fail naming the component and its log when it exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -55,12 +48,12 @@ def wait_for(what: str, check: Callable[[], bool], managed: Managed, timeout: fl
         if managed.popen.poll() is not None:
             raise NodeError(
                 f"{managed.name} exited with {managed.popen.returncode} while waiting for {what}; "
-                f"last lines of {managed.log}:\n{_tail(managed.log)}"
+                f"last lines of {managed.log}:\n{log_tail(managed.log, 20)}"
             )
         if time.monotonic() > deadline:
             raise NodeError(
                 f"timed out after {timeout:.0f}s waiting for {what} ({managed.name}); "
-                f"last lines of {managed.log}:\n{_tail(managed.log)}"
+                f"last lines of {managed.log}:\n{log_tail(managed.log, 20)}"
             )
         time.sleep(0.2)
 
