@@ -29,9 +29,6 @@ METRICS_UNAVAILABLE = "MetricsUnavailable"
 ROLLOUT_COMPLETE = "RolloutComplete"
 PAUSED = "Paused"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-# RoutePolicy
-ROUTE_POLICY_WRITTEN = "RoutePolicyWritten"
-ROUTE_POLICY_REFUSED = "RoutePolicyRefused"  # not written: the data plane would not serve it
 AWAITING_APPROVAL = "AwaitingApproval"  # a confirm gate holds: a webhook said no, or nobody approved
 RUNNING_GATES = "RunningGates"  # preRollout webhooks and the smoke test, before any traffic
 GATE_PASSED = "GatePassed"
@@ -67,3 +64,6 @@ NO_BASELINE = "NoBaseline"
 TOO_FEW_SAMPLES = "TooFewSamples"
 DATA_QUALITY_DEGRADED = "DataQualityDegraded"
 WITHIN_BASELINE = "WithinBaseline"
+# RoutePolicy
+ROUTE_POLICY_WRITTEN = "RoutePolicyWritten"
+ROUTE_POLICY_REFUSED = "RoutePolicyRefused"  # not written: the data plane would not serve it
