@@ -21,6 +21,7 @@ from modelfleet.server.auth import Authenticator
 from modelfleet.server.dataplane import DataPlane
 from modelfleet.server.errors import NotReadyError, ServerError, render_error
 from modelfleet.server.fastpath import Server, match_inference
+from modelfleet.server.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,10 @@ def _inference_routes(api: FastAPI, server: Server) -> None:
         return await run(request)
 
 
-def create_app(plane: DataPlane, auth: Authenticator | None = None) -> Server:
-    """The server's ASGI application for one loaded model."""
+def create_app(
+    plane: DataPlane, auth: Authenticator | None = None, limiter: RateLimiter | None = None
+) -> Server:
+    """The server's ASGI application for one loaded model; `limiter` rate-limits inference."""
     api = FastAPI(
         title="modelfleet model server",
         version=__version__,
@@ -193,7 +196,7 @@ def create_app(plane: DataPlane, auth: Authenticator | None = None) -> Server:
         redoc_url=None,
     )
     _install_error_handlers(api)
-    server = Server(plane, api, auth)
+    server = Server(plane, api, auth, limiter)
     _health_routes(api, plane)
     _model_routes(api, plane, auth)
     _inference_routes(api, server)

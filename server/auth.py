@@ -15,6 +15,7 @@ import hmac
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from modelfleet.server.errors import ModelLoadError, UnauthorizedError
 from modelfleet.server.jwt_auth import JwtVerifier
@@ -91,17 +92,19 @@ class Authenticator:
                 "or 'Authorization: Bearer <token>'"
             )
 
-    async def check(self, authorization: bytes | None, api_key: bytes | None) -> None:
-        """Return when a credential is accepted; else UnauthorizedError (401) or, for a valid
-        token without a required claim, ForbiddenError (403), saying why."""
+    async def check(
+        self, authorization: bytes | None, api_key: bytes | None
+    ) -> dict[str, Any] | None:
+        """Return when a credential is accepted (with the token's claims when a JWT passed, for
+        the rate limit's `subject`); else UnauthorizedError (401) or, for a valid token without
+        a required claim, ForbiddenError (403), saying why."""
         bearer = _bearer(authorization)
         if self.keys is not None:
             offered = api_key if api_key is not None else bearer
             if offered is not None and self.keys.accepts(offered):
-                return
+                return None
         if self.jwt is not None and bearer is not None and _looks_like_jwt(bearer):
-            await self.jwt.verify(bearer)
-            return
+            return await self.jwt.verify(bearer)
         if bearer is None and api_key is None:
             raise UnauthorizedError(self._missing, "missing")
         if self.keys is None:

@@ -12,7 +12,8 @@
     │   ├── MethodNotAllowedError (405)       an admin route asked with the wrong HTTP method
     │   ├── LengthRequiredError (411)         an admin request body without Content-Length
     │   ├── PayloadTooLargeError (413)        body above max_body_bytes
-    │   └── TooManyRequestsError (429)        max_concurrency requests already in flight
+    │   ├── TooManyRequestsError (429)        max_concurrency requests already in flight
+    │   └── RateLimitedError (429)            the tenant's rate limit is spent (counted apart, never as a request)
     ├── InjectedFaultError (500)              fault injection for rollout drills (MODELFLEET_FAULT_ERROR_RATE)
     ├── NotReadyError (503)                   still loading, or draining after SIGTERM
     └── InferenceTimeoutError (504)           the prediction took longer than request_timeout_seconds
@@ -20,12 +21,13 @@
     ModelLoadError                       start-up only: the model cannot be fetched, verified or loaded
 
 `render_error` is the one place that turns any of them into `{"error": "..."}` bodies;
-`ServerError.headers()` adds what an answer needs beyond it (an auth error's WWW-Authenticate).
+`ServerError.headers()` adds what an answer needs beyond it (an auth error's WWW-Authenticate,
+a rate limit's Retry-After) and `ServerError.details()` fields beside `error` in the body.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -42,6 +44,10 @@ class ServerError(Exception):
     def headers(self) -> list[tuple[bytes, bytes]]:
         """Response headers the answer carries besides its content type."""
         return []
+
+    def details(self) -> dict[str, Any]:
+        """Fields the JSON body carries beside `error`."""
+        return {}
 
 
 class ClientError(ServerError):
@@ -109,6 +115,23 @@ class TooManyRequestsError(ClientError):
     status_code = 429
 
 
+class RateLimitedError(ClientError):
+    """The tenant's bucket is empty: `retry_after_s` whole seconds until a token."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self._details = details
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after_s).encode())]
+
+    def details(self) -> dict[str, Any]:
+        return self._details
+
+
 class InjectedFaultError(ServerError):
     status_code = 500
 
@@ -127,4 +150,4 @@ class ModelLoadError(Exception):
 
 def render_error(error: ServerError) -> tuple[int, bytes]:
     """The status code and JSON body for an error."""
-    return error.status_code, orjson.dumps({"error": error.message})
+    return error.status_code, orjson.dumps({"error": error.message, **error.details()})

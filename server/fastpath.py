@@ -22,10 +22,12 @@ from modelfleet.server.errors import (
     AuthError,
     MalformedRequestError,
     PayloadTooLargeError,
+    RateLimitedError,
     ServerError,
     TooManyRequestsError,
     render_error,
 )
+from modelfleet.server.ratelimit import RateLimiter
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,9 +39,6 @@ log = logging.getLogger("modelfleet.server.access")
 
 _JSON = b"application/json"
 _BINARY = b"application/octet-stream"
-# The model never saw these: requests_total and the latency histogram would count them as
-# traffic a canary answered (and a flood of them would dilute its error rate).
-_AUTH_REFUSALS = frozenset({401, 403})
 _ID_PREFIX = os.urandom(4).hex()
 _ids = itertools.count(1)
 
@@ -94,10 +93,17 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
 class Server:
     """The ASGI application: inference fast path, everything else through `api`."""
 
-    def __init__(self, plane: DataPlane, api: ASGIApp, auth: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        api: ASGIApp,
+        auth: Authenticator | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.plane = plane
         self.api = api
         self.auth = auth
+        self.limiter = limiter
         self.inflight = 0
         self._limit = plane.settings.max_body_bytes
         self._max_inflight = plane.settings.max_concurrency
@@ -153,9 +159,12 @@ class Server:
                 f"{self._max_inflight} requests are already in flight "
                 "(MODELFLEET_MAX_CONCURRENCY); retry later"
             )
+        claims = None
         if self.auth is not None:  # before the model lookup: no probing without a credential
-            await self.auth.check(headers.get(b"authorization"), headers.get(b"x-api-key"))
+            claims = await self.auth.check(headers.get(b"authorization"), headers.get(b"x-api-key"))
         self.plane.find(route[1], route[2])
+        if self.limiter is not None:  # after auth: only a known tenant spends its tokens
+            await self.limiter.admit(headers, claims)
 
     async def _infer(
         self,
@@ -168,7 +177,7 @@ class Server:
         started = time.perf_counter()
         self.inflight += 1
         try:
-            status, response_headers, body = await self._respond(
+            status, response_headers, body, counted = await self._respond(
                 route, headers, request_id, receive
             )
             if self.plane.faults.latency_s:
@@ -183,7 +192,7 @@ class Server:
         finally:
             self.inflight -= 1
         elapsed = time.perf_counter() - started
-        if status not in _AUTH_REFUSALS:  # counted apart when refused (`_respond`), never here
+        if counted:  # refusals are counted apart: the model never saw them (see `_respond`)
             self.plane.metrics.observe(status, elapsed)
         if status >= 400 or self._access_log:
             self._log(route, request_id, status, elapsed, body)
@@ -209,15 +218,20 @@ class Server:
         headers: dict[bytes, bytes],
         request_id: bytes,
         receive: Receive,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+        """The answer, and whether it counts as one in modelfleet_requests_total: auth and
+        rate-limit refusals do not (the model never saw them, and requests_total is what a
+        canary's gates judge: a flood of refusals would dilute its error rate and fill its
+        minRequests); each has a counter of its own."""
         try:
             await self._admit(route, headers)
             body = await read_body(receive, self._limit, headers.get(b"content-length"))
-            return await self.answer(route, headers, body, request_id)
-        except AuthError as error:
-            self.plane.metrics.observe_auth_refusal(error.reason)
+            return (*await self.answer(route, headers, body, request_id), True)
+        except (AuthError, RateLimitedError) as error:
+            if isinstance(error, AuthError):
+                self.plane.metrics.observe_auth_refusal(error.reason)
             status, payload = render_error(error)
-            return status, [(b"content-type", _JSON), *error.headers()], payload
+            return status, [(b"content-type", _JSON), *error.headers()], payload, False
         except ServerError as error:
             status, payload = render_error(error)
         except ClientDisconnectedError:
@@ -225,7 +239,7 @@ class Server:
         except Exception:  # a bug, never the client's fault: 500, logged with its traceback
             log.exception("inference failed")
             status, payload = 500, b'{"error":"internal error; see the server log"}'
-        return status, [(b"content-type", _JSON)], payload
+        return status, [(b"content-type", _JSON)], payload, True
 
 
 def _with_request_id(send: Send, request_id: bytes) -> Send:

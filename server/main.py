@@ -104,6 +104,7 @@ def run(settings: ServerSettings) -> int:
     from modelfleet.server.jwt_auth import JwtVerifier
     from modelfleet.server.metrics import ServerMetrics
     from modelfleet.server.model import load_model
+    from modelfleet.server.ratelimit import RateLimiter, RateLimitMetrics
 
     try:
         keys = ApiKeys(settings.api_key_file) if settings.api_key_file else None
@@ -120,9 +121,12 @@ def run(settings: ServerSettings) -> int:
     admin = AdminApp(metrics.registry)
     metrics_server, _ = serve_admin(settings.host, settings.metrics_port, admin)
     plane = DataPlane(model, settings, metrics)
+    limiter = RateLimiter.from_settings(settings)
+    if limiter is not None:
+        metrics.registry.register(RateLimitMetrics(limiter, metrics.identity))
     admin.attach(plane)
     model.upgrade_in_background(settings, plane.backend_changed)
-    server = _make_uvicorn_server(settings, create_app(plane, auth), plane)
+    server = _make_uvicorn_server(settings, create_app(plane, auth, limiter), plane)
     log.info(
         "serving",
         extra={"port": settings.port, "metrics_port": settings.metrics_port, "model": model.name},

@@ -106,6 +106,36 @@ class ServerSettings(BaseSettings):
         description="At most one fetch this often when a token names an unknown key (kid), so "
         "a flood of made-up kids cannot hammer the issuer",
     )
+    rate_limit_requests_per_minute: float = Field(
+        0.0,
+        ge=0,
+        description="Per-tenant rate limit on the inference routes, requests a minute over all "
+        "replicas (0: none); see MODELFLEET_RATE_LIMIT_KEY",
+    )
+    rate_limit_burst: int = Field(
+        1, ge=1, description="Requests a tenant may send at once before the rate applies"
+    )
+    rate_limit_key: str = Field(
+        "apiKey",
+        pattern=r"^(apiKey|subject|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+        description="Who a tenant is: apiKey (the key offered), subject (the JWT's sub) or "
+        "header:<name> (that header's value)",
+    )
+    rate_limit_replicas: int = Field(
+        1,
+        ge=1,
+        description="Without Redis, each pod enforces the limit and burst divided by this many "
+        "replicas (the operator sets the replica count)",
+    )
+    rate_limit_redis_url: str = Field(
+        "",
+        pattern=r"^((redis|rediss|unix)://.+)?$",
+        description="redis://, rediss:// or unix:// URL of a Redis holding one bucket per tenant "
+        "for every replica (empty: per pod)",
+    )
+    rate_limit_scope: str = Field(
+        "", description="Prefix of the tenants' buckets in Redis (default: the deployment)"
+    )
     fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
     fault_latency_ms: float = Field(0.0, ge=0.0)
     shutdown_grace_seconds: float = Field(30.0, ge=0.0)
