@@ -10,6 +10,11 @@ with its wall-clock time, which is how the benchmark times "error onset → cana
 Mirrors (an HTTPRoute `RequestMirror` filter, NGINX `mirror-target`) are honoured like a proxy does:
 for the share given, a copy of the request goes to a Ready pod of the mirror backend at the same
 time, and its answer is counted apart in `Tally.mirrored`, never as the user's.
+
+With `retry` (what an HTTPRoute rule's `retry` asks of a gateway that serves it), an answer whose
+code is listed is retried up to `attempts` times, each attempt picking a backend by the weights
+again (the retry may land on the stable slot: the case that could hide a bad canary). The user's
+answer is the last attempt's; the answers retried are counted apart in `Tally.retried`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from .weights import Endpoint, mirror_shares, slot_shares
+from .weights import Endpoint, RetryPolicy, mirror_shares, slot_shares
 
 Snapshot = Callable[[], Awaitable[Sequence[Endpoint]]]
 
@@ -40,6 +45,7 @@ class Tally:
     refresh_errors: int = 0
     mirrored: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # copies' answers
     mirror_shares: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    retried: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # answers retried
 
     def mirrored_total(self, slot: str | None = None, revision: str | None = None) -> int:
         return _count(self.mirrored, slot, revision, lambda code: True)
@@ -88,6 +94,7 @@ class TrafficDriver:
         timeout_s: float = 10.0,
         max_inflight: int = 64,
         seed: int = 0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._snapshot = snapshot
         self.rps = rps
@@ -100,6 +107,7 @@ class TrafficDriver:
         self._endpoints: Sequence[Endpoint] = ()
         self._mirrors: Sequence[Endpoint] = ()
         self._copies: set[asyncio.Task[None]] = set()
+        self._retry = retry
         self.tally = Tally()
         self._lock = threading.Lock()
 
@@ -184,21 +192,31 @@ class TrafficDriver:
                 copy = asyncio.create_task(self._copy(client, mirror))
                 self._copies.add(copy)
                 copy.add_done_callback(self._copies.discard)
-            endpoint = self._pick()
-            if endpoint is None or endpoint.address is None:
-                slot = endpoint.slot if endpoint else "none"
-                self._count(slot, "none", 503)
-                return
-            try:
-                response = await client.post(
-                    f"http://{endpoint.address}{self._path}", json=self._payload
-                )
-                code = response.status_code
-            except httpx.HTTPError:
-                code = 0
-            self._count(endpoint.slot, endpoint.revision, code)
+            retries = self._retry.attempts if self._retry is not None else 0
+            while True:
+                slot, revision, code = await self._attempt(client)
+                if retries == 0 or self._retry is None or code not in self._retry.codes:
+                    break
+                retries -= 1
+                with self._lock:
+                    self.tally.retried[(slot, revision, code)] += 1
+            self._count(slot, revision, code)
         finally:
             self._inflight.release()
+
+    async def _attempt(self, client: httpx.AsyncClient) -> tuple[str, str, int]:
+        """One try at a backend picked by the weights: (slot, revision, code)."""
+        endpoint = self._pick()
+        if endpoint is None or endpoint.address is None:
+            return (endpoint.slot if endpoint else "none"), "none", 503
+        try:
+            response = await client.post(
+                f"http://{endpoint.address}{self._path}", json=self._payload
+            )
+            code = response.status_code
+        except httpx.HTTPError:
+            code = 0
+        return endpoint.slot, endpoint.revision, code
 
     def _count(self, slot: str, revision: str, code: int) -> None:
         with self._lock:
@@ -215,6 +233,7 @@ class TrafficDriver:
                 self.tally.refresh_errors,
                 Counter(self.tally.mirrored),
                 list(self.tally.mirror_shares),
+                Counter(self.tally.retried),
             )
 
     @contextlib.contextmanager

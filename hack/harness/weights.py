@@ -59,6 +59,23 @@ def backends_from_httproute(route: Obj) -> list[Backend]:
     ]
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A gateway's retry of one request: up to `attempts` more tries on an answer in `codes`."""
+
+    attempts: int
+    codes: frozenset[int]
+
+
+def retry_from_httproute(route: Obj) -> RetryPolicy | None:
+    """The first rule's `retry` (attempts unset: 1, as many implementations default)."""
+    rules = route.get("spec", {}).get("rules") or [{}]
+    retry = rules[0].get("retry")
+    if retry is None:
+        return None
+    return RetryPolicy(int(retry.get("attempts", 1)), frozenset(retry.get("codes") or ()))
+
+
 def mirrors_from_httproute(route: Obj) -> list[Backend]:
     """The first rule's RequestMirror filters, each with the share of requests it copies (%)."""
     rules = route.get("spec", {}).get("rules") or [{}]
