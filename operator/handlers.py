@@ -114,6 +114,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             applied: AppliedCache | None = memo["ctx"].applied
             if applied is not None:
                 applied.forget_owner(body.metadata.uid or "")
+            notifier: Notifier | None = memo["ctx"].notifier
+            if notifier is not None:  # its queued notices still go out, then its senders go
+                notifier.forget(*key)
 
     @kopf.daemon(
         *RESOURCE, registry=registry, id="monitor", cancellation_timeout=5, when=_monitored

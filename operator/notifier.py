@@ -9,7 +9,8 @@ or that a full queue dropped, is also a Warning Event `NotificationFailed` on th
 Nothing is lost without a trace.
 
 Receivers are `spec.rollout.notify`, or when the spec does not set it the operator's defaults
-(MODELFLEET_OPERATOR_NOTIFY_SLACK_URL, _TEAMS_URL, _CLOUDEVENTS_URL).
+(MODELFLEET_OPERATOR_NOTIFY_SLACK_URL, _TEAMS_URL, _CLOUDEVENTS_URL). A deleted ModelDeployment's
+senders are freed (`forget`) once they have delivered or given up what they hold.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from modelfleet.operator.kube import KubeClient, read_secret_key
 from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.notify import (
+    CLOUDEVENT_TYPE_PREFIX,
     RolloutNotice,
     cloudevent_body,
     notices,
@@ -97,6 +99,13 @@ def body_of(target: NotifyTarget, notice: RolloutNotice) -> tuple[dict[str, Any]
     return cloudevent_body(notice, str(uuid.uuid4())), CONTENT_TYPE
 
 
+def what_of(target: NotifyTarget, notice: RolloutNotice) -> str:
+    """Which notification this is, in an Event's words: its CloudEvent type, or its title."""
+    if target.type == "cloudevents":
+        return f"notification {CLOUDEVENT_TYPE_PREFIX}{notice.event.lower()}"
+    return f"notification '{notice.title[:120]}'"
+
+
 class Notifier:
     """Queues each rollout notice to every receiver that wants it; one sender per receiver."""
 
@@ -117,7 +126,8 @@ class Notifier:
         self._max_pending = max_pending
         self._sleep = sleep
         self._senders: dict[tuple[str, str, str], WebhookSender] = {}
-        self._reports: set[asyncio.Task[None]] = set()
+        self._leaving: set[WebhookSender] = set()  # a deleted ModelDeployment's, finishing
+        self._tasks: set[asyncio.Task[None]] = set()  # kept until they end: the loop holds weakly
 
     def notify(
         self,
@@ -143,11 +153,28 @@ class Notifier:
                         body,
                         content_type=content_type,
                         label=receiver.label,
+                        about=what_of(target, notice),
                     )
 
+    def forget(self, namespace: str, name: str) -> None:
+        """A ModelDeployment is gone: its senders deliver (or give up) what they hold, then go."""
+        for key in [key for key in self._senders if key[:2] == (namespace, name)]:
+            sender = self._senders.pop(key)
+            self._leaving.add(sender)
+
+            async def finish(sender: WebhookSender = sender) -> None:
+                await sender.finish()
+                self._leaving.discard(sender)
+
+            self._keep(asyncio.get_running_loop().create_task(finish()))
+
     async def close(self) -> None:
-        for sender in self._senders.values():
+        for sender in [*self._senders.values(), *self._leaving]:
             await sender.close()
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _sender(self, owner: Owner, receiver: Receiver) -> WebhookSender:
         key = (owner.namespace, owner.name, receiver.label)
@@ -184,12 +211,9 @@ class Notifier:
             self._metrics.notifications.labels(target.type, result).inc()
         if result == "delivered":
             return
-        what = _what(delivery.event)
-        message = f"{what} to {delivery.receiver} not delivered: {delivery.error}"
+        message = f"{delivery.about} to {delivery.receiver} not delivered: {delivery.error}"
         logger.warning("%s/%s: %s", owner.namespace, owner.name, message)
-        task = asyncio.get_running_loop().create_task(self._post_failure(owner, message))
-        self._reports.add(task)  # kept until it ends: the loop holds tasks weakly
-        task.add_done_callback(self._reports.discard)
+        self._keep(asyncio.get_running_loop().create_task(self._post_failure(owner, message)))
 
     async def _post_failure(self, owner: Owner, message: str) -> None:
         ref = {
@@ -203,13 +227,3 @@ class Notifier:
             logger.exception(
                 "%s/%s: NotificationFailed event not posted", owner.namespace, owner.name
             )
-
-
-def _what(body: dict[str, Any]) -> str:
-    """Which notification a body is, for the Event: its CloudEvent type or its first line."""
-    if "type" in body and "specversion" in body:
-        return f"notification {body['type']}"
-    text = body.get("text")
-    if text is None:  # Teams: the card's title
-        text = body["attachments"][0]["content"]["body"][0]["text"]
-    return f"notification '{str(text)[:120]}'"

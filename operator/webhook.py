@@ -76,6 +76,7 @@ class _Pending:
     event: dict[str, Any]
     content_type: str = CONTENT_TYPE
     label: str = ""  # the receiver in logs and messages
+    about: str = ""  # which event this is, in words, for messages (the sender's own phrase if "")
 
     @property
     def receiver(self) -> str:
@@ -83,6 +84,8 @@ class _Pending:
 
     @property
     def what(self) -> str:
+        if self.about:
+            return self.about
         if "id" in self.event and "type" in self.event:
             return f"the event {self.event['id']} of type {self.event['type']}"
         return f"a message for {self.receiver}"
@@ -99,6 +102,7 @@ class Delivery:
     receiver: str
     event: dict[str, Any]
     error: str | None = None
+    about: str = ""  # as given to `send`
 
 
 # told what became of each event, at once (it must not block)
@@ -143,9 +147,10 @@ class WebhookSender:
         *,
         content_type: str = CONTENT_TYPE,
         label: str = "",
+        about: str = "",
     ) -> None:
-        """Queue `event` for `url`; returns at once."""
-        pending = _Pending(url, event, content_type, label)
+        """Queue `event` for `url`; returns at once. `about` names the event in messages."""
+        pending = _Pending(url, event, content_type, label, about)
         if len(self._queue) >= self._max_pending:
             dropped = self._oldest_waiting() or pending
             if dropped is not pending:
@@ -170,6 +175,13 @@ class WebhookSender:
     def state(self) -> WebhookStatus:
         """What `status.monitoring.webhook` says now."""
         return self._status.model_copy(update={"pending": len(self._queue)})
+
+    async def finish(self) -> None:
+        """Wait until every queued event is delivered or given up (bounded only with
+        `max_attempts`), then stop."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def close(self) -> None:
         if self._task is not None:
@@ -241,7 +253,9 @@ class WebhookSender:
         if self._on_outcome is None:
             return
         try:
-            self._on_outcome(Delivery(result, pending.receiver, pending.event, error))
+            self._on_outcome(
+                Delivery(result, pending.receiver, pending.event, error, pending.about)
+            )
         except Exception:  # accounting must not stop deliveries
             logger.exception("could not account for a webhook delivery")
 

@@ -262,3 +262,48 @@ def test_default_targets_come_from_the_settings() -> None:
         ("teams", "https://t.example.org/b"),
     ]
     assert "hooks.example.org/a" not in repr(settings)  # a secret: never in a log line
+
+
+@pytest.mark.parametrize(
+    ("target_type", "what"),
+    [
+        ("slack", "notification 'ml/fraud: v2 rolled back at 10%'"),
+        ("teams", "notification 'ml/fraud: v2 rolled back at 10%'"),
+        ("cloudevents", "notification io.modelfleet.rollout.rolledback"),
+    ],
+)
+def test_a_failed_notification_is_named_by_its_title_not_by_its_body(
+    target_type: str, what: str
+) -> None:
+    receivers, kube, metrics = Receivers(lambda url: 500), FakeKube(), OperatorMetrics()
+    rollout = _rollout({"type": target_type, "url": "http://broken.example.org/in"})
+
+    async def scenario(notifier: Notifier) -> None:
+        notifier.notify(OWNER, rollout, BEFORE, ROLLED_BACK, None, NOW)
+        await _until(lambda: len(kube.events) == 1)
+
+    _run(scenario, receivers, kube, metrics)
+    ((_, _, message),) = kube.events
+    # the title only: a Slack body's text goes on with the message, which is not the title
+    assert message.startswith(f"{what} to {target_type} target 0 (broken.example.org) not ")
+
+
+def test_a_deleted_deployments_senders_finish_their_queue_then_are_freed() -> None:
+    receivers, kube, metrics = Receivers(), FakeKube(), OperatorMetrics()
+    receivers.open.clear()
+    rollout = _rollout({"type": "slack", "url": "http://chat.example.org/in"})
+    other = Owner(name="churn", namespace="ml", uid="uid-2")
+
+    async def scenario(notifier: Notifier) -> None:
+        notifier.notify(OWNER, rollout, BEFORE, ROLLED_BACK, None, NOW)
+        notifier.notify(OWNER, rollout, BEFORE, PROMOTED, None, NOW)
+        notifier.notify(other, rollout, BEFORE, PROMOTED, None, NOW)
+        await asyncio.sleep(0.02)
+        assert len(notifier._senders) == 2
+        notifier.forget("ml", "fraud")
+        assert list(notifier._senders) == [("ml", "churn", "slack target 0 (chat.example.org)")]
+        receivers.open.set()  # what the deleted one had queued still goes out
+        await _until(lambda: len(receivers.got) == 3 and not notifier._leaving)
+
+    _run(scenario, receivers, kube, metrics)
+    assert _counts(metrics) == {("slack", "delivered"): 3}
