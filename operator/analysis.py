@@ -13,9 +13,9 @@ No I/O and no clock: `modelfleet.operator.prometheus` reads the numbers, these f
 - Prediction drift (`modelfleet.operator.drift`) and the paired replay gate
   (`modelfleet.operator.replay`) return `CheckResult`s too, with their values in `measured()`.
 - Request share: the canary's share of both slots' requests in the same window against the share
-  its router should give it (`judge_request_share`), and over the last interval too where the
-  router splits each request by weight (`judge_recent_share`). A router can accept an object and
-  ignore it; a canary getting far less than its weight is never a Pass.
+  its router should give it (`judge_request_share`), and in every interval of the step too where
+  the router splits each request by weight (`judge_share_by_interval`). A router can accept an
+  object and ignore it; a canary getting far less than its weight is never a Pass.
 - `combine`: any Fail → Fail; else any Error → Error; else any Inconclusive → Inconclusive; else Pass.
   An advisory (dryRun) gate (`advisory_gates`) takes no part: its verdict is reported beside the
   measurement (`Measurement.advisory`), its would-be failures named in the message, and
@@ -300,33 +300,57 @@ def judge_request_share(
     return RequestShareResult("request share", "Inconclusive", message, share=share)
 
 
-def judge_recent_share(
-    canary_recent: float,
-    stable_recent: float,
-    seconds: float,
+@dataclass(frozen=True)
+class IntervalCounts:
+    """Both slots' requests in one interval of a step, `start_s` to `end_s` into it."""
+
+    start_s: float
+    end_s: float
+    canary: float
+    stable: float
+
+    @property
+    def counts(self) -> tuple[float, float]:
+        return self.canary, self.stable
+
+
+def judge_share_by_interval(
+    intervals: Sequence[IntervalCounts],
     since_step: RequestShareResult,
     weight: int,
     expected_share: float,
     min_requests: int,
     z: float = DEFAULT_Z,
 ) -> RequestShareResult:
-    """The same rule over the last analysis interval, for a router that splits each request by
-    weight and whose share since the step passed: a controller that gives the whole host to one
+    """The same rule in every interval of the step, for a router that splits each request by
+    weight and whose share since the step passed. A controller that gives the whole host to one
     router at each reload (Traefik's ingress-nginx provider) averages out since the step began
-    (0 % for a while, then 100 %), but not over an interval. The result keeps the share since the
-    step (status' `requestShare`); its message says what the interval showed."""
-    recent = judge_request_share(
-        canary_recent, stable_recent, weight, expected_share, min_requests, z, splits_by_weight=True
-    )
-    if recent.phase == "Pass" or since_step.share is None:
+    (0 % for a while, then 100 %), not within an interval; and since every interval of the step
+    is judged at each look, one that went wrong keeps the step from passing: a Fail (far above
+    the weight: users were exposed) if any, else held by the latest one below it. The result
+    keeps the share since the step (status' `requestShare`); its message names the interval."""
+    judged = [
+        (
+            interval,
+            judge_request_share(
+                *interval.counts, weight, expected_share, min_requests, z, splits_by_weight=True
+            ),
+        )
+        for interval in intervals
+    ]
+    failed = [pair for pair in judged if pair[1].phase == "Fail"]
+    held = [pair for pair in judged if pair[1].phase == "Inconclusive"]
+    if since_step.share is None or not (failed or held):
         return since_step
-    canary_count, total = round(max(canary_recent, 0.0)), round(canary_recent + stable_recent)
-    head = recent.message.removesuffix(" (the router does not honour the weight)")
+    interval, verdict = failed[0] if failed else held[-1]
+    canary, total = round(max(interval.canary, 0.0)), round(interval.canary + interval.stable)
+    head = verdict.message.removesuffix(" (the router does not honour the weight)")
     message = (
-        f"{head} over the last {seconds:g} s ({canary_count} of {total} requests; "
-        f"{percent(since_step.share)} since the step began): the router does not honour the weight"
+        f"{head} from {interval.start_s:.0f} to {interval.end_s:.0f} s into the step "
+        f"({canary} of {total} requests; {percent(since_step.share)} since the step began): "
+        "the router does not honour the weight"
     )
-    return RequestShareResult(recent.name, recent.phase, message, share=since_step.share)
+    return RequestShareResult(verdict.name, verdict.phase, message, share=since_step.share)
 
 
 def render_query(template: str, **values: str) -> str:

@@ -28,13 +28,14 @@ import httpx
 from modelfleet.operator.analysis import (
     DEFAULT_Z,
     CheckResult,
+    IntervalCounts,
     RequestShareResult,
     judge_error_rate,
     judge_metric,
     judge_p99,
-    judge_recent_share,
     judge_regression,
     judge_request_share,
+    judge_share_by_interval,
     render_query,
 )
 from modelfleet.operator.api import AnalysisSpec, MetricCheck, parse_duration
@@ -50,9 +51,12 @@ from modelfleet.operator.prometheus_counts import (
     RequestCounts,
     Sample,
     count_requests,
+    interval_bounds,
     labels_of,
     named_labels_of,
     p99_query,
+    requests_by_window,
+    scrape_gap,
     selector,
     series_increase,
 )
@@ -110,18 +114,15 @@ class PrometheusReader:
         share = target.expected_share is not None and target.stable_slot is not None
         labelled = spec.min_accuracy_delta is not None and target.stable_slot is not None
         since, at = target.since.timestamp(), now.timestamp()
-        interval_s = parse_duration(spec.interval)
         counts, stable_counts, p99_s, stable_p99_s, predictions, labels = await asyncio.gather(
-            self._requests(url, selector(*canary), since, at, window_s, interval_s),
-            self._requests(url, selector(*stable), since, at, window_s, interval_s)
-            if share
-            else _none(),
+            self._requests(url, selector(*canary), since, at, window_s),
+            self._requests(url, selector(*stable), since, at, window_s) if share else _none(),
             self._number(url, p99_query(*canary, window_s), at),
             self._number(url, p99_query(*stable, window_s), at) if compare else _none(),
             self._predictions(url, canary, stable, since, at, window_s) if drift else _none(),
             self._labels_counted(url, canary, stable, since, at, window_s) if labelled else _none(),
         )
-        shortfall = self._share(spec, target, counts, stable_counts)
+        shortfall = self._share(spec, target, counts, stable_counts, at)
         if shortfall is not None and shortfall.phase != "Pass":
             # the stable slot's count says where the requests went: that explains an empty canary
             return PrometheusRead([shortfall], counts.requests)
@@ -153,16 +154,14 @@ class PrometheusReader:
         return PrometheusRead(results, counts.requests, p99_ms, stable_p99_ms)
 
     async def _requests(
-        self, url: str, matchers: str, since: float, at: float, window_s: int, recent_s: float
+        self, url: str, matchers: str, since: float, at: float, window_s: int
     ) -> RequestCounts:
-        """One slot's requests and 5xx answers since `since`, counted exactly, and those of the
-        last `recent_s` seconds when the step is longer."""
+        """One slot's requests and 5xx answers since `since`, counted exactly."""
         series = f"{REQUESTS_METRIC}{matchers}"
         baselines, windows = await asyncio.gather(
             self._vector(url, series, since), self._matrix(url, f"{series}[{window_s}s]", at)
         )
-        recent_from = at - recent_s if at - recent_s > since else None
-        return count_requests(baselines, windows, since, recent_from)
+        return count_requests(baselines, windows, since)
 
     def _share(
         self,
@@ -170,8 +169,10 @@ class PrometheusReader:
         target: AnalysisTarget,
         counts: RequestCounts,
         stable: RequestCounts | None,
+        at: float,
     ) -> RequestShareResult | None:
-        """The canary's share against its router's, once the stable slot has two scrapes."""
+        """The canary's share against its router's, once the stable slot has two scrapes: since
+        the step began, and in each of its intervals where the router splits by weight."""
         if stable is None or target.expected_share is None or stable.most_scrapes < 2:
             return None
         since_step = judge_request_share(
@@ -185,17 +186,9 @@ class PrometheusReader:
         )
         if since_step.phase != "Pass" or not target.splits_by_weight:
             return since_step
-        if counts.recent is None or stable.recent is None:
-            return since_step  # the step is not longer than one interval yet
-        return judge_recent_share(
-            counts.recent,
-            stable.recent,
-            parse_duration(spec.interval),
-            since_step,
-            target.weight,
-            target.expected_share,
-            spec.min_requests,
-            self.z,
+        intervals = _share_intervals(counts, stable, target.since.timestamp(), at, spec.interval)
+        return judge_share_by_interval(
+            intervals, since_step, target.weight, target.expected_share, spec.min_requests, self.z
         )
 
     async def _predictions(
@@ -376,3 +369,23 @@ async def _none() -> None:
 def _expect(kind: str, wanted: str, query: str) -> None:
     if kind != wanted:
         raise PrometheusError(f"{query!r} returned a {kind}, expected a {wanted}")
+
+
+def _share_intervals(
+    canary: RequestCounts, stable: RequestCounts, since: float, at: float, interval: str
+) -> list[IntervalCounts]:
+    """Both slots' requests in each interval of the step (none while it is short)."""
+    if canary.samples is None or stable.samples is None:
+        return []
+    gap = scrape_gap(canary.samples, stable.samples)
+    if gap is None:
+        return []
+    bounds = interval_bounds(since, at, parse_duration(interval), gap)
+    canary_by = requests_by_window(canary.samples, since, bounds)
+    stable_by = requests_by_window(stable.samples, since, bounds)
+    return [
+        IntervalCounts(start - since, end - since, canary_count, stable_count)
+        for start, end, canary_count, stable_count in zip(
+            bounds, bounds[1:], canary_by, stable_by, strict=False
+        )
+    ]

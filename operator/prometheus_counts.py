@@ -9,6 +9,9 @@ gates, the feedback reader and the monitoring reader all count this way. Pure: t
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,12 +24,20 @@ Sample = tuple[float, float]  # (unix time, value)
 
 
 @dataclass(frozen=True)
+class CounterSamples:
+    """One slot's counter series as read: values at `since` and raw samples after it."""
+
+    baselines: Mapping[Labels, float]
+    windows: Mapping[Labels, Sequence[Sample]]
+
+
+@dataclass(frozen=True)
 class RequestCounts:
     requests: float
     errors: float
     most_scrapes: int  # most samples any one series has in the window
     series: int = 0  # series (pod × code) seen in the window
-    recent: float | None = None  # requests after `recent_from`, when asked for
+    samples: CounterSamples | None = None  # what they were counted from (the share by interval)
 
 
 def selector(namespace: str, name: str, slot: str, revision: str) -> str:
@@ -61,13 +72,9 @@ def series_increase(
 
 
 def count_requests(
-    baselines: Mapping[Labels, float],
-    windows: Mapping[Labels, Sequence[Sample]],
-    since: float,
-    recent_from: float | None = None,
+    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], since: float
 ) -> RequestCounts:
-    """Requests and 5xx answers since `since`, summed over every series (pod × code); with
-    `recent_from` (≥ `since`) also the requests after it, the last part of the same window."""
+    """Requests and 5xx answers since `since`, summed over every series (pod × code)."""
     gains = series_increase(baselines, windows, since)
     errors = sum(
         gain for labels, gain in gains.items() if dict(labels).get("code", "").startswith("5")
@@ -80,21 +87,57 @@ def count_requests(
         errors=float(errors),
         most_scrapes=most_scrapes,
         series=len(windows),
-        recent=None if recent_from is None else requests_after(baselines, windows, recent_from),
+        samples=CounterSamples(baselines, windows),
     )
 
 
-def requests_after(
-    baselines: Mapping[Labels, float], windows: Mapping[Labels, Sequence[Sample]], start: float
-) -> float:
-    """Requests counted after `start`: each series from its last sample at or before `start`
-    (none: from its value at the window's beginning, absent = born later, from 0)."""
-    total = 0.0
-    for labels, samples in windows.items():
-        before = [value for stamp, value in samples if stamp <= start]
-        baseline = before[-1] if before else baselines.get(labels)
-        total += counter_increase(baseline, [value for stamp, value in samples if stamp > start])
-    return total
+def scrape_gap(*slots: CounterSamples) -> float | None:
+    """The median time between two scrapes of a series (None: no series scraped twice)."""
+    gaps = sorted(
+        later[0] - earlier[0]
+        for slot in slots
+        for samples in slot.windows.values()
+        for earlier, later in itertools.pairwise(samples)
+    )
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+# A judged interval spans at least this many scrapes: one scrape more or fewer of a slot in it
+# (scrape phases differ between pods) moves its count by a quarter at most.
+SCRAPES_PER_INTERVAL = 4
+
+
+def interval_bounds(since: float, at: float, interval_s: float, gap: float) -> list[float]:
+    """Where a step is cut into intervals judged one by one. The first `interval_s` after the
+    weight was set is left to the proxy to carry it; the rest, up to `at`, is cut into intervals
+    of `interval_s` (at least SCRAPES_PER_INTERVAL scrapes) ending at `at`, the oldest taking
+    what is left over. No bounds while the step is shorter."""
+    length = max(interval_s, SCRAPES_PER_INTERVAL * gap)
+    start = since + interval_s
+    count = math.floor((at - start) / length)
+    if count < 1:
+        return []
+    return [start, *(at - k * length for k in range(count - 1, -1, -1))]
+
+
+def requests_by_window(
+    counters: CounterSamples, since: float, bounds: Sequence[float]
+) -> list[float]:
+    """Requests in each window (bounds[i], bounds[i+1]] (ascending bounds, all ≥ `since`): a
+    series' gain between two scrapes counts in the window of the later scrape, exactly as
+    `count_requests` counts it."""
+    totals = [0.0] * (len(bounds) - 1)
+    for labels, samples in counters.windows.items():
+        previous = counters.baselines.get(labels, 0.0)  # absent: born later, from 0
+        for stamp, value in samples:
+            if stamp <= since:
+                continue
+            gain = value - previous if value >= previous else value
+            previous = value
+            index = bisect.bisect_left(bounds, stamp) - 1
+            if 0 <= index < len(totals):
+                totals[index] += gain
+    return totals
 
 
 def p99_query(namespace: str, name: str, slot: str, revision: str, window_s: int) -> str:

@@ -25,7 +25,10 @@ from modelfleet.operator.measurement import AnalysisTarget, Measurement
 from modelfleet.operator.prometheus_counts import (
     count_requests,
     counter_increase,
+    interval_bounds,
     p99_query,
+    requests_by_window,
+    scrape_gap,
     selector,
 )
 from modelfleet.operator.replay import Comparison, PairedGate, judge_paired
@@ -95,21 +98,36 @@ def test_count_requests_sums_pods_and_codes_and_ignores_samples_before_since() -
     assert counts.requests == 30 + 7 + 3 + 1
     assert counts.errors == 3  # 4xx are the client's mistakes, not the canary's
     assert counts.most_scrapes == 2
-    assert counts.recent is None
 
 
-def test_count_requests_after_a_moment_starts_each_series_from_its_last_scrape_before_it() -> None:
+def test_requests_by_window_count_each_scrape_gain_in_the_window_of_its_scrape() -> None:
     steady = _labels(pod="a", code="200")
     restarted = _labels(pod="b", code="200")
     born_late = _labels(pod="c", code="200")
     windows = {
-        steady: [(T0 + 5, 10.0), (T0 + 10, 40.0), (T0 + 15, 70.0)],
-        restarted: [(T0 + 5, 10.0), (T0 + 15, 4.0)],  # reset after the moment: 4 from zero
+        steady: [(T0, 0.0), (T0 + 5, 10.0), (T0 + 10, 40.0), (T0 + 15, 70.0)],
+        restarted: [(T0 + 5, 10.0), (T0 + 15, 4.0)],  # reset: 4 from zero
         born_late: [(T0 + 12, 6.0)],
     }
-    counts = count_requests({steady: 0.0, restarted: 0.0}, windows, T0, recent_from=T0 + 10)
-    assert counts.requests == 70 + 14 + 6
-    assert counts.recent == 30 + 4 + 6
+    counts = count_requests({steady: 0.0, restarted: 0.0}, windows, T0)
+    assert counts.samples is not None
+    by_window = requests_by_window(counts.samples, T0, [T0 + 5, T0 + 10, T0 + 20])
+    assert by_window == [30, 30 + 4 + 6]  # the gains scraped at T0 + 5 come before the first
+    assert scrape_gap(counts.samples) == 5
+
+
+@pytest.mark.parametrize(
+    ("at", "gap", "bounds"),
+    [
+        (15, 2, []),  # shorter than the first interval and one more
+        (20, 2, [10, 20]),
+        (45, 2, [10, 25, 35, 45]),  # the oldest takes the 5 s left over
+        (45, 5, [10, 45]),  # 4 scrapes of 5 s: intervals of 20 s at least
+        (50, 5, [10, 30, 50]),
+    ],
+)
+def test_interval_bounds(at: float, gap: float, bounds: list[float]) -> None:
+    assert interval_bounds(0, at, 10, gap) == bounds
 
 
 def test_selector_and_p99_query() -> None:
@@ -491,69 +509,92 @@ def test_in_shadow_the_share_is_not_checked_nor_the_stable_slot_queried() -> Non
     assert not any('slot="blue"' in query for query in queries)
 
 
-# --- the share over the last interval (a router that hands the whole host to one side) ----------
+# --- the share in each interval of the step (a router that hands the whole host to one side) -----
 
 WEIGHTED = dataclasses.replace(SHARED, splits_by_weight=True)
+LATER = SINCE + timedelta(seconds=60)  # the default interval (10 s) cuts 10-60 s into five
 
 
-def flipping(canary: list[tuple[float, float]], stable: list[tuple[float, float]]) -> Answer:
-    """Each slot's counter sampled at (seconds after the step began, value)."""
+def scraped(per_second: Callable[[int], int], offset: float = 0.0) -> list[tuple[float, float]]:
+    """A counter scraped every 2 s (from `offset`) that gains per_second(s) in second s."""
+    points, total, second = [], 0, 0
+    for stamp in [offset + 2 * k for k in range(1, 31)]:
+        while second < stamp:
+            total, second = total + per_second(second), second + 1
+        points.append((stamp, float(total)))
+    return points
+
+
+def flipping(canary: Callable[[int], int], stable: Callable[[int], int]) -> Answer:
+    """Both slots at 50 req/s in all, split second by second as given."""
     series = {"__name__": "modelfleet_requests_total", "pod": "a", "code": "200"}
+    points = {"green": scraped(canary, 1.0), "blue": scraped(stable)}  # scrape phases differ
 
     def answer(query: str, at: float) -> dict[str, Any]:
         if query.startswith("histogram_quantile"):
             return _vector(({}, 0.012))
-        points = canary if 'slot="green"' in query else stable
+        slot = "green" if 'slot="green"' in query else "blue"
         if query.endswith("s]"):
-            return _matrix((series, [(T0 + seconds, value) for seconds, value in points]))
+            return _matrix((series, [(T0 + t, v) for t, v in points[slot] if T0 + t <= at]))
         return _vector((series, 0.0))
 
     return answer
 
 
-# NOW is 30 s after the step began; the default interval (10 s) is the last third
-TOOK_IT_ALL = flipping([(5, 0), (20, 0), (30, 300)], [(5, 0), (20, 600), (30, 600)])
-LOST_IT_ALL = flipping([(5, 0), (20, 300), (30, 300)], [(5, 0), (20, 300), (30, 600)])
-ON_WEIGHT = flipping([(5, 0), (20, 200), (30, 300)], [(5, 0), (20, 1800), (30, 2700)])
+def split(canary_at: Callable[[int], int]) -> Answer:
+    return flipping(canary_at, lambda second: 50 - canary_at(second))
 
 
-def test_a_canary_that_took_the_whole_host_in_the_last_interval_is_rolled_back() -> None:
-    measurement, _ = _measure(TOOK_IT_ALL, target=WEIGHTED)
+TOOK_IT_ALL = split(lambda second: 50 if second >= 40 else 0)  # about 33 % since the step
+LOST_IT = split(lambda second: 10 if second < 30 else 0)  # about 10 % since the step
+ON_WEIGHT = split(lambda second: 5)
+
+
+def test_a_canary_that_took_the_whole_host_for_an_interval_is_rolled_back() -> None:
+    measurement, _ = _measure(TOOK_IT_ALL, target=WEIGHTED, now=LATER)
     assert measurement.phase == "Fail", measurement.message
     assert measurement.message == (
         "traffic to the canary far exceeds its weight: 100.0 % of requests at weight 10 % "
-        "over the last 10 s (300 of 300 requests; 33.3 % since the step began): "
+        # the canary's scrapes come a second later than the stable slot's
+        "from 40 to 50 s into the step (450 of 450 requests; 32.2 % since the step began): "
         "the router does not honour the weight"
     )
-    assert measurement.request_share == pytest.approx(1 / 3)  # since the step, as status says
+    assert measurement.request_share == pytest.approx(0.322, abs=0.001)  # since the step
 
 
-def test_a_canary_that_lost_the_whole_host_in_the_last_interval_is_held() -> None:
-    measurement, _ = _measure(LOST_IT_ALL, target=WEIGHTED)
+def test_a_canary_that_lost_the_host_is_held_by_the_latest_interval_it_got_nothing_in() -> None:
+    measurement, _ = _measure(LOST_IT, target=WEIGHTED, now=LATER)
     assert measurement.phase == "Inconclusive", measurement.message
     assert measurement.message == (
         "traffic is not reaching the canary: 0.0 % of requests at weight 10 % "
-        "over the last 10 s (0 of 300 requests; 33.3 % since the step began): "
+        "from 50 to 60 s into the step (0 of 500 requests; 10.0 % since the step began): "
         "the router does not honour the weight"
     )
+
+
+def test_an_interval_that_went_wrong_keeps_the_step_from_passing_when_it_is_back_on_weight() -> (
+    None
+):
+    measurement, _ = _measure(
+        split(lambda second: 0 if 20 <= second < 30 else 5), target=WEIGHTED, now=LATER
+    )
+    assert measurement.phase == "Inconclusive", measurement.message
+    assert "% of requests at weight 10 % from 20 to 30 s into the step (" in measurement.message
 
 
 @pytest.mark.parametrize(
     ("answer", "target", "now"),
     [
-        (ON_WEIGHT, WEIGHTED, NOW),
+        (ON_WEIGHT, WEIGHTED, LATER),
         # the replica-ratio split: connections stick to pods, an interval says little
-        (LOST_IT_ALL, dataclasses.replace(WEIGHTED, splits_by_weight=False), NOW),
-        # a step no longer than one interval: the share since the step is all there is
-        (LOST_IT_ALL, WEIGHTED, SINCE + timedelta(seconds=10)),
+        (LOST_IT, dataclasses.replace(WEIGHTED, splits_by_weight=False), LATER),
+        # the first interval after the weight was set is left to the proxy to carry it
+        (split(lambda second: 0 if second < 10 else 5), WEIGHTED, SINCE + timedelta(seconds=19)),
     ],
     ids=["on-weight", "replica-ratio", "first-interval"],
 )
-def test_the_last_interval_holds_nothing_a_router_that_honours_the_weight_does(
+def test_the_intervals_hold_nothing_a_router_that_honours_the_weight_does(
     answer: Answer, target: AnalysisTarget, now: datetime
 ) -> None:
-    measurement, _ = _measure(answer, target=target, now=now)
-    assert "not honour" not in measurement.message
-    assert measurement.phase in ("Pass", "Inconclusive"), measurement.message
-    if answer is ON_WEIGHT:
-        assert measurement.phase == "Pass"
+    measurement, _ = _measure(answer, AnalysisSpec(min_requests=20), target, now)
+    assert measurement.phase == "Pass", measurement.message
