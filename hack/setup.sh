@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test tiers and the demo need on a fresh machine; idempotent and cached.
-#  1. Prometheus (and promtool) from Debian's package, if missing (its service is not used).
+#  1. Prometheus (and promtool) and redis-server from Debian's packages, if missing (their services
+#     are not used: the tests start their own; Redis backs the shared rate limits and cache).
 #  2. The local control plane's binaries, built from Go modules into a cache outside the repo.
 #  3. helm, built from its Go module into the same cache (charts/modelfleet's tests).
 #  4. The example models.
@@ -10,26 +11,28 @@ PY="${PY:-.venv/bin/python}"
 
 say() { echo "[setup] $*" >&2; }
 
-if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-  say "prometheus: $(prometheus --version 2>&1 | head -1)"
-else
-  say "installing prometheus (Debian package) …"
+missing=()
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ "${#missing[@]}" != 0 ]; then
+  say "installing ${missing[*]} (Debian packages) …"
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  # policy-rc.d keeps the package's own service from starting: the tests start their own.
+  # policy-rc.d keeps the packages' own services from starting: the tests start their own.
   POLICY=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     POLICY=/usr/sbin/policy-rc.d
     echo 'exit 101' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY"
   fi
   status=0
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus \
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     || status=$?
   if [ -n "$POLICY" ]; then $SUDO rm -f "$POLICY"; fi
-  if [ "$status" != 0 ]; then say "FAILED: apt-get install prometheus (exit $status)"; exit 1; fi
-  say "prometheus: $(prometheus --version 2>&1 | head -1)"
+  if [ "$status" != 0 ]; then say "FAILED: apt-get install ${missing[*]} (exit $status)"; exit 1; fi
 fi
+say "prometheus: $(prometheus --version 2>&1 | head -1)"
+say "redis: $(redis-server --version)"
 
 if ! command -v go >/dev/null; then
   say "FAILED: the Go toolchain (go) is needed to build the local control plane"
