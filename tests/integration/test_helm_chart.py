@@ -66,7 +66,11 @@ def env_by_name(rendered: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]
     "values",
     [
         {},
-        {"monitoring": {"prometheusRule": True, "dashboard": True}, "namespace": {"create": True}},
+        {
+            "monitoring": {"prometheusRule": True, "dashboard": True},
+            "namespace": {"create": True},
+            "notify": {"slackUrl": "https://hooks.example.org/x", "teamsUrl": "https://t.example"},
+        },
     ],
     ids=["defaults", "everything-on"],
 )
@@ -144,3 +148,60 @@ def test_another_release_names_its_cluster_scoped_objects_and_peering_after_itse
         monkeypatch.setenv(item["name"], item["value"])
     settings = OperatorSettings()
     assert (settings.peering, settings.namespaces) == ("second", ["a", "b"])
+
+
+NOTIFY_VARIABLES = {
+    "slackUrl": "MODELFLEET_OPERATOR_NOTIFY_SLACK_URL",
+    "teamsUrl": "MODELFLEET_OPERATOR_NOTIFY_TEAMS_URL",
+    "cloudeventsUrl": "MODELFLEET_OPERATOR_NOTIFY_CLOUDEVENTS_URL",
+}
+
+
+def _notify_env(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {
+        item["name"]: item.get("valueFrom")
+        for item in container["env"]
+        if item["name"].startswith("MODELFLEET_OPERATOR_NOTIFY_")
+    }
+
+
+def test_the_notify_urls_reach_the_operator_from_the_charts_secret(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slack, events = "https://hooks.example.org/services/T0/B0/SECRET", "http://ce.example.org/in"
+    values = {"notify": {"slackUrl": slack, "cloudeventsUrl": events}}
+    chart = objects(template(helm, values))
+    secret = chart.pop(("Secret", "modelfleet-operator-notify"))
+    assert secret["metadata"]["namespace"] == "modelfleet-system"
+    assert secret["stringData"] == {"slackUrl": slack, "cloudeventsUrl": events}
+    deployment = chart["Deployment", "modelfleet-operator"]
+    assert slack not in json.dumps(deployment)  # a credential: only the Secret holds it
+    assert _notify_env(deployment) == {
+        variable: {
+            "secretKeyRef": {"name": "modelfleet-operator-notify", "key": key, "optional": True}
+        }
+        for key, variable in NOTIFY_VARIABLES.items()
+    }
+    assert "checksum/notify" in deployment["spec"]["template"]["metadata"]["annotations"]
+    # what the kubelet then sets (an absent optional key: no variable) is what the operator reads
+    for key, value in secret["stringData"].items():
+        monkeypatch.setenv(NOTIFY_VARIABLES[key], value)
+    settings = OperatorSettings()
+    assert settings.notify_slack_url is not None
+    assert settings.notify_slack_url.get_secret_value() == slack
+    assert settings.notify_teams_url is None
+    assert settings.notify_cloudevents_url is not None
+    assert settings.notify_cloudevents_url.get_secret_value() == events
+
+
+def test_notify_names_an_existing_secret_and_is_off_by_default(helm: Path) -> None:
+    values = {"notify": {"existingSecret": "platform-hooks", "teamsUrl": "http://ignored.example"}}
+    chart = objects(template(helm, values))
+    assert not [key for key in chart if key[0] == "Secret"]
+    deployment = chart["Deployment", "modelfleet-operator"]
+    assert {ref["secretKeyRef"]["name"] for ref in _notify_env(deployment).values()} == {
+        "platform-hooks"
+    }
+    assert "checksum/notify" not in deployment["spec"]["template"]["metadata"]["annotations"]
+    assert _notify_env(objects(template(helm, {}))["Deployment", "modelfleet-operator"]) == {}

@@ -16,3 +16,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "modelfleet.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "modelfleet.fullname" . }}
 {{- end -}}
+
+{{/* The Secret the operator reads its default notification URLs from; empty when none is set. */}}
+{{- define "modelfleet.notifySecret" -}}
+{{- with .Values.notify -}}
+{{- if .existingSecret -}}
+{{- .existingSecret -}}
+{{- else if or .slackUrl .teamsUrl .cloudeventsUrl -}}
+{{- printf "%s-notify" (include "modelfleet.fullname" $) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
