@@ -19,7 +19,9 @@ Timeouts and retry (`traffic.gateway.timeouts`, `retry`) are extended HTTPRoute 
 `timeouts.request`), `HTTPRouteBackendTimeout` (`timeouts.backendRequest`) and `HTTPRouteRetry`
 (`retry`, still in the experimental channel in Gateway API v1.4); a class that publishes nothing or
 cannot be read is refused, as for the mirror. Traefik v3.6 lists none of the three and ignores the
-fields: a route with `timeouts.request: 1s` answers a 3 s request with 200.
+fields: a route with `timeouts.request: 1s` answers a 2 s request with 200. The installed HTTPRoute
+CRD must declare the fields too: the API server refuses a server-side apply of a field its schema
+lacks (the whole route, not the field), and the standard channel of v1.4 has no `retry`.
 
 The classes' answers are kept `ttl_s` (they change rarely; many ModelDeployments share a Gateway);
 a spec change reads them again.
@@ -43,6 +45,8 @@ REQUEST_TIMEOUT = "HTTPRouteRequestTimeout"
 BACKEND_TIMEOUT = "HTTPRouteBackendTimeout"
 RETRY = "HTTPRouteRetry"
 FEATURES_TTL_SECONDS = 60.0
+ROUTE_CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+ROUTE_CRD_NAME = "httproutes.gateway.networking.k8s.io"
 
 
 class UnknownFeaturesError(Exception):
@@ -65,12 +69,22 @@ def policy_features(gateway: GatewayTraffic) -> tuple[str, ...]:
     return tuple(feature for feature, needed in wanted if needed)
 
 
-def policy_name(gateway: GatewayTraffic) -> str:
-    """What the refusal names: `timeouts`, `retry` or both."""
-    named = [
-        name for name, set_ in (("timeouts", gateway.timeouts), ("retry", gateway.retry)) if set_
-    ]
-    return " and ".join(named)
+def policy_fields(gateway: GatewayTraffic) -> tuple[str, ...]:
+    """The HTTPRoute rule fields the spec sets: `timeouts`, `retry`, both or none."""
+    fields = (("timeouts", gateway.timeouts), ("retry", gateway.retry))
+    return tuple(name for name, value in fields if value is not None)
+
+
+def declared_rule_fields(crd: Mapping[str, Any]) -> frozenset[str]:
+    """The fields an HTTPRoute rule may carry in the v1 schema of this CRD."""
+    for version in (crd.get("spec") or {}).get("versions") or []:
+        if version.get("name") != "v1":
+            continue
+        node: Any = (version.get("schema") or {}).get("openAPIV3Schema") or {}
+        for key in ("spec", "rules"):
+            node = (node.get("properties") or {}).get(key) or {}
+        return frozenset((node.get("items") or {}).get("properties") or {})
+    return frozenset()
 
 
 def supported_features(gateway_class: Mapping[str, Any]) -> frozenset[str] | None:
@@ -119,6 +133,7 @@ class GatewayFeatures:
         self._clock = clock
         self._classes: dict[str, tuple[float, frozenset[str] | None]] = {}
         self._gateways: dict[tuple[str, str], tuple[float, str]] = {}
+        self._route_fields: tuple[float, frozenset[str]] | None = None
 
     async def mirror_refusal(
         self,
@@ -153,8 +168,20 @@ class GatewayFeatures:
         required = policy_features(gateway)
         if not required:
             return None
-        what = policy_name(gateway)
-        return await self._refusal(kube, namespace, gateway, required, what, True, fresh)
+        what = " and ".join(policy_fields(gateway))
+        refusal = await self._refusal(kube, namespace, gateway, required, what, True, fresh)
+        if refusal is not None:
+            return refusal
+        try:
+            declared = await self._rule_fields(kube, fresh)
+        except UnknownFeaturesError as error:
+            return f"{error}: {what} refused"
+        missing = ", ".join(f"rules[].{f}" for f in policy_fields(gateway) if f not in declared)
+        if missing:
+            return (
+                f"CustomResourceDefinition {ROUTE_CRD_NAME} declares no {missing}: {what} refused"
+            )
+        return None
 
     async def _refusal(
         self,
@@ -196,6 +223,15 @@ class GatewayFeatures:
             raise UnknownFeaturesError(f"Gateway {namespace}/{name} names no gatewayClassName")
         self._gateways[key] = (self._clock(), class_name)
         return class_name
+
+    async def _rule_fields(self, kube: KubeClient, fresh: bool) -> frozenset[str]:
+        entry = self._route_fields
+        if entry is not None and self._kept(entry, fresh):
+            return entry[1]
+        found = await _read(kube, ROUTE_CRD, None, ROUTE_CRD_NAME, f"CRD {ROUTE_CRD_NAME}")
+        declared = declared_rule_fields(found)
+        self._route_fields = (self._clock(), declared)
+        return declared
 
     async def _features_of(
         self, kube: KubeClient, class_name: str, fresh: bool

@@ -45,6 +45,8 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateways",
     ("gateway.networking.k8s.io/v1", "GatewayClass"): "gatewayclasses",
+    # read only: whether the installed HTTPRoute schema declares a rule's timeouts and retry
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): "customresourcedefinitions",
     (API_VERSION, KIND): PLURAL,
     ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
 }

@@ -83,7 +83,9 @@ def route_policy(gateway: GatewayTraffic) -> dict[str, Any]:
     for field, value in (("timeouts", gateway.timeouts), ("retry", gateway.retry)):
         if value is not None:
             written = value.model_dump(by_alias=True, exclude_none=True)
-            policy[field] = {key: item for key, item in written.items() if item != []}
+            written = {key: item for key, item in written.items() if item != []}
+            if written:  # an empty object asks nothing of the gateway
+                policy[field] = written
     return policy
 
 

@@ -28,6 +28,7 @@ from tests.unit.operator.test_gateway_features import TRAEFIK, Kube, cluster
 from tests.unit.operator.test_reconcile import FakeKube, _context, _gateway_class, _md, _run_seconds
 
 PARENT = {"parentRefs": [{"name": "gw"}]}
+CRD = ("CustomResourceDefinition", "", "httproutes.gateway.networking.k8s.io")
 TIMEOUTS = {"request": "30s", "backendRequest": "10s"}
 RETRY_SPEC = {"attempts": 2, "backoff": "100ms", "codes": [502, 503]}
 ALL = ["Gateway", "HTTPRoute", REQUEST_TIMEOUT, BACKEND_TIMEOUT, RETRY]
@@ -82,6 +83,23 @@ def test_each_field_needs_its_feature(policy: dict[str, Any], features: tuple[st
 ROUTED = {"parentRefs": [{"name": "public", "namespace": "infra"}]}
 
 
+def route_crd(*rule_fields: str) -> dict[str, Any]:
+    """An HTTPRoute CRD whose v1 rules declare `rule_fields` (v1.4 standard: no retry)."""
+    rules = {"items": {"properties": {field: {"type": "object"} for field in rule_fields}}}
+    schema = {"properties": {"spec": {"properties": {"rules": rules}}}}
+    return {"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": schema}}]}}
+
+
+STANDARD = route_crd("matches", "backendRefs", "filters", "timeouts")
+EXPERIMENTAL = route_crd("matches", "backendRefs", "filters", "timeouts", "retry")
+
+
+def with_crd(kube: Kube, crd: dict[str, Any] | None = EXPERIMENTAL) -> Kube:
+    if crd is not None:
+        kube.objects[CRD] = crd
+    return kube
+
+
 def _refusal(kube: Kube, **policy: Any) -> str | None:
     gateway = GatewayTraffic.model_validate({**ROUTED, **policy})
     return asyncio.run(GatewayFeatures().policy_refusal(kube, "ml", gateway))  # type: ignore[arg-type]
@@ -99,7 +117,7 @@ def test_traefik_s_class_refuses_timeouts_naming_the_missing_feature() -> None:
 
 
 def test_a_class_with_the_features_serves_them_one_without_a_list_does_not() -> None:
-    serving = cluster([{"name": feature} for feature in ALL])
+    serving = with_crd(cluster([{"name": feature} for feature in ALL]))
     assert _refusal(serving, timeouts=TIMEOUTS, retry=RETRY_SPEC) is None
     assert _refusal(cluster(None), retry=RETRY_SPEC) == (
         "GatewayClass traefik publishes no supportedFeatures: retry refused"
@@ -111,6 +129,20 @@ def test_a_class_with_the_features_serves_them_one_without_a_list_does_not() -> 
     nothing_set = cluster(None)
     assert _refusal(nothing_set) is None
     assert nothing_set.reads == 0  # nothing to ask when neither is set
+
+
+def test_the_installed_httproute_crd_must_declare_the_fields_too() -> None:
+    # a server-side apply of an undeclared field fails for the whole route, not just the field
+    serving = [{"name": feature} for feature in ALL]
+    standard = with_crd(cluster(serving), STANDARD)
+    assert _refusal(standard, timeouts=TIMEOUTS) is None
+    assert _refusal(standard, timeouts=TIMEOUTS, retry=RETRY_SPEC) == (
+        "CustomResourceDefinition httproutes.gateway.networking.k8s.io declares no rules[].retry: "
+        "timeouts and retry refused"
+    )
+    assert _refusal(with_crd(cluster(serving), None), retry=RETRY_SPEC) == (
+        "CRD httproutes.gateway.networking.k8s.io not found: retry refused"
+    )
 
 
 def _route_policy(body: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -141,6 +173,7 @@ def test_reconcile_refuses_on_traefik_then_writes_once_the_class_serves_them() -
     assert _rule_policy(kube) == [{}]  # nothing the data plane would ignore
 
     _gateway_class(kube, "traefik", ALL)  # an implementation that serves them
+    kube.objects[CRD] = EXPERIMENTAL  # and the experimental channel's CRD, which has retry
     body["spec"]["traffic"]["gateway"]["retry"] = RETRY_SPEC  # a spec change reads the class again
     body["metadata"]["generation"] = 2
     _run_seconds(kube, ctx, range(3, 5))
