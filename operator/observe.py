@@ -13,6 +13,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+from modelfleet.operator import reasons
 from modelfleet.operator.api import ModelDeploymentSpec, ModelDeploymentStatus, Slot
 from modelfleet.operator.builders.common import Owner, selector
 from modelfleet.operator.desired import POD_MONITOR, SCALED_OBJECT, Capabilities
@@ -22,7 +23,7 @@ from modelfleet.operator.livecache import LiveDeployments
 from modelfleet.operator.measurement import AnalysisTarget
 from modelfleet.operator.replay import ready_pod_address
 from modelfleet.operator.rollout.steps import in_shadow
-from modelfleet.operator.rollout.types import SlotObservation
+from modelfleet.operator.rollout.types import Refusal, SlotObservation
 from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.timestamps import parse_timestamp
 
@@ -124,9 +125,10 @@ async def shadow_refusal(
     status: ModelDeploymentStatus,
     revision: str,
     generation: int | None,
-) -> str | None:
-    """Why the Gateway cannot serve the shadow step's mirror (or the header route); asked only
-    while one is pending (a new revision about to start, or a canary before or in its shadow step)."""
+) -> Refusal | None:
+    """Why the Gateway cannot serve the shadow step's mirror (or the header route), with the
+    condition's reason; asked only while one is pending (a new revision about to start, or a canary
+    before or in its shadow step)."""
     shadow, gateway, canary = spec.rollout.shadow, spec.traffic.gateway, status.canary
     header_route = spec.rollout.header_route
     if (shadow is None and header_route is None) or gateway is None or status.active_slot is None:
@@ -136,14 +138,17 @@ async def shadow_refusal(
     if canary is not None and canary.revision == revision and not in_shadow(spec, canary):
         return None
     fresh = generation != status.observed_generation
-    refusal = None
     if header_route is not None:
         refusal = await features.header_refusal(kube, owner.namespace, gateway, fresh=fresh)
-    if refusal is None and shadow is not None:
+        if refusal is not None:
+            return Refusal(reasons.HEADER_ROUTE_REFUSED, refusal)
+    if shadow is not None:
         refusal = await features.mirror_refusal(
             kube, owner.namespace, gateway, shadow.percent, fresh=fresh
         )
-    return refusal
+        if refusal is not None:
+            return Refusal(reasons.SHADOW_REFUSED, refusal)
+    return None
 
 
 async def route_policy_refusal(

@@ -16,7 +16,7 @@ from modelfleet.operator.api import (
     ModelDeploymentStatus,
     SlotStatus,
 )
-from modelfleet.operator.rollout.types import SlotObservation
+from modelfleet.operator.rollout.types import Refusal, SlotObservation
 from modelfleet.operator.timestamps import timestamp
 
 
@@ -59,7 +59,7 @@ def summarize(
     url: str,
     generation: int | None,
     now: datetime,
-    shadow_refusal: str | None = None,
+    shadow_refusal: Refusal | None = None,
     route_policy_refusal: str | None = None,
 ) -> ModelDeploymentStatus:
     """Fill the derived fields (slots, ready, url, conditions) of a status the machine produced.
@@ -85,13 +85,14 @@ def summarize(
     ready = active.ready_replicas if active else 0
     out.ready = f"{ready}/{wanted}"
     out.conditions = _conditions(out, active, wanted, generation, now)
-    if shadow_refusal is not None and out.canary is None and out.message == shadow_refusal:
+    refused = shadow_refusal is not None and out.message == shadow_refusal.message
+    if shadow_refusal is not None and out.canary is None and refused:
         out.conditions = set_condition(
             out.conditions,
             reasons.PROGRESSING,
             False,
-            reasons.SHADOW_REFUSED,
-            shadow_refusal,
+            shadow_refusal.reason,
+            shadow_refusal.message,
             generation,
             now,
         )

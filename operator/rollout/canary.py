@@ -17,6 +17,7 @@ from modelfleet.operator.rollout.steps import (
     step_position,
     where,
 )
+from modelfleet.operator.rollout.types import Refusal
 from modelfleet.operator.timestamps import parse_timestamp, timestamp
 
 SHADOW_REFUSAL_RECHECK = 60.0  # the GatewayClass's features are read again about this often
@@ -109,20 +110,20 @@ class CanaryFlight(Draft):
         self._check_deadline(canary, dwell)
         self._wake_in(look_gap(self.inp.spec, canary))
 
-    def _refuse_shadow(self, refusal: str) -> None:
+    def _refuse_shadow(self, refusal: Refusal) -> None:
         """The data plane cannot serve the mirror: no rollout begins, and a canary waiting for (or
         in) its shadow step is withdrawn with its mirror; the running version keeps serving. An
         edit that drops `shadow`, or a class that gains the feature, lets the rollout begin."""
-        canary = self.status.canary
+        canary, message = self.status.canary, refusal.message
         if canary is not None:
-            self._history(canary.revision, canary.version, "Cancelled", refusal)
+            self._history(canary.revision, canary.version, "Cancelled", message)
             self._drain(canary)
             self.status.phase = "Healthy"
         said = next((c for c in self.status.conditions if c.type == reasons.PROGRESSING), None)
-        told = said is not None and (said.reason, said.message) == (reasons.SHADOW_REFUSED, refusal)
-        if not told and self.status.message != refusal:  # one Event, not one per reconcile
-            self._event("Warning", reasons.SHADOW_REFUSED, refusal)
-        self.status.message = refusal
+        told = said is not None and (said.reason, said.message) == (refusal.reason, message)
+        if not told and self.status.message != message:  # one Event, not one per reconcile
+            self._event("Warning", refusal.reason, message)
+        self.status.message = message
         self._wake_in(SHADOW_REFUSAL_RECHECK)
 
     def _start_mirror(self, canary: CanaryStatus, percent: int) -> None:

@@ -45,6 +45,14 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """What the data plane cannot serve, found before a rollout begins: the condition's words."""
+
+    reason: str  # reasons.SHADOW_REFUSED or reasons.HEADER_ROUTE_REFUSED
+    message: str  # names the class and the feature it lacks
+
+
+@dataclass(frozen=True)
 class RolloutInput:
     """Everything `next_action` reads besides the measurement and the clock."""
 
@@ -56,8 +64,9 @@ class RolloutInput:
     active_replicas: int  # pods the active slot should have (spec, or the autoscaler's count)
     canary_sizer: Callable[[int, int], int]  # the router's (active pods, weight) → canary pods
     command: Command | None = None
-    # why the data plane cannot serve the shadow step's mirror (None: it can, or no shadow pending)
-    shadow_refusal: str | None = None
+    # why the data plane cannot serve the shadow step's mirror or the header route (None: it can,
+    # or neither is pending)
+    shadow_refusal: Refusal | None = None
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ def test_a_class_listing_its_features_without_httproute_refuses_before_anything_
     assert (status.active_version, status.canary) == ("v1", None)
     progressing = next(c for c in status.conditions if c.type == "Progressing")
     assert (progressing.status, progressing.message) == ("False", refusal)
-    assert kube.events.count(("Warning", "ShadowRefused", refusal)) == 1
+    assert progressing.reason == "HeaderRouteRefused"  # its own reason, not the mirror's
+    assert kube.events.count(("Warning", "HeaderRouteRefused", refusal)) == 1
     assert kube.objects[("Deployment", "ml", "fraud-green")]["spec"]["replicas"] == 0
     assert len(_rules(kube)) == 1
 

@@ -19,7 +19,7 @@ from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.rollout.commands import Command
 from modelfleet.operator.rollout.machine import next_action
 from modelfleet.operator.rollout.steps import analysis_due, plan_replicas
-from modelfleet.operator.rollout.types import RolloutInput, SlotObservation, Transition
+from modelfleet.operator.rollout.types import Refusal, RolloutInput, SlotObservation, Transition
 from modelfleet.operator.routers import proportional_replicas
 from modelfleet.operator.timestamps import timestamp
 from tests.unit.operator.specs import make_spec
@@ -57,7 +57,7 @@ class World:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     weights: list[int] = field(default_factory=list)
     mirrors: list[tuple[int, int]] = field(default_factory=list)  # (weight, mirror) as they changed
-    shadow_refusal: str | None = None  # what the reconcile read from the GatewayClass
+    shadow_refusal: Refusal | None = None  # what the reconcile read from the GatewayClass
 
     def observations(self) -> dict[str, SlotObservation]:
         out = {}
@@ -643,9 +643,10 @@ def test_dropping_the_shadow_block_mid_shadow_stops_mirroring() -> None:
     assert (w.status.canary.weight, w.status.canary.mirror) == (10, 0)
 
 
-REFUSAL = (
+REFUSAL = Refusal(
+    reasons.SHADOW_REFUSED,
     "GatewayClass traefik does not support HTTPRouteRequestMirror, "
-    "HTTPRouteRequestPercentageMirror (status.supportedFeatures): shadow refused"
+    "HTTPRouteRequestPercentageMirror (status.supportedFeatures): shadow refused",
 )
 
 
@@ -657,7 +658,7 @@ def test_a_refused_shadow_starts_no_rollout_and_says_why_once() -> None:
     assert w.mirrors == [(0, 0)]
     assert w.sizes["green"] == 0
     assert (w.status.phase, w.status.active_revision) == ("Healthy", "r1")
-    assert w.status.message == REFUSAL
+    assert w.status.message == REFUSAL.message
     assert [(t, r) for t, r, _ in w.events].count(("Warning", reasons.SHADOW_REFUSED)) == 1
     assert next_action(w.inp(), None, w.now).requeue_after is not None  # the class is read again
 
@@ -684,12 +685,26 @@ def test_a_refusal_in_the_shadow_step_withdraws_the_canary_and_its_mirror() -> N
     w.step()
     assert w.status.canary is None
     assert w.status.draining is not None  # scaled down after scaleDownDelay, like a cancel
-    assert (w.status.phase, w.status.message) == ("Healthy", REFUSAL)
+    assert (w.status.phase, w.status.message) == ("Healthy", REFUSAL.message)
     assert w.status.history[0].outcome == "Cancelled"
-    assert w.status.history[0].message == REFUSAL
+    assert w.status.history[0].message == REFUSAL.message
     w.run(60)
     assert w.status.canary is None  # and it does not start again while refused
     assert w.reasons().count(reasons.SHADOW_REFUSED) == 1
+
+
+def test_a_refused_header_route_is_said_with_its_own_reason() -> None:
+    w = new_revision(world().deployed())
+    w.shadow_refusal = Refusal(
+        reasons.HEADER_ROUTE_REFUSED,
+        "GatewayClass cls does not support HTTPRoute (status.supportedFeatures): header route "
+        "refused",
+    )
+    w.run(30)
+    assert w.status.canary is None
+    assert w.status.message == w.shadow_refusal.message
+    assert w.reasons().count(reasons.HEADER_ROUTE_REFUSED) == 1
+    assert reasons.SHADOW_REFUSED not in w.reasons()
 
 
 # --- undo ------------------------------------------------------------------------------------
