@@ -172,6 +172,65 @@ class BatchingSpec(CamelModel):
     )
 
 
+class UrlSecretRef(CamelModel):
+    name: str = Field(description="Secret name (in the ModelDeployment's namespace).", min_length=1)
+    key: str = Field(default="url", description="Key inside the Secret holding the URL.")
+
+
+class RedisSpec(CamelModel):
+    cross_field_rules = (
+        CrossFieldRule(
+            "has(self.url) != has(self.urlSecretRef)",
+            "set exactly one of url and urlSecretRef",
+            lambda redis: (redis.url is None) != (redis.url_secret_ref is None),
+        ),
+        CrossFieldRule(
+            "!has(self.url) || self.url.startsWith('redis://') || self.url.startsWith('rediss://')",
+            "url must be a redis:// or rediss:// URL",
+            lambda redis: redis.url is None or redis.url.startswith(("redis://", "rediss://")),
+            ".url",
+        ),
+    )
+    url: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=2048,
+        description="redis:// or rediss:// URL the pods reach; one with a password belongs in a "
+        "Secret: prefer urlSecretRef.",
+    )
+    url_secret_ref: UrlSecretRef | None = Field(
+        default=None, description="Secret holding the URL, read when a pod starts."
+    )
+
+
+class CacheSpec(CamelModel):
+    cross_field_rules = (
+        CrossFieldRule(
+            "duration(self.ttl) > duration('0s')",
+            "cache.ttl must be more than 0s",
+            lambda cache: parse_duration(cache.ttl) > 0,
+            ".ttl",
+        ),
+    )
+    ttl: str = Field(
+        default="5m",
+        pattern=DURATION_PATTERN,
+        description="How long an answer is kept: a row asked again within it is not scored.",
+    )
+    max_entries: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Rows each pod keeps at most in process (least recently used out first); "
+        "with redis, the Redis's own maxmemory bounds it instead.",
+    )
+    redis: RedisSpec | None = Field(
+        default=None,
+        description="Keep answers in this Redis, shared by every pod of both slots; unset: in "
+        "each pod's memory.",
+    )
+
+
 class ServerSpec(CamelModel):
     image: str | None = Field(
         default=None, description="Model-server image; default from the operator's settings."
@@ -185,6 +244,12 @@ class ServerSpec(CamelModel):
     )
     resources: dict[str, Any] | None = free_form(
         "Container resources (requests/limits) as in a Pod spec."
+    )
+    cache: CacheSpec | None = Field(
+        default=None,
+        description="Prediction cache: answers kept per model revision and exact input row "
+        "(never shared between revisions); cached answers still count in the prediction "
+        "metrics. Unset: no cache. docs/server.md says when it pays.",
     )
 
 
@@ -509,11 +574,6 @@ NotifyEvent = Literal[
 NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
 
 
-class UrlSecretRef(CamelModel):
-    name: str = Field(description="Secret name (in the ModelDeployment's namespace).", min_length=1)
-    key: str = Field(default="url", description="Key inside the Secret holding the URL.")
-
-
 class NotifyTarget(CamelModel):
     cross_field_rules = (
         CrossFieldRule(
@@ -549,6 +609,144 @@ class NotifyTarget(CamelModel):
     )
 
 
+RolloutGateType = Literal["preRollout", "confirmStep", "confirmPromotion", "postRollout"]
+CONFIRM_GATES: tuple[str, ...] = ("confirmStep", "confirmPromotion")
+GATE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+GateFailurePolicy = Literal["rollback", "hold", "report"]
+GATE_TIMEOUT_MAX_S = 60.0  # a gate is asked inside a reconcile: never hold one up for long
+
+
+def _gate_timeout_ok(gate: RolloutWebhook) -> bool:
+    return 0 < parse_duration(gate.timeout) <= GATE_TIMEOUT_MAX_S
+
+
+class RolloutWebhook(CamelModel):
+    cross_field_rules = (
+        CrossFieldRule(
+            "(has(self.url) ? 1 : 0) + (has(self.urlSecretRef) ? 1 : 0) + "
+            "((has(self.manual) && self.manual) ? 1 : 0) == 1",
+            "set exactly one of url, urlSecretRef and manual: true",
+            lambda gate: (
+                [gate.url is not None, gate.url_secret_ref is not None, gate.manual].count(True)
+                == 1
+            ),
+        ),
+        CrossFieldRule(
+            "!(has(self.manual) && self.manual) || self.type in ['confirmStep', "
+            "'confirmPromotion']",
+            "manual: true is for confirmStep and confirmPromotion gates (kubectl modelfleet approve)",
+            lambda gate: not gate.manual or gate.type in CONFIRM_GATES,
+            ".manual",
+        ),
+        CrossFieldRule(
+            "!has(self.url) || self.url.startsWith('http://') || self.url.startsWith('https://')",
+            "url must be an http:// or https:// URL",
+            lambda gate: gate.url is None or gate.url.startswith(("http://", "https://")),
+            ".url",
+        ),
+        CrossFieldRule(
+            "!has(self.timeout) || (duration(self.timeout) > duration('0s') && "
+            "duration(self.timeout) <= duration('60s'))",
+            "timeout must be more than 0s and at most 60s",
+            _gate_timeout_ok,
+            ".timeout",
+        ),
+        CrossFieldRule(
+            "!has(self.onFailure) || self.type != 'postRollout' || self.onFailure != 'hold'",
+            "onFailure: hold is for gates before the promotion (a postRollout gate runs after it)",
+            lambda gate: gate.type != "postRollout" or gate.on_failure != "hold",
+            ".onFailure",
+        ),
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=GATE_NAME_PATTERN,
+        description="Gate name, unique in the list: shown in status, history and events.",
+    )
+    type: RolloutGateType = Field(
+        description="preRollout: before the canary gets any traffic (mirrored included); "
+        "confirmStep: after each step but the last passed its analysis, before the next weight; "
+        "confirmPromotion: after the last step passed, before the promotion; postRollout: once, "
+        "after the promotion."
+    )
+    url: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=2048,
+        description="Where to POST the rollout's identity and figures (JSON); a 2xx answer passes.",
+    )
+    url_secret_ref: UrlSecretRef | None = Field(
+        default=None, description="Secret holding the URL, read at each call."
+    )
+    manual: bool = Field(
+        default=False,
+        description="No URL: a person approves with `kubectl modelfleet approve` (confirm gates).",
+    )
+    timeout: str = Field(
+        default="10s",
+        pattern=DURATION_PATTERN,
+        description="Longest wait for the answer (at most 60s); a timeout is a failure.",
+    )
+    on_failure: GateFailurePolicy | None = Field(
+        default=None,
+        description="What a failed call (non-2xx, timeout, unreachable) does. rollback: the canary "
+        "is rolled back (postRollout: undone to the previous slot while it is warm); hold: keep "
+        "asking every analysis interval, analysis keeps running and a Fail still rolls back; "
+        "report: a Warning Event, then go on. Default: rollback for preRollout, hold for the "
+        "confirm gates, report for postRollout.",
+    )
+
+    @property
+    def failure_policy(self) -> GateFailurePolicy:
+        """onFailure, or the default of the gate's type."""
+        if self.on_failure is not None:
+            return self.on_failure
+        if self.type == "preRollout":
+            return "rollback"
+        return "report" if self.type == "postRollout" else "hold"
+
+
+def _smoke_has_rows(rollout: RolloutSpec) -> bool:
+    smoke, replay = rollout.smoke, rollout.analysis.replay
+    if smoke is None or smoke.requests is not None:
+        return True
+    return replay is not None and replay.reference_uri is not None
+
+
+class SmokeSpec(CamelModel):
+    cross_field_rules = (
+        CrossFieldRule(
+            "!has(self.timeout) || (duration(self.timeout) > duration('0s') && "
+            "duration(self.timeout) <= duration('60s'))",
+            "rollout.smoke.timeout must be more than 0s and at most 60s",
+            lambda smoke: 0 < parse_duration(smoke.timeout) <= GATE_TIMEOUT_MAX_S,
+            ".timeout",
+        ),
+    )
+    requests: list[list[float]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="Rows (one number per feature) sent to the canary before its first traffic; "
+        "absent: the first `rows` of analysis.replay.referenceUri.",
+    )
+    rows: int = Field(
+        default=64, ge=1, le=4096, description="Reference rows sent when `requests` is absent."
+    )
+    min_valid: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of rows that must get a valid answer (a finite score for each output).",
+    )
+    timeout: str = Field(
+        default="10s",
+        pattern=DURATION_PATTERN,
+        description="Longest wait for the canary's answer (at most 60s).",
+    )
+
+
 STEPS_RULES = (
     CrossFieldRule(
         "self[size(self) - 1] == 100",
@@ -565,6 +763,24 @@ STEPS_RULES = (
 
 
 class RolloutSpec(CamelModel):
+    cross_field_rules = (
+        CrossFieldRule(
+            "!has(self.smoke) || has(self.smoke.requests) || (has(self.analysis) && "
+            "has(self.analysis.replay) && has(self.analysis.replay.referenceUri))",
+            "rollout.smoke needs rows: set smoke.requests or analysis.replay.referenceUri",
+            _smoke_has_rows,
+            ".smoke",
+        ),
+        CrossFieldRule(
+            "!has(self.webhooks) || self.webhooks.all(w, self.webhooks.exists_one(x, "
+            "x.name == w.name))",
+            "rollout.webhooks names must be unique",
+            lambda rollout: (
+                len({w.name for w in rollout.webhooks or []}) == len(rollout.webhooks or [])
+            ),
+            ".webhooks",
+        ),
+    )
     steps: list[int] = Field(
         default_factory=lambda: [10, 25, 50, 100],
         min_length=1,
@@ -623,6 +839,19 @@ class RolloutSpec(CamelModel):
         description="Who is told when a rollout starts, passes a step, pauses, is promoted, rolled "
         "back, aborted or undone, with the measured figures. Unset: the operator's default "
         "targets (MODELFLEET_OPERATOR_NOTIFY_*); [] = none.",
+    )
+    webhooks: list[RolloutWebhook] | None = Field(
+        default=None,
+        max_length=16,
+        description="Gates that call out (or wait for a person) before the first traffic, after "
+        "each step, before and after the promotion: a POST of the rollout's identity and figures, "
+        "2xx passes. While a confirm gate holds, analysis keeps running and a Fail rolls back.",
+    )
+    smoke: SmokeSpec | None = Field(
+        default=None,
+        description="Built-in smoke test: before the canary's first traffic, rows are scored by "
+        "its pods through the canary Service's metrics port (counted nowhere); fewer valid "
+        "answers than minValid rolls it back before any user sees it.",
     )
 
 
@@ -780,6 +1009,36 @@ class MonitoringSpec(CamelModel):
     )
 
 
+RATE_LIMIT_KEY_PATTERN = r"^(apiKey|subject|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"
+
+
+class RateLimitSpec(CamelModel):
+    requests_per_minute: int = Field(
+        ge=1,
+        le=10_000_000,
+        description="Requests a tenant may send a minute over all replicas (the bucket's refill).",
+    )
+    burst: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Requests a tenant may send at once (the bucket's size); 20-50 is usual.",
+    )
+    key: str = Field(
+        default="apiKey",
+        pattern=RATE_LIMIT_KEY_PATTERN,
+        max_length=256,
+        description="Who a tenant is: apiKey (the key offered), subject (the JWT's sub; the key "
+        "for a request let in by one) or header:<name> (that header's value). A request "
+        "without one shares a single bucket with every other such request.",
+    )
+    redis: RedisSpec | None = Field(
+        default=None,
+        description="A Redis the pods reach, holding one bucket per tenant for every replica "
+        "and both slots; absent: each pod enforces the limit divided by the replicas.",
+    )
+
+
 def _routed(spec: ModelDeploymentSpec) -> bool:
     return spec.traffic.ingress is not None or spec.traffic.gateway is not None
 
@@ -850,6 +1109,11 @@ class ModelDeploymentSpec(CamelModel):
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Progressive delivery.")
     auth: AuthSpec | None = Field(
         default=None, description="Auth on inference routes: API keys, bearer JWTs, or both."
+    )
+    rate_limit: RateLimitSpec | None = Field(
+        default=None,
+        description="A token bucket per tenant on the inference routes: 429 with Retry-After "
+        "past it; shared in Redis, else per pod with the limit divided by the replicas.",
     )
     monitoring: MonitoringSpec | None = Field(
         default=None,
@@ -936,6 +1200,25 @@ class AnalysisStatus(CamelModel):
     )
 
 
+GateStage = Literal["preRollout", "confirmStep", "confirmPromotion"]
+
+
+class GateWaitStatus(CamelModel):
+    stage: GateStage = Field(description="Which gates the canary waits for.")
+    step_index: int = Field(default=0, ge=0, description="The step the wait is about.")
+    since: str = Field(description="When the wait began (RFC 3339).")
+    asked_at: str | None = Field(
+        default=None, description="When the webhooks were last called (RFC 3339)."
+    )
+    passed: list[str] = Field(
+        default_factory=list, description="Gates of this wait that passed or were approved."
+    )
+    answers: dict[str, str] = Field(
+        default_factory=dict, description="The last answer of each gate that holds (name → answer)."
+    )
+    message: str | None = Field(default=None, description="What it waits for, with the answers.")
+
+
 class CanaryStatus(CamelModel):
     slot: Slot = Field(description="Slot holding the canary.")
     revision: str = Field(description="Canary revision hash.")
@@ -975,6 +1258,13 @@ class CanaryStatus(CamelModel):
     analysis: AnalysisStatus = Field(
         default_factory=AnalysisStatus, description="Last measurement."
     )
+    pre_rollout_done: bool = Field(
+        default=False,
+        description="The preRollout gates and the smoke test passed: traffic may reach the canary.",
+    )
+    gates: GateWaitStatus | None = Field(
+        default=None, description="The webhook or approval gates the canary waits for."
+    )
     advisory: list[AdvisoryTally] = Field(
         default_factory=list,
         description="Per advisory (dryRun) gate, over the rollout: looks and would-be failures.",
@@ -998,9 +1288,9 @@ class PreviousStatus(CamelModel):
 class HistoryEntry(CamelModel):
     revision: str = Field(description="Revision rolled out.")
     version: str = Field(description="Model version.")
-    outcome: Literal["Promoted", "RolledBack", "Superseded", "Cancelled", "Aborted", "Undone"] = (
-        Field(description="How it ended.")
-    )
+    outcome: Literal[
+        "Promoted", "RolledBack", "Superseded", "Cancelled", "Aborted", "Undone", "Approved"
+    ] = Field(description="How it ended; Approved: a confirm gate let it go on (by whom, where).")
     message: str = Field(default="", description="Why, with measured values.")
     started_at: str | None = Field(default=None, description="Rollout start (RFC 3339).")
     finished_at: str = Field(description="Rollout end (RFC 3339).")
@@ -1115,6 +1405,11 @@ class ModelDeploymentStatus(CamelModel):
     slots: dict[str, SlotStatus] = Field(default_factory=dict, description="Per-slot replicas.")
     ready: str | None = Field(default=None, description="Ready/desired pods of the active slot.")
     url: str | None = Field(default=None, description="Where the model answers.")
+    rate_limit: str | None = Field(
+        default=None,
+        description="Which rate limit holds: shared in Redis, or per pod (the limit divided by "
+        "the replicas), in words.",
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list,
         max_length=HISTORY_LIMIT,
@@ -1129,6 +1424,9 @@ class ModelDeploymentStatus(CamelModel):
     )
     acknowledged_command: str | None = Field(
         default=None, description="Last kubectl-modelfleet command id the operator acted on."
+    )
+    post_rollout: str | None = Field(
+        default=None, description="Promoted revision whose postRollout webhooks are still due."
     )
 
 
