@@ -339,12 +339,18 @@ def _describe(real: RealCluster) -> str:
     states = []
     for pod in json.loads(listed.stdout)["items"]:
         reasons = [
-            f"{c['name']}: {next(iter(c.get('state', {}).values()), {}).get('reason', '?')}"
-            for c in pod.get("status", {}).get("containerStatuses", [])
+            f"{container['name']}: {_waiting_reason(container)}"
+            for container in pod.get("status", {}).get("containerStatuses", [])
         ]
         phase = pod.get("status", {}).get("phase")
         states.append(f"{pod['metadata']['name']} {phase} ({', '.join(reasons)})")
     return "; ".join(states) or f"no pods in {NAMESPACE}"
+
+
+def _waiting_reason(container: dict[str, Any]) -> str:
+    """The reason of a container status's one state (waiting, running or terminated), or '?'."""
+    state: dict[str, Any] = next(iter(container.get("state", {}).values()), {})
+    return str(state.get("reason", "?"))
 
 
 # --- file-SD (MODELFLEET_REAL_PROMETHEUS=file-sd) ---------------------------------------------

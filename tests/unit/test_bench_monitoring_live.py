@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Set
 from pathlib import Path
 from types import ModuleType
 
@@ -30,7 +31,7 @@ live = _bench()
 ONSET = 1_000.0
 
 
-def _look(at: float, flagged: set[str] = frozenset(), **kw: str) -> object:
+def _look(at: float, flagged: Set[str] = frozenset(), **kw: str) -> object:
     drifting = kw.get("drifting", "True" if flagged else "False")
     return live.Look(at, drifting, kw.get("data_quality", "False"), frozenset(flagged), 6000.0)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from localcluster import build as build_module
 from localcluster.build import BuildError, cached_build
 from localcluster.paths import Artifacts
 from realnode.build import NodeArtifacts
@@ -61,6 +61,6 @@ def test_a_failed_build_leaves_nothing_complete(tmp_path: Path) -> None:
 
 
 def test_without_go_the_build_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build_module.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
     with pytest.raises(BuildError, match="Go toolchain"):
         cached_build(NodeArtifacts(tmp_path / "k"), NodeArtifacts, _fill, label="n", say=print)

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from localcluster.build import BuildError
@@ -24,7 +25,11 @@ def test_a_record_counts_only_while_its_owner_lives(tmp_path: Path) -> None:
     assert live_record(record) is None  # absent
     record.write_text("{not json")
     assert live_record(record) is None
-    me = {"owner_pid": os.getpid(), "owner_started": start_time(os.getpid()), "env": {}}
+    me: dict[str, Any] = {
+        "owner_pid": os.getpid(),
+        "owner_started": start_time(os.getpid()),
+        "env": {},
+    }
     record.write_text(json.dumps(me))
     assert live_record(record) == me
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -43,14 +43,14 @@ def test_nodes_of_a_run_never_share_a_network_cgroup_or_folder() -> None:
 
 def test_address_plan_stays_inside_its_ranges() -> None:
     nodes = ipaddress.ip_network("10.240.0.0/24")
-    pods = ipaddress.ip_network(netns.POD_NETWORK)
+    pods = ipaddress.IPv4Network(netns.POD_NETWORK)
     assert ipaddress.ip_address(netns.API_ADDRESS) in nodes
     for index in (1, 2, 50):
         address = ipaddress.ip_address(netns.node_address(index))
         assert address in nodes
         assert not address.is_loopback
         assert address != ipaddress.ip_address(netns.API_ADDRESS)
-        assert ipaddress.ip_network(netns.pod_subnet(index)).subnet_of(pods)
+        assert ipaddress.IPv4Network(netns.pod_subnet(index)).subnet_of(pods)
 
 
 @pytest.mark.parametrize("cgroup_v1", [True, False])

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -166,7 +167,9 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _pod(name: str, labels: dict[str, str], port_name: str = "metrics", **status: str) -> dict:
+def _pod(
+    name: str, labels: dict[str, str], port_name: str = "metrics", **status: str
+) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "labels": labels},
         "spec": {
@@ -235,7 +238,7 @@ def test_prometheus_keeps_only_modelfleet_metrics_ports_with_the_podmonitor_labe
     assert active[0]["scrapeUrl"] == "http://127.0.0.4:8082/metrics"
 
 
-def _targets_of(run_config: dict[str, object], tmp_path: Path) -> list[dict[str, object]]:
+def _targets_of(run_config: dict[str, object], tmp_path: Path) -> list[dict[str, Any]]:
     """Start Debian's prometheus on loopback with `run_config`; its active targets."""
     import httpx
     from localcluster.ports import free_port

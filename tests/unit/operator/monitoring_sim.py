@@ -10,7 +10,7 @@ checks the two agree). Shared by the unit tests and bench/monitoring/run.py.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,13 +50,14 @@ class FeatureModel:
         }[self.kind]
 
     def sample(self, rng: np.random.Generator, rows: int, shift_sd: float = 0.0) -> np.ndarray:
-        values = {
+        samplers: dict[str, Callable[[], np.ndarray]] = {
             "normal": lambda: rng.standard_normal(rows),
             "lognormal": lambda: np.exp(rng.standard_normal(rows)),
             "exponential": lambda: rng.exponential(1.0, rows),
             "uniform": lambda: rng.random(rows),
             "categorical": lambda: rng.choice(8, rows, p=CATEGORY_WEIGHTS).astype(float),
-        }[self.kind]()
+        }
+        values = samplers[self.kind]()
         return values + shift_sd * self.stddev
 
     def cdf(self, x: np.ndarray, shift_sd: float = 0.0) -> np.ndarray:

@@ -152,6 +152,7 @@ def test_error_rate_failure_message_carries_rate_interval_sample_and_step() -> N
     result = judge_error_rate(76, 1812, max_error_rate=0.01, min_requests=100)
     assert result.message == "error rate 4.2 % [2.9–6.0 %] > 1.0 % over 1,812 requests"
     assert result.rate == pytest.approx(76 / 1812)
+    assert result.rate is not None
     assert result.lower is not None
     assert result.upper is not None
     assert result.lower < result.rate < result.upper

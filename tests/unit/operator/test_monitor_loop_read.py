@@ -103,7 +103,10 @@ class FakePrometheus:
             return _answer("vector", values)
         if function == "resets":
             seconds = float(re.findall(r"\[(\d+)s\]", query)[0])
-            reach = (lambda start: [start]) if seconds > WINDOW else (lambda start: [])
+
+            def reach(start: float | None) -> list[float | None]:
+                return [start] if seconds > WINDOW else []
+
             counted = [
                 {"metric": m, "value": [at, str(_resets([*reach(start), *samples]))]}
                 for m, start, samples in unnamed

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,9 @@ from tests.unit.operator.test_reconcile import T0, FakeKube, _context, _md
 KEY = ("ModelDeployment", "ml", "fraud")
 
 
-def _blue_green(answer: Any) -> tuple[list[dict[str, Any]], list[float]]:
+def _blue_green(
+    answer: Callable[[], Awaitable[httpx.Response]],
+) -> tuple[list[dict[str, Any]], list[float]]:
     """v1 deployed, then v2 switched in one step ([100]); the bodies received and each
     reconcile's duration."""
     got: list[dict[str, Any]] = []
@@ -39,7 +42,7 @@ def _blue_green(answer: Any) -> tuple[list[dict[str, Any]], list[float]]:
         transport = httpx.MockTransport(receive)
         async with httpx.AsyncClient(transport=transport) as http:
             settings = OperatorSettings(notify_attempts=1)
-            notifier = Notifier(http, kube, settings, OperatorMetrics())  # type: ignore[arg-type]
+            notifier = Notifier(http, kube, settings, OperatorMetrics())
             ctx = dataclasses.replace(_context(kube), notifier=notifier)
             for second in range(8):
                 if second == 3:

@@ -4,7 +4,7 @@ feedback route on the metrics port, through real models served in process."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -152,7 +152,7 @@ def test_a_bad_batch_says_what_to_fix_and_counts_nothing(
 
 
 @pytest.fixture
-def served(serve: Any, connect: Any) -> Callable[..., tuple[httpx.Client, Any, Any]]:
+def served(serve: Any, connect: Any) -> Iterator[Callable[..., tuple[httpx.Client, Any, Any]]]:
     """served(model, **settings) -> (metrics-port client, inference client, data plane)."""
     clients: list[httpx.Client] = []
 

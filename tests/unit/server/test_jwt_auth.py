@@ -134,7 +134,7 @@ def test_a_token_that_is_not_a_jwt_is_malformed(rsa_key: SigningKey, token: str)
 
 
 def test_none_and_hmac_tokens_are_refused_before_any_key_is_used(rsa_key: SigningKey) -> None:
-    unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": rsa_key.kid})
+    unsigned = jwt.encode(claims(), "", algorithm="none", headers={"kid": rsa_key.kid})
     # the algorithm-confusion attack: an HMAC keyed with what the issuer publishes
     published = rsa_key.jwk["n"].encode()
     hmac_token = jwt.encode(claims(), published, algorithm="HS256", headers={"kid": rsa_key.kid})

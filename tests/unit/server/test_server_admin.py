@@ -5,7 +5,7 @@ default, bounded), and every client mistake a 4xx naming what to fix."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,7 +52,7 @@ def _counts(plane: Any) -> dict[str, float]:
 
 
 @pytest.fixture
-def admin(serve: Any, connect: Any) -> Callable[..., tuple[httpx.Client, Any, Any]]:
+def admin(serve: Any, connect: Any) -> Iterator[Callable[..., tuple[httpx.Client, Any, Any]]]:
     """admin(model=..., **settings) -> (httpx client of the metrics port, inference client,
     data plane)."""
     clients: list[httpx.Client] = []

@@ -324,7 +324,9 @@ def test_baseline_gauges_match_the_baseline(
     assert _by(families, missing, missing, "feature") == {
         "f0": 0.0, "f1": 0.0, "f2": 0.1, "f3": 0.0, "f4": 0.0, "f5": 0.0,
     }  # fmt: skip
-    scores = lightgbm.Booster(model_file=str(model_dir / "binary.txt")).predict(baseline_rows)
+    scores = np.asarray(
+        lightgbm.Booster(model_file=str(model_dir / "binary.txt")).predict(baseline_rows)
+    )
     prediction = "modelfleet_baseline_prediction_share"
     shares = _by(families, prediction, prediction, "output", "le")
     assert {output for output, _ in shares} == {"probabilities[1]"}
@@ -415,7 +417,9 @@ def test_the_baseline_is_scored_in_batches(
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps({"rows": rows.tolist()}))
     _, plane = serve("regression.txt", baseline_uri=str(path), prediction_buckets="-1,0,1")
-    scores = lightgbm.Booster(model_file=str(model_dir / "regression.txt")).predict(rows)
+    scores = np.asarray(
+        lightgbm.Booster(model_file=str(model_dir / "regression.txt")).predict(rows)
+    )
     edges, cumulative = plane.predictions.baseline.prediction_share["predictions"]
     assert edges.tolist() == [-1.0, 0.0, 1.0]
     expected = [sum(1 for s in scores if s <= e) / 50 for e in (-1.0, 0.0, 1.0)] + [1.0]

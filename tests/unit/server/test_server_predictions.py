@@ -97,7 +97,7 @@ def test_binary_probability_histogram_and_class_counts(
         _post(client, rows[start : start + 30])
     client.post("/v2/models/model/infer", content=b"{")  # a 400 is not a prediction
 
-    positive = lightgbm.Booster(model_file=str(model_dir / "binary.txt")).predict(rows)
+    positive = np.asarray(lightgbm.Booster(model_file=str(model_dir / "binary.txt")).predict(rows))
     families = _exposition(plane)
     buckets, total, count = _histogram(families, "probabilities[1]")
     assert buckets == _expected_cumulative(positive.tolist(), PROBABILITY_EDGES)
@@ -122,7 +122,9 @@ def test_multiclass_histogram_per_class(serve: Any, connect: Any, model_dir: Pat
     rows = _rows(40, seed=6)
     _post(client, rows[:25])
     _post(client, rows[25:])
-    probabilities = lightgbm.Booster(model_file=str(model_dir / "multiclass.txt")).predict(rows)
+    probabilities = np.asarray(
+        lightgbm.Booster(model_file=str(model_dir / "multiclass.txt")).predict(rows)
+    )
     families = _exposition(plane)
     for k in range(3):
         buckets, total, count = _histogram(families, f"probabilities[{k}]")
@@ -145,7 +147,9 @@ def test_regression_uses_the_configured_edges(serve: Any, connect: Any, model_di
     client = connect(app)
     rows = _rows(50, seed=7)
     _post(client, rows)
-    predictions = lightgbm.Booster(model_file=str(model_dir / "regression.txt")).predict(rows)
+    predictions = np.asarray(
+        lightgbm.Booster(model_file=str(model_dir / "regression.txt")).predict(rows)
+    )
     families = _exposition(plane)
     buckets, total, count = _histogram(families, "predictions")
     assert buckets == _expected_cumulative(predictions.tolist(), edges)
@@ -160,7 +164,9 @@ def test_regression_default_edges(serve: Any, connect: Any, model_dir: Path) -> 
     app, plane = serve("regression.txt")
     rows = _rows(20, seed=8)
     _post(connect(app), rows)
-    predictions = lightgbm.Booster(model_file=str(model_dir / "regression.txt")).predict(rows)
+    predictions = np.asarray(
+        lightgbm.Booster(model_file=str(model_dir / "regression.txt")).predict(rows)
+    )
     buckets, _, _ = _histogram(_exposition(plane), "predictions")
     assert buckets == _expected_cumulative(predictions.tolist(), DEFAULT_VALUE_EDGES)
 
@@ -285,7 +291,7 @@ def test_prediction_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELFLEET_PREDICTION_BUCKETS", "0.5, 1, 10")
     monkeypatch.setenv("MODELFLEET_FEATURE_RANGES", '{"0": [0, 1], "age": [18, 99]}')
     monkeypatch.setenv("MODELFLEET_PREDICTION_METRICS", "false")
-    settings = ServerSettings()  # type: ignore[call-arg]
+    settings = ServerSettings()
     assert settings.prediction_buckets == (0.5, 1.0, 10.0)
     assert settings.feature_ranges == {"0": (0.0, 1.0), "age": (18.0, 99.0)}
     assert settings.prediction_metrics is False

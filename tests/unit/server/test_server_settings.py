@@ -16,7 +16,7 @@ def test_env_vars_configure_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELFLEET_PORT", "9000")
     monkeypatch.setenv("MODELFLEET_FAULT_ERROR_RATE", "0.05")
     monkeypatch.setenv("MODELFLEET_SLOT", "green")
-    settings = ServerSettings()  # type: ignore[call-arg]
+    settings = ServerSettings()
     assert settings.resolved_format == "onnx"
     assert (settings.port, settings.fault_error_rate, settings.slot) == (9000, 0.05, "green")
     assert settings.model_name == "model"
