@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelfleet.operator.api import JwtSpec, ModelDeploymentSpec
+from modelfleet.operator.api import CacheSpec, JwtSpec, ModelDeploymentSpec, parse_duration
 from modelfleet.operator.builders.common import (
     HTTP_PORT,
     LABEL_REVISION,
@@ -162,7 +162,14 @@ def _env(owner: Owner, plan: SlotPlan) -> list[dict[str, Any]]:
         values["MODELFLEET_API_KEY_FILE"] = f"{AUTH_DIR}/{shape.auth.api_key_secret_ref.key}"
     if shape.auth is not None and shape.auth.jwt is not None:
         values.update(_jwt_env(shape.auth.jwt))
-    env = [{"name": key, "value": value} for key, value in values.items()]
+    if shape.server.cache is not None:
+        values.update(_cache_env(shape.server.cache))
+    env: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in values.items()]
+    redis = shape.server.cache.redis if shape.server.cache is not None else None
+    if redis is not None and redis.url_secret_ref is not None:
+        ref = {"name": redis.url_secret_ref.name, "key": redis.url_secret_ref.key}
+        env.append({"name": "MODELFLEET_CACHE_REDIS_URL", "valueFrom": {"secretKeyRef": ref}})
+        values["MODELFLEET_CACHE_REDIS_URL"] = ""  # ours: spec.server.env does not override it
     env.extend(
         {"name": var.name, "value": var.value} for var in shape.server.env if var.name not in values
     )
@@ -178,6 +185,18 @@ def _jwt_env(jwt: JwtSpec) -> dict[str, str]:
     }
     if jwt.required_claims:
         values["MODELFLEET_JWT_REQUIRED_CLAIMS"] = json.dumps(jwt.required_claims, sort_keys=True)
+    return values
+
+
+def _cache_env(cache: CacheSpec) -> dict[str, str]:
+    """The server's prediction-cache settings; a Redis URL from a Secret is added apart."""
+    values = {
+        "MODELFLEET_CACHE": "redis" if cache.redis is not None else "memory",
+        "MODELFLEET_CACHE_TTL_SECONDS": f"{parse_duration(cache.ttl):g}",
+        "MODELFLEET_CACHE_MAX_ENTRIES": str(cache.max_entries),
+    }
+    if cache.redis is not None and cache.redis.url is not None:
+        values["MODELFLEET_CACHE_REDIS_URL"] = cache.redis.url
     return values
 
 
