@@ -12,7 +12,8 @@ from modelfleet.operator import cli as operator_cli
 
 app = typer.Typer(
     name="kubectl modelfleet",
-    help="Control ModelDeployment rollouts: promote, abort, retry, pause, resume, undo, status.",
+    help="Control ModelDeployment rollouts: promote, abort, retry, pause, resume, undo, approve, "
+    "status.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

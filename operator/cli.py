@@ -70,6 +70,8 @@ _VERBS = {
     "resume": "Continue a paused rollout (with a fresh analysis window).",
     "undo": "Flip all traffic back to the previous slot kept warm after the last promotion "
     "(says first whether it is still warm, or that a revert would run as a normal rollout).",
+    "approve": "Approve the manual confirm gates (rollout.webhooks, manual: true) the canary "
+    "waits for; recorded in the status history.",
 }
 
 

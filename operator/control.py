@@ -1,4 +1,4 @@
-"""Manual control (`kubectl modelfleet promote|abort|retry|pause|resume|undo|status`).
+"""Manual control (`kubectl modelfleet promote|abort|retry|pause|resume|undo|approve|status`).
 
 A command is an annotation `modelfleet.io/command: "<verb>[ --full]:<id>"` that the operator acts on
 once and acknowledges in `status.acknowledgedCommand`; GitOps tools leave unknown annotations alone,

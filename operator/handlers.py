@@ -27,7 +27,7 @@ from prometheus_client import start_http_server
 from modelfleet.operator import api
 from modelfleet.operator.apply import AppliedCache
 from modelfleet.operator.feedback_read import PrometheusFeedbackReader
-from modelfleet.operator.gates import PrometheusAndPairedGates
+from modelfleet.operator.gates import PrometheusAndPairedGates, RolloutGates
 from modelfleet.operator.kube import HttpKubeClient, KubeError
 from modelfleet.operator.livecache import LiveDeployments, resource_version
 from modelfleet.operator.metrics import OperatorMetrics
@@ -372,6 +372,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event | None = None) -
                 applied=AppliedCache(max_age=REAPPLY_RESYNCS * settings.resync_seconds),
                 deployments=LiveDeployments(),
                 notifier=notifier,
+                gates=RolloutGates(http, kube),
             )
             monitor = MonitorDeps(
                 kube=kube,

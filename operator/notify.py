@@ -41,6 +41,8 @@ EVENT_OF_REASON = {
     reasons.PROMOTED: "Promoted",
     reasons.ANALYSIS_FAILED: "RolledBack",
     reasons.METRICS_UNAVAILABLE: "RolledBack",  # onMetricsUnavailable: rollback
+    reasons.GATE_FAILED: "RolledBack",  # a webhook gate with onFailure: rollback
+    reasons.SMOKE_TEST_FAILED: "RolledBack",
     reasons.ABORTED: "Aborted",
     reasons.UNDONE: "Undone",
 }

@@ -32,6 +32,7 @@ from modelfleet.operator.api import (
 from modelfleet.operator.apply import AppliedCache
 from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.desired import desired_state, with_notes
+from modelfleet.operator.gates import GateAsker
 from modelfleet.operator.gateway_features import GatewayFeatures
 from modelfleet.operator.kube import KubeClient
 from modelfleet.operator.livecache import LiveDeployments
@@ -39,10 +40,11 @@ from modelfleet.operator.measurement import AnalysisTarget, Analyzer, Measuremen
 from modelfleet.operator.metrics import OperatorMetrics
 from modelfleet.operator.notifier import Notifier
 from modelfleet.operator.replay import paired_gate_enabled
+from modelfleet.operator.rollout.approvals import SMOKE_GATE, DueGates, gates_due
 from modelfleet.operator.rollout.commands import COMMAND_ANNOTATION, Command
 from modelfleet.operator.rollout.machine import next_action
 from modelfleet.operator.rollout.steps import analysis_due, plan_replicas
-from modelfleet.operator.rollout.types import RolloutInput, SlotObservation
+from modelfleet.operator.rollout.types import GateAnswer, RolloutInput, SlotObservation
 from modelfleet.operator.routers import Router, router_for
 from modelfleet.operator.settings import OperatorSettings
 from modelfleet.operator.shape import revision_of, shape_of
@@ -64,6 +66,7 @@ class Context:
     deployments: LiveDeployments | None = None  # what the watch and our applies last saw
     gateway_features: GatewayFeatures = dataclasses.field(default_factory=GatewayFeatures)
     notifier: Notifier | None = None  # rollout notifications (spec.rollout.notify)
+    gates: GateAsker | None = None  # rollout.webhooks and rollout.smoke
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,9 @@ async def _reconcile(body: Mapping[str, Any], ctx: Context, now: datetime) -> Ou
         command=Command.parse(meta.get("annotations", {}).get(COMMAND_ANNOTATION)),
         shadow_refusal=await observe.shadow_refusal(
             ctx.kube, ctx.gateway_features, owner, spec, old_status, revision, generation
+        ),
+        gate_answers=await _ask_gates(
+            ctx, owner, spec, old_status, gates_due(spec, old_status, now)
         ),
     )
     policy_refusal = await observe.route_policy_refusal(
@@ -259,6 +265,28 @@ async def _measure(
     if analysis.prometheus_url is None:
         analysis = analysis.model_copy(update={"prometheus_url": ctx.settings.prometheus_url})
     return await ctx.analyzer.measure(target, analysis, now)
+
+
+async def _ask_gates(
+    ctx: Context,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    due: DueGates,
+) -> tuple[GateAnswer, ...]:
+    """The answers of the gates the status's open wait asks for (calls bounded by each gate's
+    timeout, at most 60 s, made at the same time); none when nothing is due."""
+    if not due:
+        return ()
+    if ctx.gates is None:  # a wiring mistake: say so through the gates rather than wait forever
+        names = [hook.name for hook in due.webhooks] + ([SMOKE_GATE] if due.smoke else [])
+        return tuple(GateAnswer(name, False, "the operator has no gate client") for name in names)
+    smoke_address = None
+    if due.smoke and status.canary is not None:
+        smoke_address = await observe.smoke_address(
+            ctx.kube, ctx.settings.pod_address_annotation, owner, status.canary
+        )
+    return await ctx.gates.ask(owner, spec, status, due, smoke_address)
 
 
 def _expected_share(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COMMAND_ANNOTATION = "modelfleet.io/command"
-VERBS = ("promote", "abort", "retry", "pause", "resume", "undo")
+VERBS = ("promote", "abort", "retry", "pause", "resume", "undo", "approve")
 
 
 @dataclass(frozen=True)

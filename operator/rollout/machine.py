@@ -13,8 +13,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelfleet.operator import reasons
-from modelfleet.operator.api import SLOTS, AnalysisStatus, CanaryStatus, PreviousStatus
+from modelfleet.operator.api import (
+    CONFIRM_GATES,
+    SLOTS,
+    AnalysisStatus,
+    CanaryStatus,
+    PreviousStatus,
+)
 from modelfleet.operator.measurement import Measurement
+from modelfleet.operator.rollout.approvals import APPROVE, stage_webhooks
 from modelfleet.operator.rollout.canary import CanaryFlight
 from modelfleet.operator.rollout.commands import Command
 from modelfleet.operator.rollout.draft import POD_WAIT_REQUEUE, waiting
@@ -50,6 +57,8 @@ class Machine(CanaryFlight):
             else:
                 self._progress(measurement)
             return
+        if status.post_rollout is not None:
+            self._post_rollout()
         if revision == status.active_revision:
             self._steady()
         elif self._previous_is_warm(revision):
@@ -109,6 +118,7 @@ class Machine(CanaryFlight):
         status.previous = None  # the idle slot is reused: undo is no longer possible
         status.draining = None
         status.held_revision = None
+        status.post_rollout = None  # a newer rollout: the last one's postRollout gates are moot
         status.canary = CanaryStatus(
             slot=slot,
             revision=self.inp.revision,
@@ -196,6 +206,24 @@ class Machine(CanaryFlight):
         canary.step_index += 1
         return f"skipping to {position.steps[canary.step_index]}%"
 
+    def _command_approve(self, command: Command) -> str | None:
+        """The manual gates of the open confirm wait are approved (recorded in the history)."""
+        canary = self.status.canary
+        wait = canary.gates if canary is not None else None
+        if canary is None or wait is None or wait.stage not in CONFIRM_GATES:
+            return None
+        manual = [
+            hook.name
+            for hook in stage_webhooks(self.inp.spec, wait.stage)
+            if hook.manual and hook.name not in wait.passed
+        ]
+        if not manual:
+            return None
+        for name in manual:
+            wait.passed.append(name)
+            self._approve(canary, wait.stage, name, f"{APPROVE}, command {command.id}")
+        return f"approved {', '.join(manual)}"
+
     def _command_abort(self, command: Command) -> str | None:
         if self.status.canary is None:
             return None
@@ -216,6 +244,38 @@ class Machine(CanaryFlight):
         if not self._previous_is_warm(previous.revision):
             return None
         return self._undo("kubectl modelfleet undo", hold=True)
+
+    # --- after the promotion --------------------------------------------------------------------
+
+    def _post_rollout(self) -> None:
+        """The postRollout webhooks' answers, taken once: a failure is a Warning Event and the
+        message (so the Progressing condition) says it; with onFailure rollback the promotion is
+        undone while the previous slot is warm (keepPrevious)."""
+        status = self.status
+        hooks = {hook.name: hook for hook in stage_webhooks(self.inp.spec, "postRollout")}
+        if status.post_rollout != status.active_revision or not hooks:
+            status.post_rollout = None
+            return
+        answers = [answer for answer in self.inp.gate_answers if answer.gate in hooks]
+        if not answers:
+            self._wake_in(0.5)  # asked by the next pass
+            return
+        status.post_rollout = None
+        for answer in answers:
+            said = f"postRollout gate {answer.gate}"
+            if answer.passed:
+                self._event("Normal", reasons.GATE_PASSED, f"{said} passed: {answer.detail}")
+                continue
+            failed = f"{said} failed after {status.active_version} was promoted: {answer.detail}"
+            self._event("Warning", reasons.POST_ROLLOUT_FAILED, failed)
+            previous = status.previous
+            undo = hooks[answer.gate].failure_policy == "rollback"
+            if undo and previous is not None and self._previous_is_warm(previous.revision):
+                self._undo(failed, hold=True)
+                return
+            if undo:
+                failed += " (nothing undone: the previous slot is no longer warm)"
+            status.message = failed
 
     # --- undo --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from modelfleet.operator.crd import build_crd
 from modelfleet.operator.reconcile import InvalidSpecError, parse_spec
 
 INGRESS = {"ingress": {"host": "fraud.example.org"}}
+HOOK = "http://gates.example.org/approve"
 
 # one spec per rule that breaks it and nothing else, keyed by the rule's message
 BROKEN: dict[str, dict[str, Any]] = {
@@ -53,6 +54,36 @@ BROKEN: dict[str, dict[str, Any]] = {
                 "timeouts": {"request": "5s", "backendRequest": "1m"},
             }
         }
+    },
+    "set exactly one of url, urlSecretRef and manual: true": {
+        "rollout": {"webhooks": [{"name": "qa", "type": "confirmStep"}]}
+    },
+    "manual: true is for confirmStep and confirmPromotion gates (kubectl modelfleet approve)": {
+        "rollout": {"webhooks": [{"name": "qa", "type": "preRollout", "manual": True}]}
+    },
+    "timeout must be more than 0s and at most 60s": {
+        "rollout": {
+            "webhooks": [{"name": "qa", "type": "preRollout", "url": HOOK, "timeout": "2m"}]
+        }
+    },
+    "onFailure: hold is for gates before the promotion (a postRollout gate runs after it)": {
+        "rollout": {
+            "webhooks": [{"name": "qa", "type": "postRollout", "url": HOOK, "onFailure": "hold"}]
+        }
+    },
+    "rollout.webhooks names must be unique": {
+        "rollout": {
+            "webhooks": [
+                {"name": "qa", "type": "preRollout", "url": HOOK},
+                {"name": "qa", "type": "confirmStep", "manual": True},
+            ]
+        }
+    },
+    "rollout.smoke needs rows: set smoke.requests or analysis.replay.referenceUri": {
+        "rollout": {"smoke": {}}
+    },
+    "rollout.smoke.timeout must be more than 0s and at most 60s": {
+        "rollout": {"smoke": {"requests": [[0.5]], "timeout": "0s"}}
     },
 }
 
