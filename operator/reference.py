@@ -50,7 +50,14 @@ annotations (`examples/ingress-nginx.yaml`).
 | Traefik v3.6, Kubernetes Ingress NGINX provider | served | ignored: both Ingresses match alike and either one takes all the traffic (no fixed order) | ignored: nothing is mirrored |
 
 With neither block, the split is the ratio of Ready pods behind the Service `<name>`: coarse, and
-no shadow step."""
+no shadow step.
+
+`gateway.timeouts` and `gateway.retry` go on every HTTPRoute rule only when each parent Gateway's
+class lists `HTTPRouteRequestTimeout`, `HTTPRouteBackendTimeout` and `HTTPRouteRetry` as needed;
+otherwise they are left off and the `RoutePolicy` condition says which class lacks which feature
+(Traefik v3.6 lists none of them). The Ingress router has no such fields: set ingress-nginx's
+`proxy-read-timeout` / `proxy-next-upstream-tries` annotations in `ingress.annotations` instead
+(docs/rollouts.md, Timeouts and retries on the route)."""
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
