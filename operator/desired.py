@@ -26,6 +26,7 @@ from modelfleet.operator.builders.common import LABEL_REVISION, Owner, SlotPlan
 from modelfleet.operator.builders.deployment import build_deployment, live_sample_rows
 from modelfleet.operator.builders.pdb import build_pdb
 from modelfleet.operator.builders.podmonitor import build_pod_monitor
+from modelfleet.operator.builders.ratelimit import rate_limit_env
 from modelfleet.operator.builders.service import build_slot_service, build_stable_service
 from modelfleet.operator.routers import ALL_ROUTED_KINDS, Router, Routing
 from modelfleet.operator.routers.ingress_nginx import canary_ingress_name
@@ -180,6 +181,7 @@ def desired_state(
             revision=revision,
             replicas=replicas,
             live_sample_rows=live_sample_rows(spec),
+            rate_limit_env=rate_limit_env(owner, spec),
         )
         state.workloads.append(build_deployment(owner, plan_for_slot, settings))
         state.workloads.append(build_slot_service(owner, slot))

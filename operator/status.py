@@ -16,6 +16,7 @@ from modelfleet.operator.api import (
     ModelDeploymentStatus,
     SlotStatus,
 )
+from modelfleet.operator.builders.ratelimit import rate_limit_summary
 from modelfleet.operator.rollout.types import Refusal, SlotObservation
 from modelfleet.operator.timestamps import timestamp
 
@@ -71,6 +72,7 @@ def summarize(
     out = status.model_copy(deep=True)
     out.observed_generation = generation
     out.url = url
+    out.rate_limit = rate_limit_summary(spec)
     out.slots = {}
     for slot, observed in slots.items():
         desired = planned.get(slot)

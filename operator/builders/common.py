@@ -49,6 +49,8 @@ class SlotPlan:
     replicas: int | None
     # rows of recent inputs the server keeps for the paired gate (replay.liveSample); not shape
     live_sample_rows: int = 0
+    # MODELFLEET_RATE_LIMIT_* (builders/ratelimit.py): applied in place to both slots, not shape
+    rate_limit_env: tuple[dict[str, Any], ...] = ()
 
 
 def base_labels(owner: Owner) -> dict[str, str]:

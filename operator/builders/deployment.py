@@ -170,6 +170,8 @@ def _env(owner: Owner, plan: SlotPlan) -> list[dict[str, Any]]:
         ref = {"name": redis.url_secret_ref.name, "key": redis.url_secret_ref.key}
         env.append({"name": "MODELFLEET_CACHE_REDIS_URL", "valueFrom": {"secretKeyRef": ref}})
         values["MODELFLEET_CACHE_REDIS_URL"] = ""  # ours: spec.server.env does not override it
+    env.extend(plan.rate_limit_env)  # ours too: spec.server.env does not override them
+    values.update({var["name"]: "" for var in plan.rate_limit_env})
     env.extend(
         {"name": var.name, "value": var.value} for var in shape.server.env if var.name not in values
     )
