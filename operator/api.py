@@ -87,6 +87,27 @@ def rule_error(message: str, field_path: str = "") -> PydanticCustomError:
     )
 
 
+# a DNS-1035 label: what Service names must be, and the ModelDeployment's name names Services
+DNS_1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
+
+# Rules on the object's root (CEL's `self` is the whole ModelDeployment), their twins given its
+# metadata.name: `reconcile.parse_spec` refuses the names the API server refuses.
+NAME_RULES = (
+    CrossFieldRule(
+        f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+        f"metadata.name must be at most {MAX_NAME_LENGTH} characters: children append -green, "
+        "-canary and the like and Service names stop at 63",
+        lambda name: len(name) <= MAX_NAME_LENGTH,
+    ),
+    CrossFieldRule(
+        f"self.metadata.name.matches('^{DNS_1035_LABEL}$')",
+        "metadata.name must be a DNS-1035 label (start with a letter; a-z, 0-9 and -) "
+        "because it names Services",
+        lambda name: re.fullmatch(DNS_1035_LABEL, name) is not None,
+    ),
+)
+
+
 def _cel_validations(schema: dict[str, Any], model: type[Any]) -> None:
     rules: Sequence[CrossFieldRule] = getattr(model, "cross_field_rules", ())
     if rules:

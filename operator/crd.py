@@ -19,18 +19,7 @@ from modelfleet.operator import api
 _DROP_KEYS = {"title", "$defs", "discriminator"}
 
 # CEL rules on the root: the name must fit every child name, which are DNS-1035 labels.
-ROOT_VALIDATIONS = [
-    {
-        "rule": f"self.metadata.name.size() <= {api.MAX_NAME_LENGTH}",
-        "message": f"metadata.name must be at most {api.MAX_NAME_LENGTH} characters: children "
-        "append -green, -canary and the like and Service names stop at 63",
-    },
-    {
-        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-        "message": "metadata.name must be a DNS-1035 label (start with a letter; a-z, 0-9 and -) "
-        "because it names Services",
-    },
-]
+ROOT_VALIDATIONS = [rule.validation() for rule in api.NAME_RULES]
 
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},

@@ -24,7 +24,7 @@ from modelfleet.operator import apply, observe, reasons
 from modelfleet.operator.api import (
     CHECK_RULES,
     CROSS_FIELD_ERROR,
-    MAX_NAME_LENGTH,
+    NAME_RULES,
     SLOTS,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -84,8 +84,10 @@ def parse_spec(body: Mapping[str, Any]) -> ModelDeploymentSpec:
         spec = ModelDeploymentSpec.model_validate(body.get("spec") or {}, context=CHECK_RULES)
     except ValidationError as error:
         raise InvalidSpecError(_field_message(error.errors()[0])) from error
-    if len(body["metadata"]["name"]) > MAX_NAME_LENGTH:
-        raise InvalidSpecError(f"metadata.name is longer than {MAX_NAME_LENGTH} characters")
+    name = body["metadata"]["name"]
+    for rule in NAME_RULES:
+        if not rule.holds(name):
+            raise InvalidSpecError(rule.message)
     return spec
 
 
