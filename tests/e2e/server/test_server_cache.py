@@ -1,7 +1,7 @@
 """The prediction cache in real `modelfleet serve` processes: a repeated row is answered from
 the cache after the first call (the hit counter moves, the model does not run again) and the
 prediction metrics still count it; with a real Redis (Debian's redis-server, started here on
-loopback) the pods of one revision share answers and two revisions never do."""
+loopback by tests/redis_server.py) the pods of one revision share answers and two revisions never do."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from localcluster.redis_server import RedisServer
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.redis_server import running_redis
 
 
 def _sample(server: Any, sample: str, **labels: str) -> float:
@@ -77,7 +78,7 @@ def _wait_for_keys(url: str, count: int) -> None:
 def test_redis_shares_answers_within_a_revision_never_across(
     start_server: Any, example_models: Path, tmp_path: Path
 ) -> None:
-    with RedisServer(tmp_path) as store:
+    with running_redis(tmp_path) as store:
         cache = {"MODELFLEET_CACHE": "redis", "MODELFLEET_CACHE_REDIS_URL": store.url}
         v1_a = start_server(**_env(example_models / "model.txt", "r1", **cache))
         v1_b = start_server(**_env(example_models / "model.txt", "r1", **cache))
@@ -112,6 +113,6 @@ def _own_answer(model: Path, body: bytes) -> list[float]:
     tensor = json.loads(body)["inputs"][0]
     rows = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
     probabilities: list[float] = (
-        lightgbm.Booster(model_file=str(model)).predict(rows).ravel().tolist()
+        np.asarray(lightgbm.Booster(model_file=str(model)).predict(rows)).ravel().tolist()
     )
     return probabilities
