@@ -30,6 +30,7 @@ from harness.model_aware import (
 )
 from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for
 from localcluster import LocalCluster
+from localcluster.prometheus import Prometheus
 from localcluster.runner import LOCAL_ADDRESS, LOCAL_METRICS_ADDRESS
 
 NAME = "dash"
@@ -39,13 +40,18 @@ MONITORING = {"baselineUri": REFERENCE.resolve().as_uri(), "interval": "2s", "wi
 RULES = Path(__file__).resolve().parents[2] / "manifests" / "monitoring" / "prometheusrule.yaml"
 
 
+def _prometheus(cluster: LocalCluster) -> Prometheus:
+    assert cluster.prometheus is not None, "the e2e cluster runs Prometheus"
+    return cluster.prometheus
+
+
 def _wait_for_data(cluster: LocalCluster, query: str, timeout: float) -> list[dict[str, Any]]:
     """The panel's query over the last 15 minutes, as Grafana plots it: the operator's drift and
     agreement gauges exist only while a canary is analysed (they are dropped when the rollout
     ends), so an instant query after the promotion would miss them."""
     deadline = time.monotonic() + timeout
     while True:
-        result = cluster.prometheus.query(f"last_over_time(({query})[15m:2s])")
+        result = _prometheus(cluster).query(f"last_over_time(({query})[15m:2s])")
         if result or time.monotonic() > deadline:
             return result
         time.sleep(1)
@@ -67,9 +73,9 @@ def _feed_labels(cluster: LocalCluster, namespace: str) -> None:
         namespace, label_selector=f"modelfleet.io/deployment={NAME},modelfleet.io/slot={slot}"
     )
     notes = next(
-        pod.metadata.annotations
-        for pod in pods.items
-        if LOCAL_METRICS_ADDRESS in (pod.metadata.annotations or {})
+        annotations
+        for annotations in (pod.metadata.annotations or {} for pod in pods.items if pod.metadata)
+        if LOCAL_METRICS_ADDRESS in annotations
     )
     labels = []
     with httpx.Client(timeout=30) as client:
@@ -113,7 +119,7 @@ def _inline(expr: str, records: dict[str, str]) -> str:
 
 def _ours(cluster: LocalCluster, promql: str, namespace: str) -> list[dict[str, str]]:
     """The label sets of this test's deployment in an instant query's result."""
-    result = cluster.prometheus.query(promql)
+    result = _prometheus(cluster).query(promql)
     return [
         r["metric"]
         for r in result
@@ -171,7 +177,7 @@ def test_every_panel_has_data_during_a_rollout(
     cluster: LocalCluster, namespace: str, start_operator: Any
 ) -> None:
     operator = start_operator(namespace, env=POD_ADDRESS_ANNOTATION)
-    cluster.prometheus.add_target(
+    _prometheus(cluster).add_target(
         f"operator-{namespace}",
         f"127.0.0.1:{operator.metrics_port}",
         {"job": "modelfleet-operator"},
@@ -217,4 +223,4 @@ def test_every_panel_has_data_during_a_rollout(
         assert "canary v2" in progressing[1], progressing
         assert healthy[0] == "Healthy", healthy
     finally:
-        cluster.prometheus.remove_target(f"operator-{namespace}")
+        _prometheus(cluster).remove_target(f"operator-{namespace}")

@@ -217,7 +217,7 @@ def _active_pod(cluster: LocalCluster, namespace: str) -> tuple[str, str, str]:
         label_selector=f"modelfleet.io/deployment={NAME},modelfleet.io/slot={status['activeSlot']}",
     )
     for pod in pods.items:
-        notes = pod.metadata.annotations or {}
+        notes = (pod.metadata.annotations if pod.metadata else None) or {}
         if LOCAL_ADDRESS in notes and LOCAL_METRICS_ADDRESS in notes:
             return status["activeSlot"], notes[LOCAL_ADDRESS], notes[LOCAL_METRICS_ADDRESS]
     raise AssertionError(f"no running pod of slot {status['activeSlot']}")

@@ -423,9 +423,11 @@ def test_monitoring_names_drifting_and_missing_features_and_alerts_the_webhook(
     # Events: one per change too, the drift a Warning naming the features, the failed delivery a
     # Warning
     listed = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-    events = [(e["type"], e["reason"], e["message"]) for e in json.loads(listed)["items"]]
-    drift_events = [e for e in events if e[1] == "DriftDetected"]
-    assert [kind for kind, _, _ in drift_events] == ["Warning"], events
+    kube_events = [(e["type"], e["reason"], e["message"]) for e in json.loads(listed)["items"]]
+    drift_events = [e for e in kube_events if e[1] == "DriftDetected"]
+    assert [kind for kind, _, _ in drift_events] == ["Warning"], kube_events
     assert FEATURE_NAME.findall(drift_events[0][2]) == _named(first_alarm), drift_events
-    assert [kind for kind, reason, _ in events if reason == "WebhookDeliveryFailed"] == ["Warning"]
-    assert any(reason == "WebhookDelivered" for _, reason, _ in events), events
+    assert [kind for kind, reason, _ in kube_events if reason == "WebhookDeliveryFailed"] == [
+        "Warning"
+    ]
+    assert any(reason == "WebhookDelivered" for _, reason, _ in kube_events), kube_events

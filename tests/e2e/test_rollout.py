@@ -74,7 +74,7 @@ def rollout(cluster: LocalCluster, namespace: str, operator: Any) -> Iterator[Ro
 
 
 def _degraded(status: Any) -> bool:
-    return status.get("phase") == "Degraded"
+    return bool(status.get("phase") == "Degraded")
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

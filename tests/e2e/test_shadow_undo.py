@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from harness.driver import TrafficDriver
@@ -46,7 +46,7 @@ NAME = "fraud"
 GATEWAY = "e2e"
 RPS = 60.0
 PAYLOAD = json.loads((MODELS / "request.json").read_text())
-ROUTERS = {
+ROUTERS: dict[str, dict[str, Any]] = {
     "gateway": {"gateway": {"parentRefs": [{"name": GATEWAY}]}},
     "ingress": {"ingress": {"host": "fraud.e2e.example"}},
 }
@@ -183,8 +183,12 @@ def test_a_shadow_the_gateway_class_cannot_mirror_is_refused_and_nothing_is_writ
     assert (still.get("canary"), still["message"]) == (None, refusal)
     from kubernetes import client
 
-    route = client.CustomObjectsApi(refused.cluster.api_client()).get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", refused.namespace, "httproutes", NAME
+    custom = client.CustomObjectsApi(refused.cluster.api_client())
+    route = cast(
+        "dict[str, Any]",
+        custom.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", refused.namespace, "httproutes", NAME
+        ),
     )
     assert "filters" not in route["spec"]["rules"][0]  # no mirror was ever written
     events = client.CoreV1Api(refused.cluster.api_client()).list_namespaced_event(
@@ -219,8 +223,11 @@ class RouteWatch:
         self._thread = threading.Thread(target=self._loop, name="route-watch", daemon=True)
 
     def backends(self) -> list[tuple[str, int]]:
-        route = self._api.get_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", self._namespace, "httproutes", NAME
+        route = cast(
+            "dict[str, Any]",
+            self._api.get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", self._namespace, "httproutes", NAME
+            ),
         )
         refs = route["spec"]["rules"][0]["backendRefs"]
         return [(ref["name"], ref.get("weight", 1)) for ref in refs]

@@ -107,9 +107,10 @@ def test_a_process_backed_pod_is_ready_only_when_its_probe_answers_and_prometheu
     assert httpx.get(f"http://{address}/v2/health/ready").status_code == 200
 
     # Prometheus scrapes it, with the pod's namespace, name and labels as target labels.
-    assert cluster.prometheus is not None
+    prometheus = cluster.prometheus
+    assert prometheus is not None
     promql = f'fake_server_up{{namespace="{namespace}", pod="srv"}}'
-    series = wait_for("Prometheus to scrape the pod", lambda: cluster.prometheus.query(promql))
+    series = wait_for("Prometheus to scrape the pod", lambda: prometheus.query(promql))
     labels = series[0]["metric"]
     assert series[0]["value"][1] == "1"
     assert labels["app_kubernetes_io_name"] == "modelfleet-server"
@@ -124,7 +125,7 @@ def test_a_process_backed_pod_is_ready_only_when_its_probe_answers_and_prometheu
     cluster.kubectl("delete", "pod", "srv", "-n", namespace, "--timeout=30s")
     assert get_pod(cluster, namespace, "srv") is None
     wait_for("the process to exit", lambda: not alive(pid, started), timeout=10)
-    assert not (cluster.prometheus.sd_dir / f"{namespace}_srv.json").exists()
+    assert not (prometheus.sd_dir / f"{namespace}_srv.json").exists()
 
 
 def test_a_crashing_process_is_reported_in_container_statuses_and_restarted(
@@ -249,13 +250,14 @@ def test_the_model_server_runs_as_a_process_backed_pod(
         answer = httpx.post(f"http://{address}/v2/models/fraud/infer", json=request, timeout=10)
         assert answer.status_code == 200, answer.text
 
-    assert cluster.prometheus is not None
+    prometheus = cluster.prometheus
+    assert prometheus is not None
     promql = (
         f'sum(modelfleet_requests_total{{namespace="{namespace}", pod="fraud",'
         ' deployment="fraud", slot="blue", code="200"})'
     )
     counted = wait_for(
         "Prometheus to count the 5 requests",
-        lambda: [r for r in cluster.prometheus.query(promql) if r["value"][1] == "5"],
+        lambda: [r for r in prometheus.query(promql) if r["value"][1] == "5"],
     )
     assert counted[0]["value"][1] == "5"

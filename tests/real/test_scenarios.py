@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from realnode import clients, config, install, prometheus
+from realnode import clients, config, install, prometheus, traefik
 from realnode.images import SERVER_REF
 from realnode.load import Load
 
@@ -67,7 +67,7 @@ def model_deployment(
     """A ModelDeployment on the real node, routed by an HTTPRoute on Traefik's Gateway, with
     short steps so a rollout takes about a minute."""
     gateway: dict[str, Any] = {
-        "parentRefs": [{"name": install.traefik.GATEWAY_NAME, "namespace": "traefik"}],
+        "parentRefs": [{"name": traefik.GATEWAY_NAME, "namespace": "traefik"}],
         "path": "/",
     }
     if hostname:

@@ -129,7 +129,7 @@ def test_a_real_server_counts_inputs_on_its_baseline_edges(
     where = 'deployment="fraud",slot="blue",revision="r1"'
     _wait_for(stack, f'modelfleet_input_count{{{where},feature="f3"}}', counts["f3"])
     sum_f0 = math.fsum(v for v in sent[:, 0].tolist())
-    result = []
+    result: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     while not result and time.monotonic() < deadline:
         result = stack.prometheus.query(f'modelfleet_input_sum{{{where},feature="f0"}}')

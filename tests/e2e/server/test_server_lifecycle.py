@@ -107,11 +107,15 @@ def test_bad_setting_exits_2_naming_it(start_server: Any, example_models: Path) 
     assert "MODELFLEET_WORKERS must be 1" in server.log()
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on the test's stderr."""
+
+
 @pytest.fixture
 def model_host(example_models: Path) -> Iterator[str]:
     """A plain HTTP file server on loopback, serving the example models."""
-    handler = partial(SimpleHTTPRequestHandler, directory=str(example_models))
-    handler.log_message = lambda *args: None  # type: ignore[assignment]
+    handler = partial(_QuietHandler, directory=str(example_models))
     httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -268,7 +268,11 @@ def test_replicas_that_kopf_pauses_both_fail_their_liveness(
     same = {"MODELFLEET_OPERATOR_PEERING_PRIORITY": "100"}
     replicas = [start_operator(namespace, peering=peering, env=same) for _ in range(2)]
     for replica in replicas:
-        wait_for(lambda r=replica: _state(r, "/healthz")[0] == 503, 60, "liveness to fail")
+
+        def failing(replica: Any = replica) -> bool:
+            return bool(_state(replica, "/healthz")[0] == 503)
+
+        wait_for(failing, 60, "liveness to fail")
         _, report = replica.probe("/healthz")
         assert report["state"] == "waiting"
         assert "same priority" in report["reason"]

@@ -160,7 +160,11 @@ def test_children_are_garbage_collected_on_delete(
     wait_ready(cluster, "fraud", namespace)
     cluster.kubectl("delete", "md", "fraud", "-n", namespace, "--wait=true", "--timeout=60s")
     for kind in ("deployments", "services", "pdb", "pods"):
-        wait_for(lambda kind=kind: not items(cluster, kind, namespace), 60, f"no {kind} left")
+
+        def gone(kind: str = kind) -> bool:
+            return not items(cluster, kind, namespace)
+
+        wait_for(gone, 60, f"no {kind} left")
 
 
 def test_a_slot_deployment_changed_by_someone_else_is_put_back_at_once(
