@@ -239,11 +239,12 @@ class CacheSpec(CamelModel):
         description="How long an answer is kept: a row asked again within it is not scored.",
     )
     max_entries: int = Field(
-        default=100_000,
+        default=10_000,
         ge=1,
         le=10_000_000,
-        description="Rows each pod keeps at most in process (least recently used out first); "
-        "with redis, the Redis's own maxmemory bounds it instead.",
+        description="Rows each pod keeps at most in process (least recently used out first), "
+        "about 1.2 KB each at 64 features: size the pod's memory limit for it; with redis, the "
+        "Redis's own maxmemory bounds it instead.",
     )
     redis: RedisSpec | None = Field(
         default=None,

@@ -204,10 +204,10 @@ class ServerSettings(BaseSettings):
     )
     cache_ttl_seconds: float = Field(300.0, gt=0, description="How long an answer is kept")
     cache_max_entries: int = Field(
-        100_000,
+        10_000,
         ge=1,
-        description="Rows kept at most by the in-process cache (least recently "
-        "used first out); a Redis is bounded by its own maxmemory",
+        description="Rows kept at most by the in-process cache (least recently used first out; "
+        "~1.2 KB each at 64 features); a Redis is bounded by its own maxmemory",
     )
     cache_redis_url: str = Field(
         "", description="redis:// or rediss:// URL of the cache's Redis (MODELFLEET_CACHE=redis)"

@@ -33,11 +33,11 @@ def _values(env: list[dict[str, Any]]) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("cache", "expected"),
     [
-        ({}, ("memory", 300.0, 100_000, "")),
+        ({}, ("memory", 300.0, 10_000, "")),
         ({"ttl": "90s", "maxEntries": 5000}, ("memory", 90.0, 5000, "")),
         (
             {"ttl": "1h", "redis": {"url": "redis://cache.ml:6379/2"}},
-            ("redis", 3600.0, 100_000, "redis://cache.ml:6379/2"),
+            ("redis", 3600.0, 10_000, "redis://cache.ml:6379/2"),
         ),
     ],
 )
