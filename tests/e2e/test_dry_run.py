@@ -11,7 +11,7 @@ CloudEvents receiver on a loopback port of the test's own) carries the same coun
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ def _manifest(cluster: LocalCluster, receiver: Receiver, **changes: Any) -> dict
     return manifest
 
 
-def _progressing(status: dict[str, Any]) -> str:
+def _progressing(status: Mapping[str, Any]) -> str:
     conditions = status.get("conditions") or []
     return next((c["message"] for c in conditions if c["type"] == "Progressing"), "")
 
@@ -61,7 +61,7 @@ def test_a_dry_run_error_gate_reports_its_would_be_failures_and_the_canary_is_pr
     )
     said: list[str] = []  # the Progressing condition's messages while the canary runs
 
-    def promoted(status: dict[str, Any]) -> bool:
+    def promoted(status: Mapping[str, Any]) -> bool:
         said.append(_progressing(status))
         return healthy_at("v2")(status)
 
