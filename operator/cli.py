@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         Every setting is also an environment variable MODELFLEET_OPERATOR_<NAME>.
         """
-        from modelfleet.operator.handlers import run
+        from modelfleet.operator.process import run
         from modelfleet.operator.settings import OperatorSettings
 
         overrides: dict[str, object] = {}

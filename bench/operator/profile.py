@@ -40,7 +40,7 @@ from modelfleet.operator.kube_credentials import load_credentials  # noqa: E402
 CPU_CHILD = """
 import cProfile, io, json, pstats, signal, sys, time
 profile = cProfile.Profile(time.process_time)
-from modelfleet.operator.handlers import run
+from modelfleet.operator.process import run
 from modelfleet.operator.settings import OperatorSettings
 
 def dump(*_):
@@ -80,7 +80,7 @@ run(OperatorSettings(peering=None))
 MEMORY_CHILD = """
 import json, signal, sys, tracemalloc
 tracemalloc.start(8)
-from modelfleet.operator.handlers import run
+from modelfleet.operator.process import run
 from modelfleet.operator.settings import OperatorSettings
 
 def dump(*_):
