@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from modelfleet.operator import reasons
-from modelfleet.operator.api import ModelDeploymentSpec, ModelDeploymentStatus, Slot
-from modelfleet.operator.builders.common import Owner, selector
+from modelfleet.operator.api import CanaryStatus, ModelDeploymentSpec, ModelDeploymentStatus, Slot
+from modelfleet.operator.builders.common import METRICS_PORT, Owner, selector
 from modelfleet.operator.desired import POD_MONITOR, SCALED_OBJECT, Capabilities
 from modelfleet.operator.gateway_features import GatewayFeatures
 from modelfleet.operator.kube import KubeClient
@@ -185,6 +185,18 @@ async def with_pod_addresses(
         canary_address=ready_pod_address(canary_pods, target.canary_revision, annotation),
         stable_address=ready_pod_address(stable_pods, target.stable_revision, annotation),
     )
+
+
+async def smoke_address(
+    kube: KubeClient, annotation: str | None, owner: Owner, canary: CanaryStatus
+) -> str | None:
+    """Where the smoke test reaches the canary: its slot Service's metrics port (any Ready pod of
+    the slot answers); with `annotation` (the local cluster, whose Services route nowhere) one
+    Ready pod's address from that annotation, None while no pod has one."""
+    if not annotation:
+        return f"{owner.slot_name(canary.slot)}.{owner.namespace}.svc:{METRICS_PORT}"
+    pods = await kube.list("v1", "Pod", owner.namespace, selector(owner, canary.slot))
+    return ready_pod_address(pods, canary.revision, annotation)
 
 
 async def capabilities(kube: KubeClient, settings: OperatorSettings) -> Capabilities:

@@ -158,6 +158,10 @@ def _conditions(
         "Healthy": reasons.ROLLOUT_COMPLETE,
         "Degraded": reasons.ROLLED_BACK,
     }.get(status.phase or "", reasons.ROLLOUT_IN_PROGRESS)
+    wait = status.canary.gates if status.canary is not None else None
+    if progressing and wait is not None:  # the message names the gates and their answers
+        confirm = wait.stage in ("confirmStep", "confirmPromotion")
+        progress_reason = reasons.AWAITING_APPROVAL if confirm else reasons.RUNNING_GATES
     conditions = set_condition(
         conditions,
         reasons.PROGRESSING,

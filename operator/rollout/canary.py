@@ -7,9 +7,16 @@ from datetime import timedelta
 
 from modelfleet.operator import reasons
 from modelfleet.operator.analysis import tally_advisory, would_fail
-from modelfleet.operator.api import AnalysisStatus, CanaryStatus, PreviousStatus
+from modelfleet.operator.api import (
+    CONFIRM_GATES,
+    AnalysisStatus,
+    CanaryStatus,
+    GateStage,
+    PreviousStatus,
+)
 from modelfleet.operator.measurement import Measurement
-from modelfleet.operator.rollout.draft import POD_WAIT_REQUEUE, Draft, waiting
+from modelfleet.operator.rollout.approvals import Gated, stage_gates, stage_webhooks
+from modelfleet.operator.rollout.draft import POD_WAIT_REQUEUE, waiting
 from modelfleet.operator.rollout.steps import (
     StepPosition,
     in_shadow,
@@ -23,13 +30,15 @@ from modelfleet.operator.timestamps import parse_timestamp, timestamp
 SHADOW_REFUSAL_RECHECK = 60.0  # the GatewayClass's features are read again about this often
 
 
-class CanaryFlight(Draft):
+class CanaryFlight(Gated):
     """The steps of a canary: `_progress` is called once per reconcile while one is in flight."""
 
     def _progress(self, measurement: Measurement | None) -> None:
         canary = self.status.canary
         assert canary is not None
         if self.status.phase == "Paused":
+            return
+        if not self._before_traffic(canary):
             return
         if in_shadow(self.inp.spec, canary):
             self._shadow(canary, measurement)
@@ -41,16 +50,53 @@ class CanaryFlight(Draft):
             self._raise_weight(canary, target)
             return
         if canary.skip_analysis and target == 100:
-            self._promote()
+            self._promote_when_confirmed(canary)
             return
         if measurement is not None and not self._judge(canary, measurement):
-            return
+            return  # a Fail rolls back while a confirm gate holds, too
         dwell = self._seconds(self.inp.spec.rollout.step_duration)
-        if self._step_passed(canary, dwell):
-            self._next_step(canary)
+        if self._step_passed(canary, dwell) or self._confirming(canary):
+            stage: GateStage = "confirmPromotion" if self._anchor(canary).last else "confirmStep"
+            if self._gates_clear(canary, stage):
+                self._next_step(canary)
+            else:  # analysis keeps running at every look; no deadline pauses an approval
+                self._wake_in(look_gap(self.inp.spec, canary))
             return
         self._check_deadline(canary, dwell)
         self._wake_in(look_gap(self.inp.spec, canary))
+
+    def _before_traffic(self, canary: CanaryStatus) -> bool:
+        """The preRollout gates and the smoke test: once the canary's pods are Ready, before any
+        traffic (mirrored included) reaches it. A canary already taking traffic (gates added to
+        the spec mid-rollout) is not held back."""
+        spec = self.inp.spec
+        if canary.pre_rollout_done or not stage_gates(spec, "preRollout"):
+            return True
+        if canary.weight > 0 or canary.mirror > 0:
+            return True
+        shadow = spec.rollout.shadow
+        first = shadow.percent if shadow is not None and in_shadow(spec, canary) else None
+        if not self._canary_pods_ready(canary, first or self._anchor(canary).weight):
+            return False
+        if not self._gates_clear(canary, "preRollout"):
+            return False
+        canary.pre_rollout_done = True
+        return True
+
+    def _promote_when_confirmed(self, canary: CanaryStatus) -> None:
+        """Straight to 100 % (`promote --full`, steps [100]): analysis is skipped, gates are not."""
+        if self._gates_clear(canary, "confirmPromotion"):
+            self._promote()
+
+    def _confirming(self, canary: CanaryStatus) -> bool:
+        """Whether a confirm gate of this step is open (its step passed; the analysis may since
+        have turned Inconclusive, which does not take the passed dwell back)."""
+        wait = canary.gates
+        return (
+            wait is not None
+            and wait.stage in CONFIRM_GATES
+            and wait.step_index == canary.step_index
+        )
 
     def _anchor(self, canary: CanaryStatus) -> StepPosition:
         """The canary's step, written back re-anchored (see `step_position`: rollout.steps edited)."""
@@ -78,7 +124,7 @@ class CanaryFlight(Draft):
         if not self._canary_pods_ready(canary, target):
             return
         if canary.skip_analysis and target == 100:
-            self._promote()
+            self._promote_when_confirmed(canary)
             return
         canary.shadow_done = True  # a live weight: the shadow step never comes back
         canary.weight = target
@@ -219,6 +265,9 @@ class CanaryFlight(Draft):
             status.draining = old
         self._wake_in(self._seconds(delay))
         message = f"{canary.version} promoted: slot {canary.slot} is active"
+        if stage_webhooks(self.inp.spec, "postRollout"):
+            status.post_rollout = canary.revision  # the next pass calls them
+            self._wake_in(0.5)
         self._history(canary.revision, canary.version, "Promoted", message)
         status.active_slot = canary.slot
         status.active_revision = canary.revision

@@ -1,7 +1,8 @@
 """What the rollout state machine reads and returns.
 
-`RolloutInput` (spec, status, both slots as observed, the router's sizing, a manual command) goes
-into `machine.next_action`, a `Transition` (next status, events, when to look again) comes out.
+`RolloutInput` (spec, status, both slots as observed, the router's sizing, a manual command, the
+answers of the webhook gates) goes into `machine.next_action`, a `Transition` (next status, events,
+when to look again) comes out.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class GateAnswer:
+    """What one gate answered this pass: a webhook's call, or the built-in smoke test."""
+
+    gate: str  # the webhook's name, or SMOKE_GATE
+    passed: bool
+    detail: str  # "HTTP 200", "HTTP 403: <start of the body>", "timed out after 10 s", …
+
+
+@dataclass(frozen=True)
 class Refusal:
     """What the data plane cannot serve, found before a rollout begins: the condition's words."""
 
@@ -67,6 +77,8 @@ class RolloutInput:
     # why the data plane cannot serve the shadow step's mirror or the header route (None: it can,
     # or neither is pending)
     shadow_refusal: Refusal | None = None
+    # the gates the reconcile asked before this call (`approvals.gates_due` says which)
+    gate_answers: tuple[GateAnswer, ...] = ()
 
 
 @dataclass(frozen=True)
