@@ -10,6 +10,7 @@ reconcile feeds the `RolloutGates` adapter's.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from collections.abc import Callable
@@ -17,11 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelfleet.operator import reasons
-from modelfleet.operator.api import as_json
+import pytest
+
+from modelfleet.operator import observe, reasons
+from modelfleet.operator.api import CanaryStatus, as_json
+from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.rollout.approvals import SMOKE_GATE, gate_body, gates_due
 from modelfleet.operator.rollout.commands import Command
 from modelfleet.operator.rollout.types import GateAnswer, RolloutInput, Transition
+from modelfleet.operator.status import summarize
 from tests.unit.operator.specs import make_spec
 from tests.unit.operator.test_rollout import FAST, World, measurement, new_revision
 
@@ -319,3 +324,46 @@ def test_nothing_is_due_while_paused_and_a_holding_gate_waits_an_interval() -> N
     assert gates_due(w.spec, w.status, asked_at + timedelta(seconds=10))
     paused = w.status.model_copy(update={"phase": "Paused"})
     assert not gates_due(w.spec, paused, asked_at + timedelta(seconds=30))
+
+
+# --- what the status and the reconcile make of it ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "reason"),
+    [
+        ([_hook("ops", "confirmStep", manual=True)], reasons.AWAITING_APPROVAL),
+        ([_hook("qa", "preRollout", onFailure="hold")], reasons.RUNNING_GATES),
+    ],
+)
+def test_the_progressing_condition_says_what_the_rollout_waits_for(
+    webhooks: list[dict[str, Any]], reason: str
+) -> None:
+    w = gated(lambda gate, now: (False, "HTTP 409"), webhooks=webhooks)
+    w.run(120)
+    summary = summarize(w.spec, w.status, w.observations(), {}, "http://fraud", 2, w.now)
+    progressing = next(c for c in summary.conditions if c.type == reasons.PROGRESSING)
+    assert (progressing.status, progressing.reason) == ("True", reason)
+    assert progressing.message == w.status.message
+    assert "waiting for" in progressing.message
+
+
+class PodsKube:
+    async def list(self, api_version: str, kind: str, namespace: str, selector: Any) -> Any:
+        ready = {"conditions": [{"type": "Ready", "status": "True"}], "podIP": "10.0.0.7"}
+        meta = {
+            "name": "fraud-green-1",
+            "labels": {"modelfleet.io/revision": "r2"},
+            "annotations": {"local/address": "127.0.0.1:40123"},
+        }
+        return [{"metadata": meta, "status": ready}]
+
+
+def test_the_smoke_test_goes_through_the_canary_service_or_the_local_pod_address() -> None:
+    owner = Owner(name="fraud", namespace="ml", uid="uid-1")
+    canary = CanaryStatus(slot="green", revision="r2", version="v2")
+    kube: Any = PodsKube()
+    via_service = asyncio.run(observe.smoke_address(kube, None, owner, canary))
+    assert via_service == "fraud-green.ml.svc:8082"
+    local = asyncio.run(observe.smoke_address(kube, "local/address", owner, canary))
+    assert local == "127.0.0.1:40123"
