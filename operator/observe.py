@@ -190,13 +190,18 @@ async def with_pod_addresses(
 async def smoke_address(
     kube: KubeClient, annotation: str | None, owner: Owner, canary: CanaryStatus
 ) -> str | None:
-    """Where the smoke test reaches the canary: its slot Service's metrics port (any Ready pod of
-    the slot answers); with `annotation` (the local cluster, whose Services route nowhere) one
-    Ready pod's address from that annotation, None while no pod has one."""
-    if not annotation:
-        return f"{owner.slot_name(canary.slot)}.{owner.namespace}.svc:{METRICS_PORT}"
-    pods = await kube.list("v1", "Pod", owner.namespace, selector(owner, canary.slot))
-    return ready_pod_address(pods, canary.revision, annotation)
+    """Where the smoke test reaches the canary: its slot Service's cluster IP and metrics port (any
+    Ready pod of the slot answers; the IP, not the DNS name, so no cluster DNS is needed); with
+    `annotation` (the local cluster, whose Services route nowhere) one Ready pod's address from
+    that annotation. None while there is none (the smoke test is then run at the next look)."""
+    if annotation:
+        pods = await kube.list("v1", "Pod", owner.namespace, selector(owner, canary.slot))
+        return ready_pod_address(pods, canary.revision, annotation)
+    service = await kube.get("v1", "Service", owner.namespace, owner.slot_name(canary.slot))
+    ip = ((service or {}).get("spec") or {}).get("clusterIP")
+    if not ip or ip == "None":
+        return None
+    return f"[{ip}]:{METRICS_PORT}" if ":" in ip else f"{ip}:{METRICS_PORT}"
 
 
 async def capabilities(kube: KubeClient, settings: OperatorSettings) -> Capabilities:

@@ -349,6 +349,10 @@ def test_the_progressing_condition_says_what_the_rollout_waits_for(
 
 
 class PodsKube:
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        assert (api_version, kind, namespace, name) == ("v1", "Service", "ml", "fraud-green")
+        return {"spec": {"clusterIP": "10.96.0.42"}}
+
     async def list(self, api_version: str, kind: str, namespace: str, selector: Any) -> Any:
         ready = {"conditions": [{"type": "Ready", "status": "True"}], "podIP": "10.0.0.7"}
         meta = {
@@ -364,6 +368,6 @@ def test_the_smoke_test_goes_through_the_canary_service_or_the_local_pod_address
     canary = CanaryStatus(slot="green", revision="r2", version="v2")
     kube: Any = PodsKube()
     via_service = asyncio.run(observe.smoke_address(kube, None, owner, canary))
-    assert via_service == "fraud-green.ml.svc:8082"
+    assert via_service == "10.96.0.42:8082"
     local = asyncio.run(observe.smoke_address(kube, "local/address", owner, canary))
     assert local == "127.0.0.1:40123"
