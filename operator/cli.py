@@ -103,7 +103,10 @@ async def _send(name: str, namespace: str | None, verb: str, full: bool, wait: f
     try:
         if verb == "undo":
             await _say_what_undo_will_do(kube, namespace, name)
-        status = await send_command(kube, namespace, name, verb, full=full, wait_seconds=wait)
+        by = await kube.who_am_i() if verb == "approve" else None  # recorded with the approval
+        status = await send_command(
+            kube, namespace, name, verb, full=full, wait_seconds=wait, by=by
+        )
     except ControlError as error:
         raise typer.Exit(_fail(str(error))) from error
     finally:

@@ -35,9 +35,10 @@ async def send_command(
     *,
     full: bool = False,
     wait_seconds: float = 30.0,
+    by: str | None = None,
 ) -> dict[str, Any]:
     """Annotate the object with a fresh command and wait for the operator to acknowledge it."""
-    command = Command(verb=verb, id=uuid.uuid4().hex[:12], full=full)
+    command = Command(verb=verb, id=uuid.uuid4().hex[:12], full=full, by=by)
     patch = {"metadata": {"annotations": {COMMAND_ANNOTATION: command.render()}}}
     if await kube.merge_patch(API_VERSION, KIND, namespace, name, patch) is None:
         raise ControlError(f"modeldeployment {namespace}/{name} not found")

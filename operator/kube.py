@@ -197,6 +197,19 @@ class HttpKubeClient:
         path = resource_path(api_version, kind, namespace, name)
         return await self._request("GET", path, missing_ok=True)
 
+    async def who_am_i(self) -> str | None:
+        """The user these credentials authenticate as (a SelfSubjectReview); None when the API
+        server does not say (an older one, or a review this user may not create)."""
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            answer = await self._request(
+                "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review
+            )
+        except KubeError:
+            return None
+        name = (((answer or {}).get("status") or {}).get("userInfo") or {}).get("username")
+        return str(name) if name else None
+
     async def list(
         self,
         api_version: str,

@@ -11,11 +11,13 @@ VERBS = ("promote", "abort", "retry", "pause", "resume", "undo", "approve")
 
 @dataclass(frozen=True)
 class Command:
-    """A manual-control request from the `modelfleet.io/command` annotation: "<verb>[ --full]:<id>"."""
+    """A manual-control request from the `modelfleet.io/command` annotation:
+    "<verb>[ --full][ --by=<user>]:<id>" (`by`: who sent it, as the plugin's credentials said)."""
 
     verb: str
     id: str
     full: bool = False
+    by: str | None = None
 
     @classmethod
     def parse(cls, text: str | None) -> Command | None:
@@ -25,7 +27,9 @@ class Command:
         words = head.split()
         if not words or words[0] not in VERBS or not command_id:
             return None
-        return cls(verb=words[0], id=command_id, full="--full" in words[1:])
+        by = next((word.removeprefix("--by=") for word in words if word.startswith("--by=")), None)
+        return cls(verb=words[0], id=command_id, full="--full" in words[1:], by=by or None)
 
     def render(self) -> str:
-        return f"{self.verb}{' --full' if self.full else ''}:{self.id}"
+        by = f" --by={'_'.join(self.by.split())}" if self.by else ""
+        return f"{self.verb}{' --full' if self.full else ''}{by}:{self.id}"

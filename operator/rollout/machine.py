@@ -221,7 +221,8 @@ class Machine(CanaryFlight):
             return None
         for name in manual:
             wait.passed.append(name)
-            self._approve(canary, wait.stage, name, f"{APPROVE}, command {command.id}")
+            who = f" by {command.by}" if command.by else ""
+            self._approve(canary, wait.stage, name, f"{APPROVE}{who}, command {command.id}")
         return f"approved {', '.join(manual)}"
 
     def _command_abort(self, command: Command) -> str | None:

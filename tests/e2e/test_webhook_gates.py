@@ -274,9 +274,10 @@ def test_a_manual_confirm_step_waits_for_kubectl_modelfleet_approve(live: Live) 
     assert promoted["outcome"] == "Promoted"
     assert approved["outcome"] == "Approved"
     assert approved["version"] == "v2"
+    # who: the user the plugin's credentials authenticate as (a SelfSubjectReview)
     assert approved["message"].startswith(
-        "confirmStep gate ops approved at 50% (kubectl modelfleet approve, command "
-    )
+        "confirmStep gate ops approved at 50% (kubectl modelfleet approve by "
+    ), approved["message"]
     assert 100 in live.recorder.weights()
     (body,) = live.receiver.bodies("load-check")
     assert (body["namespace"], body["name"], body["type"]) == (live.namespace, NAME, "preRollout")

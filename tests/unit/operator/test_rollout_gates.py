@@ -237,6 +237,30 @@ def test_a_manual_confirm_step_waits_for_kubectl_approve_at_each_step() -> None:
     assert [h.outcome for h in w.status.history[:4]] == ["Promoted", *["Approved"] * 3]
 
 
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("approve:c1", Command("approve", "c1")),
+        ("approve --by=system:admin:c1", Command("approve", "c1", by="system:admin")),
+        ("promote --full --by=ana:c2", Command("promote", "c2", full=True, by="ana")),
+    ],
+)
+def test_who_approved_travels_in_the_command(text: str, command: Command) -> None:
+    assert Command.parse(text) == command
+    assert command.render() == text
+
+
+def test_the_approver_is_named_in_the_history() -> None:
+    w = gated(webhooks=[_hook("ops", "confirmStep", manual=True)])
+    w.run(120)
+    w.command = Command("approve", "c9", by="system:serviceaccount:ml:release")
+    w.step()
+    assert w.status.history[0].message == (
+        "confirmStep gate ops approved at 10% "
+        "(kubectl modelfleet approve by system:serviceaccount:ml:release, command c9)"
+    )
+
+
 def test_approve_with_nothing_waiting_is_ignored() -> None:
     w = gated(webhooks=[_hook("ops", "confirmStep", manual=True)])
     w.run(10)  # at 10 %, still analysing

@@ -1,11 +1,13 @@
 """The webhook gates' and the smoke test's calls (`gates.RolloutGates`) against in-process
-receivers (httpx.MockTransport): what passes, what fails and the words the status then carries."""
+receivers (httpx.MockTransport): what passes, what fails and the words the status then carries;
+and who an approval is recorded as (`HttpKubeClient.who_am_i`)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,8 @@ import pytest
 from modelfleet.operator.api import CanaryStatus, ModelDeploymentSpec, ModelDeploymentStatus
 from modelfleet.operator.builders.common import Owner
 from modelfleet.operator.gates import RolloutGates
+from modelfleet.operator.kube import HttpKubeClient
+from modelfleet.operator.kube_credentials import Credentials
 from modelfleet.operator.rollout.approvals import SMOKE_GATE, DueGates
 from modelfleet.operator.rollout.types import GateAnswer
 from tests.unit.operator.specs import make_spec
@@ -161,3 +165,33 @@ def test_no_address_yet_is_no_answer_asked_again_later() -> None:
         raise AssertionError("nothing is sent without an address")
 
     assert _ask(_spec(**SMOKE), handler, smoke=True, address=None) == ()
+
+
+@pytest.mark.parametrize(
+    ("code", "answer", "who"),
+    [
+        (201, {"status": {"userInfo": {"username": "ana@example.org"}}}, "ana@example.org"),
+        (403, {"message": "forbidden"}, None),
+        (404, {"message": "the server could not find the requested resource"}, None),
+    ],
+)
+def test_the_approver_is_who_the_api_server_says_the_credentials_are(
+    code: int, answer: dict[str, Any], who: str | None
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == (
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        )
+        assert json.loads(request.content)["kind"] == "SelfSubjectReview"
+        return httpx.Response(code, json=answer)
+
+    async def run() -> str | None:
+        credentials = Credentials("https://kube.invalid", ssl.create_default_context(), "t0")
+        kube = HttpKubeClient(credentials, transport=httpx.MockTransport(handler))
+        try:
+            return await kube.who_am_i()
+        finally:
+            await kube.close()
+
+    assert asyncio.run(run()) == who
