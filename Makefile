@@ -73,6 +73,10 @@ examples: $(STAMP) ## Train the example models into examples/models/
 bench-server: $(STAMP) ## Benchmark the server against MLServer, KServe and a bare-ASGI ceiling
 	$(PY) bench/server/run.py
 
+.PHONY: bench-server-cache
+bench-server-cache: $(STAMP) ## Benchmark the prediction cache: off, in process, Redis; hit rate and latency at repeat ratios 0/0.5/0.9 (~2.5 min)
+	$(PY) bench/server/cache.py $(BENCH_SERVER_CACHE_ARGS)
+
 # --- local control plane (local control plane issue) ---
 cluster-build: $(STAMP) ## Build (or reuse from cache) etcd, kube-apiserver, controller-manager, scheduler, kwok
 	PYTHONPATH=hack $(PY) -m localcluster build
