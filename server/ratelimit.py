@@ -174,13 +174,15 @@ class RedisBuckets:
         scope: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        from redis.exceptions import RedisError
+
         self._client = client
         self._script = client.register_script(_TAKE_SCRIPT)
         self._args = [repr(limit.rate_per_s), repr(limit.capacity)]
         self._prefix = f"modelfleet:ratelimit:{scope}:"
         self._clock = clock
         self._down_until = 0.0
-        self.failures = 0
+        self._unavailable = (RedisError, OSError, TimeoutError)
 
     @classmethod
     def connect(cls, url: str, limit: Limit, scope: str) -> RedisBuckets:
@@ -195,14 +197,11 @@ class RedisBuckets:
         return cls(client, limit, scope)
 
     async def take(self, tenant: str) -> float | None:
-        from redis.exceptions import RedisError
-
         if self._clock() < self._down_until:
             return None
         try:
             allowed, wait = await self._script(keys=[self._prefix + tenant], args=self._args)
-        except (RedisError, OSError, TimeoutError) as error:
-            self.failures += 1
+        except self._unavailable as error:
             self._down_until = self._clock() + _REDIS_COOLDOWN_S
             log.warning("rate limit: Redis unavailable, letting requests through: %s", error)
             return None
