@@ -342,7 +342,8 @@ def _record(
     labels = (owner.namespace, owner.name)
     metrics.managed.labels(*labels).set(children)
     metrics.canary_weight.labels(*labels).set(new.canary.weight if new.canary else 0)
-    if new.history and (not old.history or new.history[0] != old.history[0]):
+    finished = new.history and new.history[0].outcome != "Approved"  # an approval ends nothing
+    if finished and (not old.history or new.history[0] != old.history[0]):
         metrics.rollout_outcomes.labels(*labels, new.history[0].outcome).inc()
     if measurement is not None:
         for gauge, value in (
