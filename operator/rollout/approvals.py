@@ -142,6 +142,7 @@ class Gated(Draft):
         if wait is not None and (wait.stage, wait.step_index) != (stage, canary.step_index):
             wait = canary.gates = None  # a wait of another step (a command moved the canary on)
         if not names:
+            canary.gates = None  # the spec no longer has gates here (edited while waiting)
             return True
         if wait is None:
             canary.gates = GateWaitStatus(

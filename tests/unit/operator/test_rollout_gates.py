@@ -261,6 +261,18 @@ def test_the_approver_is_named_in_the_history() -> None:
     )
 
 
+def test_a_wait_ends_when_an_edit_takes_its_gates_out_of_the_spec() -> None:
+    w = gated(webhooks=[_hook("ops", "confirmStep", manual=True)])
+    w.run(120)
+    assert w.status.canary is not None
+    assert w.status.canary.gates is not None
+    w.spec = make_spec(rollout=FAST, model={"uri": w.spec.model.uri, "version": "v2"})
+    w.run(15)
+    assert w.status.canary is not None
+    assert w.status.canary.weight == 25
+    assert w.status.canary.gates is None  # no stale wait left for the condition to report
+
+
 def test_approve_with_nothing_waiting_is_ignored() -> None:
     w = gated(webhooks=[_hook("ops", "confirmStep", manual=True)])
     w.run(10)  # at 10 %, still analysing
