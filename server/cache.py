@@ -10,7 +10,8 @@ found are answered from the cache, the rest are scored together and stored.
 Two stores behind one small protocol: `MemoryStore` (default; a bounded LRU with a TTL, in
 the process) and `RedisStore` (shared by every pod that names the same Redis; the TTL is
 Redis's own expiry, its size Redis's `maxmemory`). A Redis that fails is a miss and a
-logged warning, never a failed request. `CachedScorer` is the part the data plane calls;
+logged warning, never a failed request: a lookup waits 0.25 s at most, and after a failure the
+pod leaves Redis alone for a second. `CachedScorer` is the part the data plane calls;
 it hands cached answers to the same observer as scored ones, so the prediction metrics
 (and drift monitoring, which reads them) count every answered row.
 """
@@ -38,6 +39,10 @@ Observe = Callable[[Rows, Outputs], None]
 CountLookups = Callable[[int, int], None]  # hits, misses
 _REDIS_PREFIX = b"modelfleet:prediction:"
 _WARN_EVERY_S = 60.0
+# A lookup waits at most this long for Redis; after a failure Redis is left alone this long,
+# so an outage costs one slow request a second, not every request a timeout.
+REDIS_TIMEOUT_S = 0.25
+REDIS_COOLDOWN_S = 1.0
 
 
 class Store(Protocol):
@@ -121,25 +126,36 @@ class RedisStore:
     """Answers in a Redis shared by the pods: MGET for the rows of a request, and the
     misses written back after the answer (in the background: the client does not wait)."""
 
-    def __init__(self, url: str, ttl_s: float, client: Any = None) -> None:
+    def __init__(
+        self, url: str, ttl_s: float, client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         if client is None:
             import redis.asyncio as redis_asyncio
 
-            client = redis_asyncio.Redis.from_url(url, socket_timeout=1.0)
+            client = redis_asyncio.Redis.from_url(
+                url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+            )
         self._client = client
+        self._clock = clock
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._writes: set[asyncio.Task[None]] = set()
         self._warned_at = -_WARN_EVERY_S
+        self._resting_until = -REDIS_COOLDOWN_S
 
     async def get_many(self, keys: Sequence[bytes]) -> list[Outputs | None]:
+        if self._clock() < self._resting_until:
+            return [None] * len(keys)
         try:
             found = await self._client.mget([_REDIS_PREFIX + key for key in keys])
             return [None if data is None else decode_answer(data) for data in found]
         except Exception as error:  # the cache is an optimisation: score instead
-            self._warn("read", error)
+            self._failed("read", error)
             return [None] * len(keys)
 
     def put_many(self, keys: Sequence[bytes], answers: Sequence[Outputs]) -> None:
+        if self._clock() < self._resting_until:
+            return
         task = asyncio.get_running_loop().create_task(self._write(keys, answers))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -151,13 +167,17 @@ class RedisStore:
                     pipe.set(_REDIS_PREFIX + key, encode_answer(answer), px=self._ttl_ms)
                 await pipe.execute()
         except Exception as error:
-            self._warn("write", error)
+            self._failed("write", error)
 
-    def _warn(self, what: str, error: Exception) -> None:
-        now = time.monotonic()
+    def _failed(self, what: str, error: Exception) -> None:
+        now = self._clock()
+        self._resting_until = now + REDIS_COOLDOWN_S
         if now - self._warned_at >= _WARN_EVERY_S:  # one line a minute, not one per request
             self._warned_at = now
-            log.warning("prediction cache: Redis %s failed, scoring instead: %r", what, error)
+            log.warning(
+                "prediction cache: Redis %s failed, scoring without it for %g s: %r",
+                what, REDIS_COOLDOWN_S, error,
+            )  # fmt: skip
 
     async def close(self) -> None:
         if self._writes:

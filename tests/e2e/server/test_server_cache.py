@@ -104,6 +104,13 @@ def test_redis_shares_answers_within_a_revision_never_across(
         assert _sample(v2, "modelfleet_cache_requests_total", result="hit") == 1
         assert _sample(v2, "modelfleet_input_rows_total") == 2
 
+        store.stop()  # Redis goes away: answers still come, scored, without waiting for it
+        started = time.monotonic()
+        assert _infer(v1_a, body) == first
+        assert _infer(v1_a, body) == first
+        assert time.monotonic() - started < 1.0
+        assert _sample(v1_a, "modelfleet_cache_requests_total", result="miss") == 3
+
 
 def _own_answer(model: Path, body: bytes) -> list[float]:
     """What the model file itself answers, computed here by LightGBM without the server."""

@@ -14,6 +14,7 @@ import pytest
 from server_helpers import sample
 
 from modelfleet.server.cache import (
+    REDIS_COOLDOWN_S,
     CachedScorer,
     MemoryStore,
     RedisStore,
@@ -141,34 +142,51 @@ def test_answers_travel_as_bytes_unchanged(answer: dict[str, Any]) -> None:
 
 
 class BrokenRedis:
-    """A Redis client whose every call fails, like one that is down."""
+    """A Redis client whose every call fails, like one that is down; counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
 
     async def mget(self, keys: Any) -> Any:
+        self.calls += 1
         raise ConnectionError("connection refused")
 
     def pipeline(self, transaction: bool = False) -> Any:
+        self.calls += 1
         raise ConnectionError("connection refused")
 
     async def aclose(self) -> None:
         return None
 
 
-def test_a_redis_that_fails_is_a_miss_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_redis_that_fails_is_a_miss_then_left_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """Every answer still comes (scored); after a failure Redis is not asked for a second, so
+    an outage costs one timeout a second, not one per request; one warning, not one a request."""
     recorder = Recorder()
+    clock = FakeClock()
+    broken = BrokenRedis()
     row = np.array([[1.0, 2.0, 3.0]])
 
-    async def twice() -> None:
-        store = RedisStore("redis://unused", ttl_s=60, client=BrokenRedis())
+    async def requests(count: int, store: RedisStore) -> None:
         scorer = _scorer(store, b"rev\0", recorder)
-        for _ in range(2):
+        for _ in range(count):
             assert (await scorer.score(row, recorder.score))["predictions"].tolist() == [6.0]
+
+    async def scenario() -> None:
+        store = RedisStore("redis://unused", ttl_s=60, client=broken, clock=clock)
+        await requests(3, store)
+        assert broken.calls == 1  # the first lookup failed; the write and the next two skipped
+        clock.now += REDIS_COOLDOWN_S
+        await requests(1, store)
+        assert broken.calls == 2  # asked again after the cooldown
         await store.close()
 
     with caplog.at_level(logging.WARNING, logger="modelfleet.server.cache"):
-        asyncio.run(twice())
-    assert recorder.lookups == [(0, 1), (0, 1)]
+        asyncio.run(scenario())
+    assert recorder.lookups == [(0, 1)] * 4
+    assert len(recorder.scored) == 4
     warnings = [r for r in caplog.records if "Redis" in r.getMessage()]
-    assert len(warnings) == 1  # one line a minute, not one per request
+    assert len(warnings) == 1
 
 
 def _body(rows: list[list[float]]) -> dict[str, Any]:
