@@ -85,6 +85,10 @@ BROKEN: dict[str, dict[str, Any]] = {
     "rollout.smoke.timeout must be more than 0s and at most 60s": {
         "rollout": {"smoke": {"requests": [[0.5]], "timeout": "0s"}}
     },
+    "cache.ttl must be more than 0s": {"server": {"cache": {"ttl": "0s"}}},
+    "url must be a redis:// or rediss:// URL": {
+        "server": {"cache": {"redis": {"url": "http://cache.example.org:6379"}}}
+    },
 }
 
 
