@@ -193,24 +193,50 @@ class BatchingSpec(CamelModel):
     )
 
 
+HTTP_SCHEMES = ("http://", "https://")
+
+
+def url_scheme_rule(
+    schemes: tuple[str, ...] = HTTP_SCHEMES,
+    kind: str = "an http:// or https:// URL",
+    *,
+    label: str = "url",
+    optional: bool = True,
+) -> CrossFieldRule:
+    """The rule that the model's `url` starts with one of `schemes`; `kind` names them in the
+    message ("an http:// or https:// URL"), `label` names the field; `optional`: unset passes."""
+    starts = " || ".join(f"self.url.startsWith('{scheme}')" for scheme in schemes)
+    return CrossFieldRule(
+        f"!has(self.url) || {starts}" if optional else starts,
+        f"{label} must be {kind}",
+        lambda model: (optional and model.url is None) or model.url.startswith(schemes),
+        ".url",
+    )
+
+
+def url_or_secret_rules(
+    schemes: tuple[str, ...] = HTTP_SCHEMES, kind: str = "an http:// or https:// URL"
+) -> tuple[CrossFieldRule, ...]:
+    """The rules of a URL given inline (`url`) or in a Secret (`urlSecretRef`): exactly one of
+    the two, and the inline one starts with one of `schemes`."""
+    return (
+        CrossFieldRule(
+            "has(self.url) != has(self.urlSecretRef)",
+            "set exactly one of url and urlSecretRef",
+            lambda model: (model.url is None) != (model.url_secret_ref is None),
+        ),
+        url_scheme_rule(schemes, kind),
+    )
+
+
 class UrlSecretRef(CamelModel):
     name: str = Field(description="Secret name (in the ModelDeployment's namespace).", min_length=1)
     key: str = Field(default="url", description="Key inside the Secret holding the URL.")
 
 
 class RedisSpec(CamelModel):
-    cross_field_rules = (
-        CrossFieldRule(
-            "has(self.url) != has(self.urlSecretRef)",
-            "set exactly one of url and urlSecretRef",
-            lambda redis: (redis.url is None) != (redis.url_secret_ref is None),
-        ),
-        CrossFieldRule(
-            "!has(self.url) || self.url.startsWith('redis://') || self.url.startsWith('rediss://')",
-            "url must be a redis:// or rediss:// URL",
-            lambda redis: redis.url is None or redis.url.startswith(("redis://", "rediss://")),
-            ".url",
-        ),
+    cross_field_rules = url_or_secret_rules(
+        ("redis://", "rediss://"), "a redis:// or rediss:// URL"
     )
     url: str | None = Field(
         default=None,
@@ -597,19 +623,7 @@ NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
 
 
 class NotifyTarget(CamelModel):
-    cross_field_rules = (
-        CrossFieldRule(
-            "has(self.url) != has(self.urlSecretRef)",
-            "set exactly one of url and urlSecretRef",
-            lambda target: (target.url is None) != (target.url_secret_ref is None),
-        ),
-        CrossFieldRule(
-            "!has(self.url) || self.url.startsWith('http://') || self.url.startsWith('https://')",
-            "url must be an http:// or https:// URL",
-            lambda target: target.url is None or target.url.startswith(("http://", "https://")),
-            ".url",
-        ),
-    )
+    cross_field_rules = url_or_secret_rules()
     type: Literal["slack", "teams", "cloudevents"] = Field(
         description="slack: a Slack-compatible incoming webhook (text and blocks); teams: a "
         "Microsoft Teams workflow webhook (an Adaptive Card); cloudevents: a CloudEvents 1.0 JSON "
@@ -660,12 +674,7 @@ class RolloutWebhook(CamelModel):
             lambda gate: not gate.manual or gate.type in CONFIRM_GATES,
             ".manual",
         ),
-        CrossFieldRule(
-            "!has(self.url) || self.url.startsWith('http://') || self.url.startsWith('https://')",
-            "url must be an http:// or https:// URL",
-            lambda gate: gate.url is None or gate.url.startswith(("http://", "https://")),
-            ".url",
-        ),
+        url_scheme_rule(),
         CrossFieldRule(
             "!has(self.timeout) || (duration(self.timeout) > duration('0s') && "
             "duration(self.timeout) <= duration('60s'))",
@@ -960,14 +969,7 @@ class WebhookSecretRef(CamelModel):
 
 
 class MonitoringWebhook(CamelModel):
-    cross_field_rules = (
-        CrossFieldRule(
-            "self.url.startsWith('http://') || self.url.startsWith('https://')",
-            "monitoring.webhook.url must be an http:// or https:// URL",
-            lambda webhook: webhook.url.startswith(("http://", "https://")),
-            ".url",
-        ),
-    )
+    cross_field_rules = (url_scheme_rule(label="monitoring.webhook.url", optional=False),)
     url: str = Field(
         description="Receives a CloudEvents JSON on every change of the Drifting or DataQuality "
         "condition.",
