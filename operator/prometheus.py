@@ -28,14 +28,10 @@ import httpx
 from modelfleet.operator.analysis import (
     DEFAULT_Z,
     CheckResult,
-    IntervalCounts,
-    RequestShareResult,
     judge_error_rate,
     judge_metric,
     judge_p99,
     judge_regression,
-    judge_request_share,
-    judge_share_by_interval,
     render_query,
 )
 from modelfleet.operator.api import AnalysisSpec, MetricCheck, parse_duration
@@ -59,6 +55,12 @@ from modelfleet.operator.prometheus_counts import (
     scrape_gap,
     selector,
     series_increase,
+)
+from modelfleet.operator.request_share import (
+    IntervalCounts,
+    RequestShareResult,
+    judge_request_share,
+    judge_share_by_interval,
 )
 
 

@@ -19,7 +19,6 @@ from modelfleet.operator.analysis import (
     judge_metric,
     judge_p99,
     judge_regression,
-    judge_request_share,
     look_corrected_z,
     poisson_lower_bound,
     render_query,
@@ -29,6 +28,7 @@ from modelfleet.operator.api import MetricCheck
 from modelfleet.operator.drift import DriftResult
 from modelfleet.operator.measurement import Measurement
 from modelfleet.operator.metrics import OperatorMetrics
+from modelfleet.operator.request_share import judge_request_share
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
