@@ -617,7 +617,15 @@ class HeaderRouteSpec(CamelModel):
 
 
 NotifyEvent = Literal[
-    "Started", "StepPassed", "Paused", "Promoted", "RolledBack", "Aborted", "Undone"
+    "Started",
+    "StepPassed",
+    "AwaitingApproval",
+    "Approved",
+    "Paused",
+    "Promoted",
+    "RolledBack",
+    "Aborted",
+    "Undone",
 ]
 NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
 

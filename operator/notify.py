@@ -11,7 +11,7 @@ No I/O, no clock: the time and the CloudEvent's id are passed in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,8 @@ from modelfleet.operator.api import (
     as_json,
 )
 from modelfleet.operator.measurement import Measurement
-from modelfleet.operator.rollout.types import Event, Transition
+from modelfleet.operator.rollout.approvals import APPROVE
+from modelfleet.operator.rollout.types import Event, GateNote, Transition
 from modelfleet.operator.timestamps import timestamp
 
 CLOUDEVENT_TYPE_PREFIX = "io.modelfleet.rollout."
@@ -36,6 +37,8 @@ CLOUDEVENT_TYPE_PREFIX = "io.modelfleet.rollout."
 EVENT_OF_REASON = {
     reasons.ROLLOUT_IN_PROGRESS: "Started",
     reasons.STEP_PASSED: "StepPassed",
+    reasons.AWAITING_APPROVAL: "AwaitingApproval",  # a confirm gate holds (once per wait)
+    reasons.APPROVED: "Approved",
     reasons.PAUSED: "Paused",
     reasons.PROGRESS_DEADLINE_EXCEEDED: "Paused",
     reasons.PROMOTED: "Promoted",
@@ -54,7 +57,7 @@ SLACK_FIELDS_MAX = 10  # Slack refuses a section with more
 class RolloutNotice:
     """One rollout event as every receiver is told it."""
 
-    event: str  # Started, StepPassed, Paused, Promoted, RolledBack, Aborted, Undone
+    event: str  # Started, StepPassed, AwaitingApproval, Approved, Paused, Promoted, RolledBack, …
     namespace: str
     name: str
     reason: str
@@ -69,6 +72,12 @@ class RolloutNotice:
     analysis: dict[str, Any] = field(default_factory=dict)  # status.canary.analysis's figures
     # the advisory (dryRun) gates over the rollout so far: looks and would-be failures per gate
     advisory: tuple[AdvisoryTally, ...] = ()
+    # AwaitingApproval and Approved: the confirm stage and its gates (those that hold, or the one
+    # approved), the command that approves a manual gate, who or which webhook approved
+    stage: str | None = None
+    gates: tuple[str, ...] = ()
+    approve_command: str | None = None
+    approved_by: str | None = None
 
     @property
     def title(self) -> str:
@@ -76,6 +85,8 @@ class RolloutNotice:
         said = {
             "Started": f"rolling out {self.version}",
             "StepPassed": f"{self.version} passed{where}",
+            "AwaitingApproval": f"{self.version} waiting for approval{where}",
+            "Approved": f"{self.version} approved{where}",
             "Paused": f"{self.version} paused{where}",
             "Promoted": f"{self.version} promoted",
             "RolledBack": f"{self.version} rolled back{where}",
@@ -100,6 +111,10 @@ class RolloutNotice:
             "steps": list(self.steps) or None,
             "analysis": self.analysis or None,
             "advisory": [as_json(tally) for tally in self.advisory] or None,
+            "stage": self.stage,
+            "gates": list(self.gates) or None,
+            "approveCommand": self.approve_command,
+            "approvedBy": self.approved_by,
         }
         return {key: value for key, value in values.items() if value is not None}
 
@@ -130,8 +145,9 @@ class Subject:
 
     def notice(self, event: Event) -> RolloutNotice:
         kind = EVENT_OF_REASON[event.reason]
-        # the new canary for the events that keep it; the old one for those that end it
-        canary = self.new.canary if kind in ("Started", "StepPassed", "Paused") else self.old.canary
+        # the new canary for the events that keep it; the old one for those that end or move it
+        keep = kind in ("Started", "StepPassed", "AwaitingApproval", "Paused")
+        canary = self.new.canary if keep else self.old.canary
         if canary is None:  # undo: the history's newest entry is the version taken out of traffic
             history = self.new.history
             version = history[0].version if history else (self.new.active_version or "")
@@ -147,7 +163,7 @@ class Subject:
             )
         weight = 100 if kind == "Promoted" else canary.weight
         steps = tuple(canary.steps or ())
-        return RolloutNotice(
+        notice = RolloutNotice(
             event=kind,
             namespace=self.namespace,
             name=self.name,
@@ -162,6 +178,18 @@ class Subject:
             steps=steps,
             analysis={} if kind == "Started" else self._figures(canary),
             advisory=self._advisory(canary.revision),
+        )
+        return notice if event.gate is None else self._with_gates(notice, event.gate)
+
+    def _with_gates(self, notice: RolloutNotice, note: GateNote) -> RolloutNotice:
+        """An approval event's gates, and the full command when a person must approve."""
+        command = f"{APPROVE} {self.name} -n {self.namespace}" if note.manual else None
+        return replace(
+            notice,
+            stage=note.stage,
+            gates=note.gates,
+            approve_command=command,
+            approved_by=note.by,
         )
 
     def _advisory(self, revision: str) -> tuple[AdvisoryTally, ...]:
@@ -185,6 +213,13 @@ def facts(notice: RolloutNotice) -> list[tuple[str, str]]:
     if notice.weight is not None:
         step = f" (step {notice.step}/{len(notice.steps)})" if notice.step else ""
         lines.append(("Weight", f"{notice.weight}%{step}"))
+    if notice.gates:
+        label = "Approved" if notice.event == "Approved" else "Waiting for"
+        lines.append((label, f"{notice.stage} {', '.join(notice.gates)}"))
+    if notice.approve_command:
+        lines.append(("Approve with", notice.approve_command))
+    if notice.approved_by:
+        lines.append(("Approved by", notice.approved_by))
     figures = notice.analysis
     for label, render in FIGURES:
         text = render(figures)
@@ -291,6 +326,8 @@ def slack_body(notice: RolloutNotice) -> dict[str, Any]:
 def teams_body(notice: RolloutNotice) -> dict[str, Any]:
     """A Microsoft Teams workflow webhook message: one Adaptive Card (title, message, facts)."""
     color = "Attention" if notice.event in BAD_NEWS else "Good"
+    if notice.event == "AwaitingApproval":
+        color = "Warning"  # someone has to act
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",

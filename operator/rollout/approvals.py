@@ -33,7 +33,7 @@ from modelfleet.operator.api import (
 )
 from modelfleet.operator.rollout.draft import Draft
 from modelfleet.operator.rollout.steps import where
-from modelfleet.operator.rollout.types import GateAnswer
+from modelfleet.operator.rollout.types import GateAnswer, GateNote
 from modelfleet.operator.timestamps import parse_timestamp, timestamp
 
 SMOKE_GATE = "builtin:smoke"  # the smoke test's name among the gates (no webhook name has a colon)
@@ -145,12 +145,9 @@ class Gated(Draft):
             canary.gates = None  # the spec no longer has gates here (edited while waiting)
             return True
         if wait is None:
-            canary.gates = GateWaitStatus(
-                stage=stage, step_index=canary.step_index, since=timestamp(self.now)
-            )
-            self._say_waiting(canary, canary.gates)
-            self._wake_in(0.5)  # the next pass asks them
+            self._open_wait(canary, stage)
             return False
+        held = bool(wait.answers)
         if not self._take_answers(canary, wait, stage):
             return False  # rolled back
         if all(name in wait.passed for name in names):
@@ -158,8 +155,33 @@ class Gated(Draft):
             canary.progressed_at = timestamp(self.now)
             return True
         self._say_waiting(canary, wait)
+        if wait.answers and not held and not self._has_manual(stage):
+            self._tell_waiting(wait)  # a webhook began to hold
         self._wake_in(parse_duration(self.inp.spec.rollout.analysis.interval))
         return False
+
+    def _open_wait(self, canary: CanaryStatus, stage: GateStage) -> None:
+        canary.gates = GateWaitStatus(
+            stage=stage, step_index=canary.step_index, since=timestamp(self.now)
+        )
+        self._say_waiting(canary, canary.gates)
+        if self._has_manual(stage):  # a person must act: told at once
+            self._tell_waiting(canary.gates)
+        self._wake_in(0.5)  # the next pass asks them
+
+    def _has_manual(self, stage: GateStage) -> bool:
+        return any(hook.manual for hook in stage_webhooks(self.inp.spec, stage))
+
+    def _tell_waiting(self, wait: GateWaitStatus) -> None:
+        """The AwaitingApproval event (a notification), once per confirm wait: when it opens with a
+        manual gate, else when a webhook first holds; never at each look while it waits."""
+        if wait.stage not in CONFIRM_GATES:
+            return
+        hooks = [h for h in stage_webhooks(self.inp.spec, wait.stage) if h.name not in wait.passed]
+        note = GateNote(
+            wait.stage, tuple(h.name for h in hooks), manual=any(h.manual for h in hooks)
+        )
+        self._event("Normal", reasons.AWAITING_APPROVAL, wait.message or "", note)
 
     def _take_answers(self, canary: CanaryStatus, wait: GateWaitStatus, stage: GateStage) -> bool:
         """Record this pass's answers in the wait; False when one rolled the canary back."""
@@ -209,7 +231,7 @@ class Gated(Draft):
         """One approval, in the history (who or what, where) and as an Event."""
         message = f"{stage} gate {gate} approved {self._before_or_at(canary)} ({by})"
         self._history(canary.revision, canary.version, "Approved", message)
-        self._event("Normal", reasons.APPROVED, message)
+        self._event("Normal", reasons.APPROVED, message, GateNote(stage, (gate,), by=by))
 
     def _before_or_at(self, canary: CanaryStatus) -> str:
         if canary.weight == 0 and canary.mirror == 0:

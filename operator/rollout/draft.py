@@ -21,7 +21,7 @@ from modelfleet.operator.api import (
     as_json,
     parse_duration,
 )
-from modelfleet.operator.rollout.types import Event, RolloutInput, SlotObservation
+from modelfleet.operator.rollout.types import Event, GateNote, RolloutInput, SlotObservation
 from modelfleet.operator.timestamps import timestamp
 
 POD_WAIT_REQUEUE = 5.0
@@ -38,8 +38,14 @@ class Draft:
     def __post_init__(self) -> None:
         self.status = self.inp.status.model_copy(deep=True)
 
-    def _event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.events.append(Event(kind, reason, message))
+    def _event(
+        self,
+        kind: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        gate: GateNote | None = None,
+    ) -> None:
+        self.events.append(Event(kind, reason, message, gate))
 
     def _wake_in(self, seconds: float) -> None:
         seconds = max(seconds, 0.5)

@@ -39,10 +39,21 @@ class SlotObservation:
 
 
 @dataclass(frozen=True)
+class GateNote:
+    """What an AwaitingApproval or Approved event is about, for the notifications."""
+
+    stage: str  # confirmStep or confirmPromotion
+    gates: tuple[str, ...]  # the gates that hold (AwaitingApproval), or the one approved
+    manual: bool = False  # one of them waits for `kubectl modelfleet approve`
+    by: str | None = None  # Approved: who or which webhook, as the history says it
+
+
+@dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    gate: GateNote | None = None  # the approval events' gates, which the message only names
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ The transitions come from the real state machine, driven by the simulated cluste
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from modelfleet.operator.reconcile import InvalidSpecError, parse_spec
 from modelfleet.operator.rollout.commands import Command
 from modelfleet.operator.rollout.types import Transition
 from tests.unit.operator.test_rollout import World, measurement, new_revision, world
+from tests.unit.operator.test_rollout_gates import gated
 
 FAIL = {
     "error_rate": 0.05,
@@ -171,6 +173,143 @@ def test_a_transition_without_told_events_gives_nothing() -> None:
     transition = w.step()
     assert notices("ml", "fraud", w.status, transition, None, w.now) == []
     assert notices("ml", "fraud", w.status, Transition(w.status), None, w.now) == []
+
+
+# --- approvals: told once per wait, and who approved --------------------------------------------
+
+
+def _gated(answer: Any = None, **hook: Any) -> Told:
+    answer = answer or (lambda gate, now: (True, "HTTP 200"))
+    return Told(gated(answer, webhooks=[hook]))
+
+
+def test_a_manual_gate_is_told_once_when_its_wait_opens_and_its_approver_when_approved() -> None:
+    told = _gated(name="ops", type="confirmStep", manual=True)
+    told.run(120)  # many looks while it waits at 10 %
+    assert told.events() == ["Started", "AwaitingApproval"]  # the step passes once approved
+    waiting = told.notices[-1]
+    assert (waiting.stage, waiting.gates, waiting.weight, waiting.step) == (
+        "confirmStep",
+        ("ops",),
+        10,
+        1,
+    )
+    assert waiting.approve_command == "kubectl modelfleet approve fraud -n ml"
+    assert waiting.message == (
+        "canary v2 waiting for approval at 10%: confirmStep gate ops (kubectl modelfleet approve)"
+    )
+    assert waiting.analysis["phase"] == "Pass"  # the figures of the step that just passed
+    assert waiting.title == "ml/fraud: v2 waiting for approval at 10%"
+
+    told.world.command = Command("approve", "c1", by="ana@example.org")
+    told.run(60)
+    assert told.events()[2:] == ["Approved", "StepPassed", "AwaitingApproval"]  # a new wait
+    approved = told.notices[2]
+    assert (approved.stage, approved.gates, approved.weight, approved.step) == (
+        "confirmStep",
+        ("ops",),
+        10,
+        1,
+    )
+    assert approved.approved_by == "kubectl modelfleet approve by ana@example.org, command c1"
+    assert approved.approve_command is None
+    assert approved.title == "ml/fraud: v2 approved at 10%"
+    assert (told.notices[3].weight, told.notices[4].weight) == (10, 25)
+
+
+def test_a_holding_webhook_is_told_when_it_first_holds_and_its_answer_when_it_passes() -> None:
+    answers = {"release": (False, "HTTP 403: change freeze")}
+    told = _gated(lambda gate, now: answers[gate], name="release", type="confirmPromotion")
+    told.run(400)  # held at 100 %, asked at every interval
+    assert told.events()[-2:] == ["StepPassed", "AwaitingApproval"]  # passed 50 %, held at 100
+    assert told.events().count("AwaitingApproval") == 1
+    waiting = told.notices[-1]
+    assert (waiting.stage, waiting.gates, waiting.weight) == ("confirmPromotion", ("release",), 100)
+    assert waiting.approve_command is None  # a webhook's answer, not a person, lets it go
+    assert waiting.message.endswith(
+        "confirmPromotion gate release (answered HTTP 403: change freeze)"
+    )
+
+    answers["release"] = (True, "HTTP 202")
+    told.run(30)
+    assert told.events()[-2:] == ["Approved", "Promoted"]
+    approved = told.notices[-2]
+    assert (approved.approved_by, approved.weight, approved.gates) == (
+        "webhook answered HTTP 202",
+        100,
+        ("release",),
+    )
+
+
+def test_a_webhook_that_approves_at_once_is_told_as_approved_only() -> None:
+    told = _gated(name="qa", type="confirmStep")
+    told.run(400)
+    assert "AwaitingApproval" not in told.events()
+    assert told.events().count("Approved") == 3  # after 10, 25 and 50 %
+    assert told.events()[-1] == "Promoted"
+
+
+WAITING = RolloutNotice(
+    event="AwaitingApproval",
+    namespace="ml",
+    name="fraud",
+    reason="AwaitingApproval",
+    message="canary v2 waiting for approval at 50%: confirmStep gate ops (kubectl modelfleet approve)",
+    version="v2",
+    active_version="v1",
+    time="2026-12-05T12:00:00Z",
+    slot="green",
+    weight=50,
+    step=2,
+    steps=(10, 50, 100),
+    analysis={"phase": "Pass", "errorRate": 0.002, "requests": 900},
+    stage="confirmStep",
+    gates=("ops",),
+    approve_command="kubectl modelfleet approve fraud -n ml",
+)
+
+
+def test_the_approval_notices_in_every_format() -> None:
+    assert facts(WAITING)[2:5] == [
+        ("Weight", "50% (step 2/3)"),
+        ("Waiting for", "confirmStep ops"),
+        ("Approve with", "kubectl modelfleet approve fraud -n ml"),
+    ]
+    assert ("Error rate", "0.20%") in facts(WAITING)
+    slack = slack_body(WAITING)
+    assert slack["blocks"][0]["text"]["text"] == "ml/fraud: v2 waiting for approval at 50%"
+    fields = [f["text"] for f in slack["blocks"][2]["fields"]]
+    assert "*Approve with*\nkubectl modelfleet approve fraud -n ml" in fields
+    card = teams_body(WAITING)["attachments"][0]["content"]
+    assert card["body"][0]["color"] == "Warning"  # someone has to act
+    event = cloudevent_body(WAITING, "id-2")
+    assert event["type"] == "io.modelfleet.rollout.awaitingapproval"
+    data = event["data"]
+    assert (data["stage"], data["gates"], data["approveCommand"]) == (
+        "confirmStep",
+        ["ops"],
+        "kubectl modelfleet approve fraud -n ml",
+    )
+    assert "approvedBy" not in data
+
+    by = "kubectl modelfleet approve by ana@example.org, command c1"
+    approved = dataclasses.replace(
+        WAITING, event="Approved", reason="Approved", approve_command=None, approved_by=by
+    )
+    assert ("Approved", "confirmStep ops") in facts(approved)
+    assert ("Approved by", by) in facts(approved)
+    assert teams_body(approved)["attachments"][0]["content"]["body"][0]["color"] == "Good"
+    event = cloudevent_body(approved, "id-3")
+    assert event["type"] == "io.modelfleet.rollout.approved"
+    assert (event["data"]["approvedBy"], event["data"]["weight"]) == (by, 50)
+    assert "approveCommand" not in event["data"]
+
+
+def test_the_approval_events_are_in_the_default_set_and_can_be_left_out() -> None:
+    assert wants(_target(url="https://x.example.org/h"), WAITING)  # no events list: every event
+    only = _target(url="https://x.example.org/h", events=["Promoted", "RolledBack"])
+    assert not wants(only, WAITING)
+    assert wants(_target(url="https://x.example.org/h", events=["AwaitingApproval"]), WAITING)
 
 
 # --- the bodies -------------------------------------------------------------------------------
