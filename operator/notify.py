@@ -4,7 +4,9 @@ kind of receiver wants (`slack_body`, `teams_body`, `cloudevent_body`).
 A `RolloutNotice` carries what the condition carries: the versions, the weight and step, the event's
 message (for a rollback: the measured value against its limit) and the figures of the measurement
 it rests on, taken from the measurement or the status, never recomputed, with the advisory (dryRun)
-gates' would-be failures counted over the rollout. `notifier` delivers them.
+gates' would-be failures counted over the rollout; the approval notices (AwaitingApproval,
+Approved) add the confirm gates, the full `kubectl modelfleet approve` command, and who approved.
+`notifier` delivers them.
 No I/O, no clock: the time and the CloudEvent's id are passed in.
 """
 

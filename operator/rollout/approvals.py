@@ -10,6 +10,8 @@ before any traffic reaches it, mirrored included; confirmStep after each step bu
 its analysis; confirmPromotion after the last one passed; postRollout once after the promotion
 (`machine.Machine._post_rollout`). A wait never stops the analysis: a confirm gate that holds keeps
 the canary at its weight, measured at every look, and a Fail rolls it back as at any other time.
+A confirm wait is an `AwaitingApproval` Event (so a notification) once, when it begins to hold, and
+each approval an `Approved` one; both carry a `GateNote` with the gates, which the messages only name.
 """
 
 from __future__ import annotations
