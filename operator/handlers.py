@@ -31,15 +31,16 @@ from modelfleet.operator.reconcile import Context, InvalidSpecError, reconcile
 from modelfleet.operator.settings import OperatorSettings
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
-# (namespace, name) → the memo of that ModelDeployment's daemon, for wake-ups from child events
-_WAKERS: dict[tuple[str, str], kopf.Memo] = {}
 STORAGE_PREFIX = f"kopf.{api.GROUP}"
 logger = logging.getLogger("modelfleet.operator")
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
-    """All handlers on a fresh registry (no import-time globals: tests build their own)."""
+    """All handlers on a fresh registry, with the state they share (no import-time globals: tests
+    build their own)."""
     registry = kopf.OperatorRegistry()
+    # (namespace, name) → the memo of that ModelDeployment's daemon, for wake-ups from child events
+    wakers: dict[tuple[str, str], kopf.Memo] = {}
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -80,14 +81,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         """The periodic side of the reconcile: when the rollout asked to look again, when a slot's
         Deployment changed readiness, or at resync."""
         key = (body.metadata.namespace or "", body.metadata.name or "")
-        _WAKERS[key] = memo
+        wakers[key] = memo
         try:
             while not stopped:
                 if not await _sleep(memo, memo.get("requeue_after") or settings.resync_seconds):
                     continue  # a change handler just reconciled: sleep on its requeue
                 await _reconcile_quietly(body, memo)
         finally:  # the object was deleted (or this replica stopped acting): nothing of it kept
-            _WAKERS.pop(key, None)
+            wakers.pop(key, None)
             diffbase.forget(body)
             applied: AppliedCache | None = memo["ctx"].applied
             if applied is not None:
@@ -145,7 +146,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             status.get("updatedReplicas"),
             status.get("observedGeneration"),
         )
-        owner_memo = _WAKERS.get(key)
+        owner_memo = wakers.get(key)
         if owner_memo is None:
             return
         if not drifted and owner_memo.get(f"seen:{readiness[0]}") == readiness:
