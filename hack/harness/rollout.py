@@ -5,21 +5,34 @@
 - `StatusRecorder`: polls `.status` in a thread and keeps every change of (phase, weight, step,
   analysis phase) with its wall-clock time: the step history the scenarios assert on, and the
   "canary weight 0" moment the benchmark times.
-- `wait_for(...)`: poll the status until a predicate holds, failing with the last status seen.
+- `wait_for(...)`: poll the status until a predicate holds, failing with the last status seen;
+  `apply_healthy(...)` applies a manifest and waits for it to be Healthy at a version.
+- `traffic_driver(...)`: steady load of the example request on a ModelDeployment's pods.
+- `kubectl_modelfleet(...)`: the kubectl plugin, run as a user would.
+- `Receiver`: an HTTP receiver on a loopback port for the rollout's webhook gates and notifications.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from localcluster.ports import free_port
 
 from modelfleet.operator.api import API_VERSION, GROUP, PLURAL, VERSION
 
 from .cluster import Cluster
+from .driver import TrafficDriver
+from .kube import kube_snapshot
 from .stack import MODELS
 
 Status = Mapping[str, Any]
@@ -129,6 +142,50 @@ def wait_for(
     )
 
 
+def apply_healthy(
+    cluster: Cluster, namespace: str, manifest: Mapping[str, Any], version: str = "v1"
+) -> Status:
+    """Apply `manifest` and wait (2 minutes at most) until it is Healthy at `version`."""
+    apply(cluster, namespace, manifest)
+    name = manifest["metadata"]["name"]
+    return wait_for(cluster, namespace, name, healthy_at(version), 120, f"{version} Healthy")
+
+
+def traffic_driver(
+    cluster: Cluster, namespace: str, name: str, rps: float, **options: Any
+) -> TrafficDriver:
+    """The example models' request (built with them) sent to `name`'s pods at `rps`, following
+    the live weights."""
+    return TrafficDriver(
+        kube_snapshot(cluster.api_client(), namespace, name),
+        rps=rps,
+        path=f"/v2/models/{name}/infer",
+        payload=json.loads((MODELS / "request.json").read_text()),
+        **options,
+    )
+
+
+def kubectl_modelfleet(
+    kubeconfig: Path, namespace: str, name: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl modelfleet <args> <name> -n <namespace>`, found by kubectl on PATH as the
+    kubectl-modelfleet plugin installed beside this Python."""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return subprocess.run(
+        [str(bin_dir / "kubectl"), "modelfleet", *args, name, "-n", namespace],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def healthy_at(version: str) -> Callable[[Status], bool]:
     def check(status: Status) -> bool:
         return (
@@ -197,3 +254,54 @@ class StatusRecorder:
             if observed.weight is not None and (not found or found[-1] != observed.weight):
                 found.append(observed.weight)
         return found
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with `answer(path)`, `refusal` the body of a non-2xx answer, and records
+    (path, Content-Type, JSON body, monotonic time); a context manager serving in a thread."""
+
+    answer: Callable[[str], int] = lambda path: 200
+    refusal: bytes = b""
+    port: int = field(default_factory=free_port)
+    got: list[tuple[str, str, dict[str, Any], float]] = field(default_factory=list)
+    _server: http.server.ThreadingHTTPServer | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [body for where, _, body, _ in self.got if where == f"/{path}"]
+
+    def times(self, path: str) -> list[float]:
+        return [at for where, _, _, at in self.got if where == f"/{path}"]
+
+    def content_types(self, path: str) -> set[str]:
+        return {kind for where, kind, _, _ in self.got if where == f"/{path}"}
+
+    def __enter__(self) -> Receiver:
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                kind = self.headers.get("Content-Type", "")
+                receiver.got.append((self.path, kind, body, time.monotonic()))
+                code = receiver.answer(self.path)
+                said = b"" if code < 300 else receiver.refusal
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(said)))
+                self.end_headers()
+                self.wfile.write(said)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()

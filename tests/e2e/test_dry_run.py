@@ -10,22 +10,24 @@ CloudEvents receiver on a loopback port of the test's own) carries the same coun
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from harness.driver import TrafficDriver
-from harness.kube import kube_snapshot
-from harness.rollout import StatusRecorder, apply, healthy_at, model_deployment, wait_for
-from harness.stack import MODELS
+from harness.rollout import (
+    Receiver,
+    StatusRecorder,
+    apply,
+    apply_healthy,
+    healthy_at,
+    model_deployment,
+    traffic_driver,
+    wait_for,
+)
 from localcluster import LocalCluster
-
-from tests.e2e.test_notifications import Receiver
 
 NAME = "fraud"
 RPS = 60.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 LIMIT = "> 1.0 % over "  # how a message puts a measured error rate against maxErrorRate (1 %)
 
 
@@ -51,14 +53,8 @@ def _progressing(status: Mapping[str, Any]) -> str:
 def test_a_dry_run_error_gate_reports_its_would_be_failures_and_the_canary_is_promoted(
     cluster: LocalCluster, namespace: str, operator: Any, receiver: Receiver
 ) -> None:
-    apply(cluster, namespace, _manifest(cluster, receiver))
-    wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
-    driver = TrafficDriver(
-        kube_snapshot(cluster.api_client(), namespace, NAME),
-        rps=RPS,
-        path=f"/v2/models/{NAME}/infer",
-        payload=PAYLOAD,
-    )
+    apply_healthy(cluster, namespace, _manifest(cluster, receiver))
+    driver = traffic_driver(cluster, namespace, NAME, RPS)
     said: list[str] = []  # the Progressing condition's messages while the canary runs
 
     def promoted(status: Mapping[str, Any]) -> bool:
@@ -93,7 +89,7 @@ def test_a_dry_run_error_gate_reports_its_would_be_failures_and_the_canary_is_pr
     assert "canary" not in status
 
     def told_promoted() -> list[dict[str, Any]]:
-        return [e["data"] for e in receiver.of("events") if e["data"]["event"] == "Promoted"]
+        return [e["data"] for e in receiver.bodies("events") if e["data"]["event"] == "Promoted"]
 
     wait_for(cluster, namespace, NAME, lambda _: bool(told_promoted()), 20, "Promoted told")
     (notice,) = told_promoted()

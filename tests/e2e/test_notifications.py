@@ -13,72 +13,33 @@ it as failed, after the operator's two attempts.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from harness.driver import TrafficDriver
-from harness.kube import kube_snapshot
-from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for
-from harness.stack import MODELS
+from harness.rollout import (
+    Receiver,
+    apply,
+    apply_healthy,
+    healthy_at,
+    model_deployment,
+    read_status,
+    traffic_driver,
+    wait_for,
+)
 from localcluster import LocalCluster
-from localcluster.ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 NAME = "fraud"
 RPS = 60.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 TOLD = ["Started", "StepPassed", "StepPassed", "StepPassed", "Promoted", "Started", "RolledBack"]
-
-
-@dataclass
-class Receiver:
-    """Records every POST by path; /broken answers 500, every other path 202."""
-
-    port: int = field(default_factory=free_port)
-    got: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    _server: http.server.ThreadingHTTPServer | None = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def of(self, path: str) -> list[dict[str, Any]]:
-        return [body for where, _, body in self.got if where == f"/{path}"]
-
-    def content_types(self, path: str) -> set[str]:
-        return {kind for where, kind, _ in self.got if where == f"/{path}"}
-
-    def __enter__(self) -> Receiver:
-        got = self.got
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                got.append((self.path, self.headers.get("Content-Type", ""), json.loads(body)))
-                self.send_response(500 if self.path == "/broken" else 202)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
+    with Receiver(answer=lambda path: 500 if path == "/broken" else 202) as running:
         yield running
 
 
@@ -135,15 +96,9 @@ def test_a_promoted_and_a_rolled_back_rollout_are_told_with_their_figures(
         },
     )
     apply(cluster, namespace, _secret(receiver.url("slack")))
-    apply(cluster, namespace, _manifest(cluster, receiver))
-    wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
+    apply_healthy(cluster, namespace, _manifest(cluster, receiver))
     assert receiver.got == []  # a first deploy is no rollout
-    driver = TrafficDriver(
-        kube_snapshot(cluster.api_client(), namespace, NAME),
-        rps=RPS,
-        path=f"/v2/models/{NAME}/infer",
-        payload=PAYLOAD,
-    )
+    driver = traffic_driver(cluster, namespace, NAME, RPS)
     with driver.running():
         apply(cluster, namespace, _manifest(cluster, receiver, model="model-v2.txt", version="v2"))
         wait_for(cluster, namespace, NAME, healthy_at("v2"), 180, "v2 promoted")
@@ -156,10 +111,10 @@ def test_a_promoted_and_a_rolled_back_rollout_are_told_with_their_figures(
         status = wait_for(
             cluster, namespace, NAME, lambda s: s.get("phase") == "Degraded", 120, "rolled back"
         )
-    _until(lambda: len(receiver.of("events")) >= len(TOLD), 20, "every CloudEvent")
+    _until(lambda: len(receiver.bodies("events")) >= len(TOLD), 20, "every CloudEvent")
     _until(lambda: _events(cluster, namespace, "NotificationFailed"), 20, "NotificationFailed")
 
-    events = receiver.of("events")
+    events = receiver.bodies("events")
     assert [e["data"]["event"] for e in events] == TOLD
     assert [e["type"] for e in events] == [f"io.modelfleet.rollout.{t.lower()}" for t in TOLD]
     assert receiver.content_types("events") == {"application/cloudevents+json"}
@@ -190,7 +145,7 @@ def test_a_promoted_and_a_rolled_back_rollout_are_told_with_their_figures(
     assert rolled_back["message"].startswith("error rate ")
     assert rolled_back["message"] in degraded["message"]  # what the condition carries
 
-    slack = receiver.of("slack")
+    slack = receiver.bodies("slack")
     assert [m["blocks"][0]["text"]["text"] for m in slack] == [
         f"{namespace}/{NAME}: rolling out v2",
         f"{namespace}/{NAME}: v2 passed at 10%",
@@ -203,13 +158,13 @@ def test_a_promoted_and_a_rolled_back_rollout_are_told_with_their_figures(
     fields = [f["text"] for f in slack[-1]["blocks"][2]["fields"]]
     assert any(f.startswith("*Error rate*\n") and "(interval " in f for f in fields), fields
     assert receiver.content_types("slack") == {"application/json"}
-    teams = [m["attachments"][0]["content"] for m in receiver.of("teams")]
+    teams = [m["attachments"][0]["content"] for m in receiver.bodies("teams")]
     assert [card["body"][0]["text"] for card in teams] == [
         m["blocks"][0]["text"]["text"] for m in slack
     ]
     assert teams[-1]["body"][0]["color"] == "Attention"
 
-    assert [b["data"]["event"] for b in receiver.of("broken")] == ["Promoted", "Promoted"]
+    assert [b["data"]["event"] for b in receiver.bodies("broken")] == ["Promoted", "Promoted"]
     (failed,) = _events(cluster, namespace, "NotificationFailed")
     assert failed["type"] == "Warning"
     assert failed["involvedObject"]["name"] == NAME

@@ -8,25 +8,22 @@ the traffic driver following the live weights (one tenant: it sends no x-tenant 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from harness.driver import TrafficDriver
-from harness.kube import kube_snapshot
 from harness.rollout import (
     StatusRecorder,
     apply,
+    apply_healthy,
     healthy_at,
     model_deployment,
     read_status,
+    traffic_driver,
     wait_for,
 )
-from harness.stack import MODELS
 from localcluster import LocalCluster
 
 NAME = "fraud"
 RPS = 60.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 # 450/min a pod over 2 replicas, 7.5 a second: from the 25 % step on, the canary's single pod
 # gets more than that (15 a second and up) and answers part of it with 429
 RATE_LIMIT = {"requestsPerMinute": 900, "burst": 10, "key": "header:x-tenant"}
@@ -46,18 +43,12 @@ def _sum(cluster: LocalCluster, query: str) -> float:
 def test_a_canary_answering_429s_under_a_rate_limit_is_promoted(
     cluster: LocalCluster, namespace: str, operator: Any
 ) -> None:
-    apply(cluster, namespace, _manifest(cluster))
-    status = wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
+    status = apply_healthy(cluster, namespace, _manifest(cluster))
     assert status["rateLimit"] == (
         "per pod: 450/min (burst 5) each over 2 replicas, per header:x-tenant"
     )
     v1_revision = status["activeRevision"]
-    driver = TrafficDriver(
-        kube_snapshot(cluster.api_client(), namespace, NAME),
-        rps=RPS,
-        path=f"/v2/models/{NAME}/infer",
-        payload=PAYLOAD,
-    )
+    driver = traffic_driver(cluster, namespace, NAME, RPS)
     with StatusRecorder(cluster, namespace, NAME) as recorder, driver.running():
         apply(cluster, namespace, _manifest(cluster, model="model-v2.txt", version="v2"))
         status = wait_for(cluster, namespace, NAME, healthy_at("v2"), 240, "v2 promoted")

@@ -14,88 +14,40 @@ webhooks are a real HTTP receiver on a loopback port of the test's own.
 - A manual confirmStep gate waits at 50 % (the Progressing condition says AwaitingApproval and
   names it) until `kubectl modelfleet approve`; the approval is in the status history, and the
   rollout goes on to its promotion. The same rollout passes a preRollout webhook, which got the
-  rollout's identity, and the smoke test on the example reference rows.
+  rollout's identity, and the smoke test on the example reference rows. Its notification receivers
+  (CloudEvents and Slack) are told once that it waits, with the approve command and the figures,
+  and then who approved.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from harness.driver import TrafficDriver
-from harness.kube import kube_snapshot
 from harness.model_aware import POD_ADDRESS_ANNOTATION, REFERENCE
 from harness.rollout import (
+    Receiver,
     StatusRecorder,
     apply,
+    apply_healthy,
     healthy_at,
+    kubectl_modelfleet,
     model_deployment,
     read_status,
+    traffic_driver,
     wait_for,
 )
-from harness.stack import MODELS
 from localcluster import LocalCluster
-from localcluster.ports import free_port
 
 NAME = "fraud"
 RPS = 40.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 HELD_S = 60.0
-
-
-@dataclass
-class Receiver:
-    """Answers each POST with `answer(path)` and records (path, body, time)."""
-
-    answer: Callable[[str], int] = lambda path: 200
-    port: int = field(default_factory=free_port)
-    got: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
-    _server: http.server.ThreadingHTTPServer | None = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def times(self, path: str) -> list[float]:
-        return [at for where, _, at in self.got if where == f"/{path}"]
-
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        return [body for where, body, _ in self.got if where == f"/{path}"]
-
-    def __enter__(self) -> Receiver:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.got.append((self.path, json.loads(body), time.monotonic()))
-                code = receiver.answer(self.path)
-                self.send_response(code)
-                said = b"" if code < 300 else b"not approved: change freeze"
-                self.send_header("Content-Length", str(len(said)))
-                self.end_headers()
-                self.wfile.write(said)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+APPROVAL_EVENTS = ["AwaitingApproval", "Approved"]
 
 
 @dataclass
@@ -126,15 +78,9 @@ def _manifest(cluster: LocalCluster, rollout: dict[str, Any], **changes: Any) ->
 def live(cluster: LocalCluster, namespace: str, start_operator: Any) -> Iterator[Live]:
     """A Healthy v1 under steady load, the operator reaching pods at their local address."""
     start_operator(namespace, env=dict(POD_ADDRESS_ANNOTATION))
-    with Receiver() as receiver:
-        apply(cluster, namespace, _manifest(cluster, {}))
-        wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
-        driver = TrafficDriver(
-            kube_snapshot(cluster.api_client(), namespace, NAME),
-            rps=RPS,
-            path=f"/v2/models/{NAME}/infer",
-            payload=PAYLOAD,
-        )
+    with Receiver(refusal=b"not approved: change freeze") as receiver:
+        apply_healthy(cluster, namespace, _manifest(cluster, {}))
+        driver = traffic_driver(cluster, namespace, NAME, RPS)
         with StatusRecorder(cluster, namespace, NAME) as recorder, driver.running():
             yield Live(cluster, namespace, receiver, recorder, driver)
 
@@ -227,23 +173,6 @@ def test_a_failing_smoke_test_rolls_back_before_any_user_request(live: Live) -> 
     _no_user_request_reached(live, status)
 
 
-def _plugin(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(live.cluster.kubeconfig),
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        [str(bin_dir / "kubectl"), "modelfleet", *args, NAME, "-n", live.namespace],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_a_manual_confirm_step_waits_for_kubectl_modelfleet_approve(live: Live) -> None:
     rollout = {
         "webhooks": [
@@ -251,6 +180,10 @@ def test_a_manual_confirm_step_waits_for_kubectl_modelfleet_approve(live: Live) 
             {"name": "ops", "type": "confirmStep", "manual": True},
         ],
         "smoke": {},
+        "notify": [  # the approver is told: the wait (once) and the approval
+            {"type": kind, "url": live.receiver.url(kind), "events": APPROVAL_EVENTS}
+            for kind in ("cloudevents", "slack")
+        ],
     }
     analysis = {"replay": {"referenceUri": REFERENCE.resolve().as_uri()}}
     live.apply(rollout, model="model-v2.txt", version="v2", analysis=analysis)
@@ -265,8 +198,21 @@ def test_a_manual_confirm_step_waits_for_kubectl_modelfleet_approve(live: Live) 
     )
     time.sleep(8)  # the analysis goes on; nothing moves without the approval
     assert read_status(live.cluster, live.namespace, NAME)["canary"]["weight"] == 50
+    (told,) = live.receiver.bodies("cloudevents")  # once, however many looks it waited
+    assert told["type"] == "io.modelfleet.rollout.awaitingapproval"
+    data = told["data"]
+    assert (data["stage"], data["gates"], data["weight"], data["step"]) == (
+        "confirmStep",
+        ["ops"],
+        50,
+        1,
+    )
+    assert data["approveCommand"] == f"kubectl modelfleet approve {NAME} -n {live.namespace}"
+    assert data["message"] == progressing["message"]
+    assert data["analysis"]["phase"] == "Pass"  # the figures of the step that passed
+    assert data["analysis"]["requests"] > 0
 
-    done = _plugin(live, "approve")
+    done = kubectl_modelfleet(live.cluster.kubeconfig, live.namespace, NAME, "approve")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("approve acknowledged"), done.stdout
     status = live.wait(healthy_at("v2"), 120, "v2 promoted")
@@ -279,6 +225,16 @@ def test_a_manual_confirm_step_waits_for_kubectl_modelfleet_approve(live: Live) 
         "confirmStep gate ops approved at 50% (kubectl modelfleet approve by "
     ), approved["message"]
     assert 100 in live.recorder.weights()
+    waited, approval = live.receiver.bodies("cloudevents")
+    assert waited == told  # not told again while it waited
+    assert approval["type"] == "io.modelfleet.rollout.approved"
+    assert (approval["data"]["gates"], approval["data"]["weight"]) == (["ops"], 50)
+    assert approval["data"]["approvedBy"].startswith("kubectl modelfleet approve by ")
+    assert approval["data"]["approvedBy"] in approved["message"]  # as the history says it
+    assert [m["blocks"][0]["text"]["text"] for m in live.receiver.bodies("slack")] == [
+        f"{live.namespace}/{NAME}: v2 waiting for approval at 50%",
+        f"{live.namespace}/{NAME}: v2 approved at 50%",
+    ]
     (body,) = live.receiver.bodies("load-check")
     assert (body["namespace"], body["name"], body["type"]) == (live.namespace, NAME, "preRollout")
     events = json.loads(
