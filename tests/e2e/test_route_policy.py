@@ -16,24 +16,26 @@ There is no gateway on the kwok tier: the Gateway's class publishes what an impl
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import pytest
-from harness.driver import TrafficDriver
 from harness.gateway import BASE_FEATURES, install_gateway
-from harness.kube import kube_snapshot
-from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for
-from harness.stack import MODELS
+from harness.rollout import (
+    apply,
+    apply_healthy,
+    model_deployment,
+    read_status,
+    traffic_driver,
+    wait_for,
+)
 from harness.weights import RetryPolicy
 from localcluster import LocalCluster
 
 NAME = "fraud"
 GATEWAY = "e2e"
 RPS = 60.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 TIMEOUTS: dict[str, Any] = {"request": "30s", "backendRequest": "10s"}
 RETRY: dict[str, Any] = {"attempts": 2, "codes": [500, 502, 503]}
 POLICY_FEATURES = ("HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteRetry")
@@ -72,14 +74,7 @@ def _healthy_v1(
     policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     install_gateway(cluster.api_client(), namespace, GATEWAY, class_name, features)
-    apply(cluster, namespace, _manifest(cluster, policy))
-    return dict(wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy"))
-
-
-def _driver(cluster: LocalCluster, namespace: str, **options: Any) -> TrafficDriver:
-    snapshot = kube_snapshot(cluster.api_client(), namespace, NAME)
-    path = f"/v2/models/{NAME}/infer"
-    return TrafficDriver(snapshot, rps=RPS, path=path, payload=PAYLOAD, **options)
+    return dict(apply_healthy(cluster, namespace, _manifest(cluster, policy)))
 
 
 @pytest.fixture
@@ -98,7 +93,7 @@ def test_a_class_without_the_features_gets_a_route_without_them_and_a_condition(
     condition = _route_policy(refusing)
     assert (condition["status"], condition["reason"]) == ("False", "RoutePolicyRefused")
     assert condition["message"] == refusal
-    with _driver(cluster, namespace).running() as driver:
+    with traffic_driver(cluster, namespace, NAME, RPS).running() as driver:
         time.sleep(6)  # a few reconciles: the route stays bare, v1 answers everything
         tally = driver.snapshot_tally()
     for rule in _route(cluster, namespace)["spec"]["rules"]:
@@ -125,7 +120,7 @@ def test_retries_hide_a_bad_canary_from_users_but_not_from_the_gates(
     for rule in _route(cluster, namespace)["spec"]["rules"]:
         assert rule["timeouts"] == TIMEOUTS
     retry = RetryPolicy(RETRY["attempts"], frozenset(RETRY["codes"]))  # as a gateway would
-    with _driver(cluster, namespace, retry=retry).running() as driver:
+    with traffic_driver(cluster, namespace, NAME, RPS, retry=retry).running() as driver:
         apply(
             cluster,
             namespace,

@@ -16,36 +16,31 @@ requests to the canary's pods the way a proxy would and counts those answers apa
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from harness.driver import TrafficDriver
 from harness.gateway import BASE_FEATURES, MIRRORING, install_gateway
-from harness.kube import kube_snapshot
 from harness.rollout import (
     StatusRecorder,
     apply,
+    apply_healthy,
     healthy_at,
+    kubectl_modelfleet,
     model_deployment,
     read_status,
+    traffic_driver,
     wait_for,
 )
-from harness.stack import MODELS
 from localcluster import LocalCluster
 
 NAME = "fraud"
 GATEWAY = "e2e"
 RPS = 60.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 ROUTERS: dict[str, dict[str, Any]] = {
     "gateway": {"gateway": {"parentRefs": [{"name": GATEWAY}]}},
     "ingress": {"ingress": {"host": "fraud.e2e.example"}},
@@ -90,14 +85,8 @@ def _live(
     if router == "gateway":  # the operator reads what the parent Gateway's class supports
         class_name = "modelfleet-e2e-" + ("mirroring" if features == MIRRORING else "no-mirror")
         install_gateway(cluster.api_client(), namespace, GATEWAY, class_name, features)
-    apply(cluster, namespace, manifest(cluster, router, **first))
-    wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
-    driver = TrafficDriver(
-        kube_snapshot(cluster.api_client(), namespace, NAME),
-        rps=RPS,
-        path=f"/v2/models/{NAME}/infer",
-        payload=PAYLOAD,
-    )
+    apply_healthy(cluster, namespace, manifest(cluster, router, **first))
+    driver = traffic_driver(cluster, namespace, NAME, RPS)
     with StatusRecorder(cluster, namespace, NAME) as recorder, driver.running():
         yield Live(cluster, namespace, router, recorder, driver)
 
@@ -249,23 +238,6 @@ class RouteWatch:
         self._thread.join(timeout=10)
 
 
-def plugin(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(live.cluster.kubeconfig),
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        [str(bin_dir / "kubectl"), "modelfleet", *args, NAME, "-n", live.namespace],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_undo_inside_the_window_puts_all_traffic_back_in_one_write(kept: Live) -> None:
     v1_revision = read_status(kept.cluster, kept.namespace, NAME)["activeRevision"]
     kept.apply(model="model-v2.txt", version="v2", steps=(50, 100), keep_previous="10m")
@@ -275,7 +247,7 @@ def test_undo_inside_the_window_puts_all_traffic_back_in_one_write(kept: Live) -
     with RouteWatch(kept.cluster, kept.namespace) as watch:
         assert watch.initial == [(f"{NAME}-{promoted['activeSlot']}", 100)]
         started = time.time()
-        done = plugin(kept, "undo")
+        done = kubectl_modelfleet(kept.cluster.kubeconfig, kept.namespace, NAME, "undo")
         assert done.returncode == 0, done.stderr
         status = kept.wait(healthy_at("v1"), 30, "v1 active again")
         deadline = time.monotonic() + 10
