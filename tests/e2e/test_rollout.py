@@ -8,33 +8,28 @@ following the live weights (status history is newest first). Steps are short (10
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from harness.driver import Tally, TrafficDriver
-from harness.kube import kube_snapshot
 from harness.rollout import (
     StatusRecorder,
     apply,
+    apply_healthy,
     healthy_at,
+    kubectl_modelfleet,
     model_deployment,
     read_status,
+    traffic_driver,
     wait_for,
 )
-from harness.stack import MODELS
 from localcluster import LocalCluster
 
 NAME = "fraud"
 RPS = 60.0
-PAYLOAD = json.loads((MODELS / "request.json").read_text())
 
 
 @dataclass
@@ -61,14 +56,8 @@ class Rollout:
 @pytest.fixture
 def rollout(cluster: LocalCluster, namespace: str, operator: Any) -> Iterator[Rollout]:
     """A Healthy v1 under steady load, with the status recorded from here on."""
-    apply(cluster, namespace, model_deployment(NAME, prometheus_url=cluster.prometheus_url))
-    wait_for(cluster, namespace, NAME, healthy_at("v1"), 120, "v1 Healthy")
-    driver = TrafficDriver(
-        kube_snapshot(cluster.api_client(), namespace, NAME),
-        rps=RPS,
-        path=f"/v2/models/{NAME}/infer",
-        payload=PAYLOAD,
-    )
+    apply_healthy(cluster, namespace, model_deployment(NAME, prometheus_url=cluster.prometheus_url))
+    driver = traffic_driver(cluster, namespace, NAME, RPS)
     with StatusRecorder(cluster, namespace, NAME) as recorder, driver.running():
         yield Rollout(cluster, namespace, recorder, driver)
 
@@ -246,21 +235,7 @@ def test_background_noise_under_the_limit_never_rolls_back(rollout: Rollout) -> 
 
 
 def _plugin(rollout: Rollout, *args: str) -> str:
-    """`kubectl modelfleet …`, found by kubectl on PATH as the kubectl-modelfleet plugin."""
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(rollout.cluster.kubeconfig),
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    done = subprocess.run(
-        [str(bin_dir / "kubectl"), "modelfleet", *args, NAME, "-n", rollout.namespace],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = kubectl_modelfleet(rollout.cluster.kubeconfig, rollout.namespace, NAME, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
