@@ -89,6 +89,8 @@ class ClusterConfig:
     # The address real nodes and their pods reach the API server at (hack/realnode forwards it
     # to loopback): the `kubernetes` Service's endpoint and a SAN. None: no endpoint at all.
     advertise_address: str | None = None
+    # The API server's egress selector config (hack/realnode/egress.py): its way to the kubelets.
+    egress_selector_config: Path | None = None
 
 
 class LocalCluster:
@@ -247,7 +249,11 @@ class LocalCluster:
     @property
     def _layout(self) -> components.Layout:
         return components.Layout(
-            self.artifacts, self.state_dir, self.ports, self.config.advertise_address
+            self.artifacts,
+            self.state_dir,
+            self.ports,
+            self.config.advertise_address,
+            self.config.egress_selector_config,
         )
 
     def _start(self, name: str, args: list[str]) -> None:

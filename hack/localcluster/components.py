@@ -37,6 +37,9 @@ class Layout:
     ports: Mapping[str, int]
     # The address real nodes reach the API server at; None: loopback only, no endpoint.
     advertise_address: str | None = None
+    # An EgressSelectorConfiguration for the API server's traffic to nodes, pods and Services
+    # (real nodes live in a network namespace): None, none; with it, kubelet client certs too.
+    egress_selector_config: Path | None = None
 
     @property
     def keys(self) -> pki.Pki:
@@ -94,6 +97,21 @@ def apiserver_command(layout: Layout) -> list[str]:
         "--endpoint-reconciler-type=" + ("lease" if layout.advertise_address else "none"),
         "--profiling=false",
         "--v=1",
+        *_kubelet_egress_args(layout),
+    ]
+
+
+def _kubelet_egress_args(layout: Layout) -> list[str]:
+    """How the API server reaches kubelets (`kubectl logs`, `exec`, `port-forward`): through the
+    egress proxy, as the admin user (the real nodes' kubelets trust the cluster CA)."""
+    if layout.egress_selector_config is None:
+        return []
+    admin = layout.keys.client("admin")
+    return [
+        f"--egress-selector-config-file={layout.egress_selector_config}",
+        f"--kubelet-client-certificate={admin.cert}",
+        f"--kubelet-client-key={admin.key}",
+        "--kubelet-preferred-address-types=InternalIP",
     ]
 
 

@@ -28,10 +28,11 @@ from localcluster import ClusterConfig, ClusterError, LocalCluster
 from localcluster.paths import cache_root
 from localcluster.procs import ProcessGroup, alive, start_time, stop_pidfiles
 
-from . import cleanup, config, netns, node
+from . import cleanup, config, egress, netns, node
 from .build import NodeArtifacts, build_node_binaries
 
 _FORWARDER = [sys.executable, "-m", "realnode.forward"]
+_EGRESS = [sys.executable, "-m", "realnode.egress"]
 _GRACE = {"kube-proxy": 5.0}
 
 
@@ -186,7 +187,8 @@ class RealCluster:
         }
 
     def pod_log(self, namespace: str, pod: str, container: str | None = None) -> str:
-        """What `kubectl logs` would print (which cannot reach a kubelet in the namespace)."""
+        """A container's log read from the node's files: what `kubectl logs` prints, without the
+        API server (a pod that is gone from the API still has its files until `stop`)."""
         from .clients import pod_log
 
         return pod_log(self.record.run_id, namespace, pod, container)
@@ -222,6 +224,7 @@ class RealCluster:
         archives = self._image_archives()
         _say(f"network namespace {self.netns}")
         netns.create(self.netns, len(self.layouts))
+        self._start_egress_proxy()
         self.local = LocalCluster(self._control_plane_config())
         # containerd and the image imports need no API server: they run beside its start
         with ThreadPoolExecutor(max_workers=len(self.layouts)) as pool:
@@ -261,6 +264,7 @@ class RealCluster:
             with_prometheus=self.config.with_prometheus,
             with_runner=False,  # pods on real nodes are the kubelet's; no process stand-ins
             advertise_address=netns.API_ADDRESS,
+            egress_selector_config=egress.write_config(self.state_dir, self._egress_socket),
         )
 
     def _image_archives(self) -> list[Path]:
@@ -275,6 +279,23 @@ class RealCluster:
         started = time.monotonic()
         step()
         self.timings[key] = round(time.monotonic() - started, 1)
+
+    @property
+    def _egress_socket(self) -> Path:
+        return self.state_dir / "egress.sock"
+
+    def _start_egress_proxy(self) -> None:
+        """The API server's way to the kubelets inside the namespace (egress.py); it connects on
+        demand, so it only has to be listening before the first `kubectl logs`."""
+        cmd = [*_EGRESS, "--netns", self.netns, str(self._egress_socket)]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        managed = self.processes.start("egress-proxy", cmd, env=env)
+        node.wait_for(
+            f"the egress proxy at {self._egress_socket}",
+            self._egress_socket.exists,
+            managed,
+            30,
+        )
 
     def _start_api_forwarder(self) -> None:
         port = self.control_plane.ports["apiserver"]

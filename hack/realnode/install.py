@@ -105,6 +105,19 @@ def install_operator(real: RealCluster, prometheus_url: str, timeout: float = 11
     )  # fmt: skip
 
 
+def operator_logs(real: RealCluster, tail: int = 200) -> str:
+    """The last `tail` lines of every operator Pod's log, by `kubectl logs` (each line prefixed
+    with its Pod), or why they could not be read."""
+    done = real.control_plane.kubectl(
+        "-n", OPERATOR_NAMESPACE, "logs", "-l", f"app.kubernetes.io/name={OPERATOR_DEPLOYMENT}",
+        "--prefix", f"--tail={tail}", "--max-log-requests=10",
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return f"kubectl logs failed: {done.stderr.strip()}"
+    return done.stdout
+
+
 def wait_namespace_gone_if_terminating(
     real: RealCluster, namespace: str, timeout: float = 100.0
 ) -> None:

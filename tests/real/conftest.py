@@ -11,7 +11,7 @@ HTTP there (realnode.install.serve_models), Traefik's Gateway, and the operator 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -36,6 +36,18 @@ def _timed(timings: dict[str, float], key: str, step: Callable[[], T]) -> T:
     result = step()
     timings[key] = round(time.monotonic() - started, 1)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed scenario's report carries the operator's log, read with `kubectl logs`."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("real_stack")
+    if report.when == "call" and report.failed and isinstance(stack, RealStack):
+        report.sections.append(("operator log (kubectl logs)", install.operator_logs(stack.real)))
+    return report
 
 
 @pytest.fixture(scope="session")
