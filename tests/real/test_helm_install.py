@@ -157,8 +157,7 @@ def test_helm_installs_the_operator_that_serves_a_model_and_uninstalls_cleanly(
     }
     local.kubectl("-n", real_namespace, "apply", "-f", "-", input=json.dumps(model))
     wait_for("md/fraud Ready", lambda: _md_ready(real, real_namespace), 240)
-    # only the release's replica acted meanwhile, and it reconciled (`kubectl logs` cannot reach
-    # the node's kubelet by its name here: its metrics instead)
+    # only the release's replica acted meanwhile, and it reconciled (its metrics count it)
     assert _peering_state(real, acting) == "acting"
     assert all(state == "standby" for state in _shared_states(real))
     metrics = _get_inside(real, acting, METRICS_PORT, "/metrics")
