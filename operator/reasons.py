@@ -30,6 +30,8 @@ METRICS_UNAVAILABLE = "MetricsUnavailable"
 ROLLOUT_COMPLETE = "RolloutComplete"
 PAUSED = "Paused"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+# held (Progressing) or rolled back (Degraded): the measured share is far from the weight
+TRAFFIC_NOT_AS_WEIGHTED = "TrafficNotAsWeighted"
 AWAITING_APPROVAL = "AwaitingApproval"  # a confirm gate holds: a webhook said no, or none approved
 RUNNING_GATES = "RunningGates"  # preRollout webhooks and the smoke test, before any traffic
 GATE_PASSED = "GatePassed"

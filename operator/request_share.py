@@ -29,6 +29,14 @@ class RequestShareResult(CheckResult):
 # traffic its weight does not give it (halfway to nothing, halfway to everything).
 SHARE_SHORTFALL = 0.5
 SHARE_EXCESS = 0.5
+# how the two verdicts begin: status' condition reason (TrafficNotAsWeighted) is read from them
+NOT_REACHING = "traffic is not reaching the canary: "
+FAR_ABOVE = "traffic to the canary far exceeds its weight: "
+
+
+def not_as_weighted(message: str | None) -> bool:
+    """Whether a measurement's or rollback's message is one of the share's verdicts."""
+    return (message or "").startswith((NOT_REACHING, FAR_ABOVE))
 
 
 def judge_request_share(
@@ -67,15 +75,13 @@ def judge_request_share(
     ceiling = expected_share + (1 - expected_share) * SHARE_EXCESS
     if splits_by_weight and expected_share < 1 and lower > ceiling:
         message = (
-            f"traffic to the canary far exceeds its weight: {percent(share)} of requests at "
+            f"{FAR_ABOVE}{percent(share)} of requests at "
             f"weight {weight} % (the router does not honour the weight)"
         )
         return RequestShareResult("request share", "Fail", message, share=share)
     if upper >= expected_share * SHARE_SHORTFALL:
         return RequestShareResult("request share", "Pass", "", share=share)
-    message = (
-        f"traffic is not reaching the canary: {percent(share)} of requests at weight {weight} %"
-    )
+    message = f"{NOT_REACHING}{percent(share)} of requests at weight {weight} %"
     if abs(expected_share * 100 - weight) >= 0.5:
         message += f" ({percent(expected_share)} expected from the Ready pods)"
     return RequestShareResult("request share", "Inconclusive", message, share=share)

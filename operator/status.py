@@ -17,6 +17,7 @@ from modelfleet.operator.api import (
     SlotStatus,
 )
 from modelfleet.operator.builders.ratelimit import rate_limit_summary
+from modelfleet.operator.request_share import not_as_weighted
 from modelfleet.operator.rollout.types import Refusal, SlotObservation
 from modelfleet.operator.timestamps import timestamp
 
@@ -162,6 +163,10 @@ def _conditions(
     if progressing and wait is not None:  # the message names the gates and their answers
         confirm = wait.stage in ("confirmStep", "confirmPromotion")
         progress_reason = reasons.AWAITING_APPROVAL if confirm else reasons.RUNNING_GATES
+    elif progressing and status.canary is not None:
+        analysis = status.canary.analysis
+        if analysis.phase == "Inconclusive" and not_as_weighted(analysis.message):
+            progress_reason = reasons.TRAFFIC_NOT_AS_WEIGHTED  # the router ignores the weight
     conditions = set_condition(
         conditions,
         reasons.PROGRESSING,
@@ -188,8 +193,11 @@ def _conditions(
 def _degraded_reason(status: ModelDeploymentStatus) -> str:
     if not status.history:
         return reasons.ROLLED_BACK
+    last = status.history[0]
+    if last.outcome == "RolledBack" and not_as_weighted(last.message):
+        return reasons.TRAFFIC_NOT_AS_WEIGHTED
     return {"Aborted": reasons.ABORTED, "RolledBack": reasons.ROLLED_BACK}.get(
-        status.history[0].outcome, reasons.ROLLED_BACK
+        last.outcome, reasons.ROLLED_BACK
     )
 
 
