@@ -173,15 +173,7 @@ class TrafficDriver:
 
     async def _copy(self, client: httpx.AsyncClient, endpoint: Endpoint) -> None:
         """A mirrored copy: sent alongside the user's request, its answer discarded but counted."""
-        code = 503
-        if endpoint.address is not None:
-            try:
-                response = await client.post(
-                    f"http://{endpoint.address}{self._path}", json=self._payload
-                )
-                code = response.status_code
-            except httpx.HTTPError:
-                code = 0
+        code = 503 if endpoint.address is None else await self._post(client, endpoint.address)
         with self._lock:
             self.tally.mirrored[(endpoint.slot, endpoint.revision, code)] += 1
 
@@ -209,14 +201,15 @@ class TrafficDriver:
         endpoint = self._pick()
         if endpoint is None or endpoint.address is None:
             return (endpoint.slot if endpoint else "none"), "none", 503
+        return endpoint.slot, endpoint.revision, await self._post(client, endpoint.address)
+
+    async def _post(self, client: httpx.AsyncClient, address: str) -> int:
+        """The payload POSTed to one pod: its answer's status code, 0 when none came."""
         try:
-            response = await client.post(
-                f"http://{endpoint.address}{self._path}", json=self._payload
-            )
-            code = response.status_code
+            response = await client.post(f"http://{address}{self._path}", json=self._payload)
         except httpx.HTTPError:
-            code = 0
-        return endpoint.slot, endpoint.revision, code
+            return 0
+        return response.status_code
 
     def _count(self, slot: str, revision: str, code: int) -> None:
         with self._lock:
