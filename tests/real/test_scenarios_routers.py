@@ -6,10 +6,10 @@ S4  a shadow step on Traefik's Gateway is refused, naming the class and the miss
 S5  the ingress router on Traefik's ingress-nginx provider, which ignores `canary-weight`: the
     main and the canary Ingress become equal routers and one of them takes the whole host at each
     reload (a coin flip, re-thrown whenever anything in the cluster makes Traefik reload). The
-    measured share says so either way, over the last analysis interval as well as since the step
-    began (a host that changed hands mid-step averages out to a share near the weight): held at
-    0 % with the condition saying traffic is not reaching the canary, or rolled back at ~100 %;
-    nothing is promoted; 0 failed requests (test_s5_…)
+    measured share says so either way, in every interval of the step as well as since it began
+    (a host that changed hands mid-step averages out to a share near the weight): held at 0 %
+    with the condition saying traffic is not reaching the canary, or rolled back at ~100 %
+    (either way reason TrafficNotAsWeighted); nothing is promoted; 0 failed requests (test_s5_…)
 """
 
 from __future__ import annotations
@@ -154,9 +154,12 @@ def test_s5_ingress_router_on_traefiks_nginx_provider_is_caught_by_the_measured_
     if caught == "held":  # the canary gets nothing now; the analysis never passed the step
         assert later["canary"]["weight"] == 10
         assert later["canary"]["analysis"]["phase"] != "Pass"
-        assert STARVED in _condition(later, "Progressing")["message"]
+        progressing = _condition(later, "Progressing")
+        assert STARVED in progressing["message"]
+        assert progressing["reason"] == "TrafficNotAsWeighted"
     else:  # it had taken (nearly) all of the host for a whole interval: users saw v2
         degraded = _condition(later, "Degraded")
         assert degraded["status"] == "True"
         assert FLOODED in degraded["message"], degraded
+        assert degraded["reason"] == "TrafficNotAsWeighted"
         assert summary.by_version.get("v2", 0) > 0
