@@ -32,7 +32,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict (typecheck), import-
 
 typecheck: $(STAMP) ## mypy --strict over the package, hack/, bench/ and tests/ (the pre-commit hook runs this)
 	$(VENV)/bin/mypy -p modelfleet
-	$(VENV)/bin/mypy hack/localcluster hack/harness hack/demo hack/realnode bench tests
+	$(VENV)/bin/mypy hack/modelfleet_dev bench tests
 
 fmt: $(STAMP) ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
@@ -79,33 +79,33 @@ bench-server-cache: $(STAMP) ## Benchmark the prediction cache: off, in process,
 
 # --- local control plane (local control plane issue) ---
 cluster-build: $(STAMP) ## Build (or reuse from cache) etcd, kube-apiserver, controller-manager, scheduler, kwok
-	PYTHONPATH=hack $(PY) -m localcluster build
+	PYTHONPATH=hack $(PY) -m modelfleet_dev.localcluster build
 
 cluster-up: $(STAMP) ## Start the local control plane, kwok nodes and Prometheus
-	@PYTHONPATH=hack $(PY) -m localcluster up
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.localcluster up
 
 cluster-down: $(STAMP) ## Stop everything cluster-up started
-	@PYTHONPATH=hack $(PY) -m localcluster down
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.localcluster down
 
 cluster-env: $(STAMP) ## Print the exports (KUBECONFIG, PROMETHEUS_URL) for the running local cluster
-	@PYTHONPATH=hack $(PY) -m localcluster env
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.localcluster env
 
 # --- real tier (real-node issue): real nodes in a network namespace beside the kwok nodes ---
 real-up: $(STAMP) ## Start the control plane plus real nodes (kubelet, containerd) in a netns (REAL_ARGS=--nodes 2)
 	bash hack/setup.sh
 	bash hack/setup-real.sh
-	@PYTHONPATH=hack $(PY) -m realnode up $(REAL_ARGS)
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.realnode up $(REAL_ARGS)
 
 real-down: $(STAMP) ## Stop the real tier and remove its namespace, mounts and cgroups
-	@PYTHONPATH=hack $(PY) -m realnode down
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.realnode down
 
 real-env: $(STAMP) ## Print the exports (KUBECONFIG, GATEWAY_URL, …) for the running real tier
-	@PYTHONPATH=hack $(PY) -m realnode env
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.realnode env
 
 .PHONY: images
 images: $(STAMP) ## Build the real tier's images (pause, Traefik, server, operator) with buildah: IMAGES='ref …'
 	bash hack/setup-real.sh
-	@PYTHONPATH=hack $(PY) -m realnode.images $(IMAGES)
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.realnode.images $(IMAGES)
 
 # --- operator (operator core and progressive delivery issues) ---
 crds: $(STAMP) ## Regenerate crds/ (and the kustomize base's and the chart's copies) from the pydantic API models
@@ -120,7 +120,7 @@ chart-files: ## Copy manifests/monitoring's alert rules and dashboard into the c
 	cp manifests/monitoring/prometheusrule.yaml manifests/monitoring/dashboard.json charts/modelfleet/files/
 
 helm-lint: $(STAMP) ## Build helm (cached) and lint charts/modelfleet, then check it renders what kustomize does
-	$$(PYTHONPATH=hack $(PY) -m localcluster.helm) lint --strict charts/modelfleet
+	$$(PYTHONPATH=hack $(PY) -m modelfleet_dev.localcluster.helm) lint --strict charts/modelfleet
 	$(PY) -m pytest tests/unit/test_helm_chart.py tests/integration/test_helm_chart.py
 
 operator: $(STAMP) ## Run the operator against the cluster in KUBECONFIG
@@ -159,4 +159,4 @@ test-kind: $(STAMP) ## The rollout story on a kind cluster (needs Docker and kin
 demo: $(STAMP) ## The main job: the story on a real node through Traefik (DEMO_ARGS=--kwok: on kwok's fake nodes; --keep)
 	bash hack/setup.sh
 	$(if $(findstring --kwok,$(DEMO_ARGS)),,bash hack/setup-real.sh)
-	@PYTHONPATH=hack $(PY) -m demo $(DEMO_ARGS)
+	@PYTHONPATH=hack $(PY) -m modelfleet_dev.demo $(DEMO_ARGS)

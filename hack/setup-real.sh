@@ -3,7 +3,7 @@
 #  1. Debian packages: containerd, runc, the CNI plugins, iptables, conntrack, iproute2 (the node),
 #     buildah and debootstrap (the images).
 #  2. kubelet and kube-proxy, built from the control plane's Kubernetes modules into the cache.
-#  3. The images (hack/realnode/images.py), so that `up` and the tests only import them; among
+#  3. The images (hack/modelfleet_dev/realnode/images.py), so that `up` and the tests only import them; among
 #     them Prometheus, prometheus-operator and its config reloader, each built from its Go module
 #     (Prometheus: about 5 minutes cold on 2 cores).
 set -euo pipefail
@@ -47,7 +47,7 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 say "node: building (or reusing) kubelet and kube-proxy"
-PYTHONPATH=hack "$PY" -m realnode build >/dev/null
+PYTHONPATH=hack "$PY" -m modelfleet_dev.realnode build >/dev/null
 say "images: building (or reusing) the sandbox, server, operator, gateway and Prometheus images"
-PYTHONPATH=hack "$PY" -m realnode.images >/dev/null
+PYTHONPATH=hack "$PY" -m modelfleet_dev.realnode.images >/dev/null
 say "done"

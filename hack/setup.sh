@@ -39,10 +39,10 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 say "control plane: building (or reusing) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok"
-PYTHONPATH=hack "$PY" -m localcluster build >/dev/null
+PYTHONPATH=hack "$PY" -m modelfleet_dev.localcluster build >/dev/null
 
 say "helm: building (or reusing) helm from helm.sh/helm/v4 (the chart's tests render and install with it)"
-PYTHONPATH=hack "$PY" -m localcluster.helm >/dev/null
+PYTHONPATH=hack "$PY" -m modelfleet_dev.localcluster.helm >/dev/null
 
 .venv/bin/python examples/train_models.py --out examples/models  # example models (idempotent; model server issue)
 say "done"

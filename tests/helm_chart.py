@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster.build import BuildError
-from localcluster.helm import build_helm
-from realnode.config import REAL_NODE_SELECTOR, REAL_TOLERATION
-from realnode.images import OPERATOR_REF, SERVER_REF
+from modelfleet_dev.localcluster.build import BuildError
+from modelfleet_dev.localcluster.helm import build_helm
+from modelfleet_dev.realnode.config import REAL_NODE_SELECTOR, REAL_TOLERATION
+from modelfleet_dev.realnode.images import OPERATOR_REF, SERVER_REF
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "modelfleet"
@@ -91,7 +91,7 @@ def objects(text: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def real_tier_values(prometheus_url: str) -> dict[str, Any]:
-    """The chart's values for what hack/realnode/overlay changes: local images, the tier's
+    """The chart's values for what hack/modelfleet_dev/realnode/overlay changes: local images, the tier's
     Prometheus, the operator Pod on a real node."""
     repository, _, tag = OPERATOR_REF.rpartition(":")
     return {

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from localcluster.ports import free_port
+from modelfleet_dev.localcluster.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from localcluster.ports import free_port
+from modelfleet_dev.localcluster.ports import free_port
 
 
 class RedisServer:

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 sys.path.append(str(REPO / "hack"))
 
-from harness.machine import machine  # noqa: E402
+from modelfleet_dev.harness.machine import machine  # noqa: E402
 
 from modelfleet.operator.api import MonitoringSpec  # noqa: E402
 from modelfleet.operator.monitoring import evaluate  # noqa: E402

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 
-from localcluster.cluster import ClusterConfig, LocalCluster  # noqa: E402
-from localcluster.ports import free_port  # noqa: E402
+from modelfleet_dev.localcluster.cluster import ClusterConfig, LocalCluster  # noqa: E402
+from modelfleet_dev.localcluster.ports import free_port  # noqa: E402
 
 from bench.operator.run import _manifest, _nodes, _proc_stats  # noqa: E402
 from modelfleet.operator.api import API_VERSION as API  # noqa: E402

@@ -42,9 +42,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 
-from localcluster.cluster import ClusterConfig, LocalCluster  # noqa: E402
-from localcluster.nodes import NodeSpec  # noqa: E402
-from localcluster.ports import free_port  # noqa: E402
+from modelfleet_dev.localcluster.cluster import ClusterConfig, LocalCluster  # noqa: E402
+from modelfleet_dev.localcluster.nodes import NodeSpec  # noqa: E402
+from modelfleet_dev.localcluster.ports import free_port  # noqa: E402
 
 from modelfleet.operator.api import API_VERSION as API  # noqa: E402
 from modelfleet.operator.api import KIND  # noqa: E402

@@ -42,12 +42,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack"), str(REPO)]
 
-from harness.machine import machine  # noqa: E402
-from realnode import clients, install, prometheus  # noqa: E402
-from realnode.build import build_node_binaries  # noqa: E402
-from realnode.cluster import RealCluster, RealConfig  # noqa: E402
-from realnode.images import ensure_images  # noqa: E402
-from realnode.load import Answer, Load, Summary  # noqa: E402
+from modelfleet_dev.harness.machine import machine  # noqa: E402
+from modelfleet_dev.realnode import clients, install, prometheus  # noqa: E402
+from modelfleet_dev.realnode.build import build_node_binaries  # noqa: E402
+from modelfleet_dev.realnode.cluster import RealCluster, RealConfig  # noqa: E402
+from modelfleet_dev.realnode.images import ensure_images  # noqa: E402
+from modelfleet_dev.realnode.load import Answer, Load, Summary  # noqa: E402
 
 from tests.real.conftest import RealStack  # noqa: E402
 from tests.real.test_scenarios import (  # noqa: E402

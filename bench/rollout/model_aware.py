@@ -36,18 +36,24 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack")]
 
-from harness.gateway import install_gateway  # noqa: E402
-from harness.kube import kube_snapshot  # noqa: E402
-from harness.machine import machine  # noqa: E402
-from harness.model_aware import (  # noqa: E402
+from modelfleet_dev.harness.gateway import install_gateway  # noqa: E402
+from modelfleet_dev.harness.kube import kube_snapshot  # noqa: E402
+from modelfleet_dev.harness.machine import machine  # noqa: E402
+from modelfleet_dev.harness.model_aware import (  # noqa: E402
     POD_ADDRESS_ANNOTATION,
     VariedRowsDriver,
     model_aware_analysis,
     row_payloads,
 )
-from harness.operator import OperatorProcess, install_crd  # noqa: E402
-from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for  # noqa: E402
-from localcluster import ClusterConfig, LocalCluster  # noqa: E402
+from modelfleet_dev.harness.operator import OperatorProcess, install_crd  # noqa: E402
+from modelfleet_dev.harness.rollout import (  # noqa: E402
+    apply,
+    healthy_at,
+    model_deployment,
+    read_status,
+    wait_for,
+)
+from modelfleet_dev.localcluster import ClusterConfig, LocalCluster  # noqa: E402
 
 NAME = "bench"
 RPS = 60.0

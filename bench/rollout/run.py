@@ -37,19 +37,19 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack")]
 sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 
-from harness.driver import TrafficDriver  # noqa: E402
-from harness.kube import kube_snapshot  # noqa: E402
-from harness.machine import machine  # noqa: E402
-from harness.operator import OperatorProcess, install_crd  # noqa: E402
-from harness.rollout import (  # noqa: E402
+from modelfleet_dev.harness.driver import TrafficDriver  # noqa: E402
+from modelfleet_dev.harness.kube import kube_snapshot  # noqa: E402
+from modelfleet_dev.harness.machine import machine  # noqa: E402
+from modelfleet_dev.harness.operator import OperatorProcess, install_crd  # noqa: E402
+from modelfleet_dev.harness.rollout import (  # noqa: E402
     apply,
     healthy_at,
     model_deployment,
     read_status,
     wait_for,
 )
-from harness.stack import MODELS  # noqa: E402
-from localcluster import ClusterConfig, LocalCluster  # noqa: E402
+from modelfleet_dev.harness.stack import MODELS  # noqa: E402
+from modelfleet_dev.localcluster import ClusterConfig, LocalCluster  # noqa: E402
 
 from bench.rollout.simulate import simulate  # noqa: E402
 

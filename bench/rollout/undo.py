@@ -42,13 +42,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack")]
 
-from harness.driver import TrafficDriver  # noqa: E402
-from harness.kube import kube_snapshot  # noqa: E402
-from harness.machine import machine as harness_machine  # noqa: E402
-from harness.operator import OperatorProcess, install_crd  # noqa: E402
-from harness.rollout import apply, healthy_at, model_deployment, wait_for  # noqa: E402
-from harness.stack import MODELS  # noqa: E402
-from localcluster import ClusterConfig, LocalCluster  # noqa: E402
+from modelfleet_dev.harness.driver import TrafficDriver  # noqa: E402
+from modelfleet_dev.harness.kube import kube_snapshot  # noqa: E402
+from modelfleet_dev.harness.machine import machine as harness_machine  # noqa: E402
+from modelfleet_dev.harness.operator import OperatorProcess, install_crd  # noqa: E402
+from modelfleet_dev.harness.rollout import apply, healthy_at, model_deployment, wait_for  # noqa: E402
+from modelfleet_dev.harness.stack import MODELS  # noqa: E402
+from modelfleet_dev.localcluster import ClusterConfig, LocalCluster  # noqa: E402
 
 NAME = "undo"
 NAMESPACE = "undo-bench"
@@ -142,7 +142,7 @@ def _all_on(slot_service: str) -> Callable[[list[tuple[str, int]]], bool]:
 
 
 def _status(cluster: LocalCluster) -> dict[str, Any]:
-    from harness.rollout import read_status
+    from modelfleet_dev.harness.rollout import read_status
 
     return dict(read_status(cluster, NAMESPACE, NAME))
 

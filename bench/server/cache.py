@@ -29,7 +29,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "hack"))
 sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 
-from harness.machine import machine  # noqa: E402
+from modelfleet_dev.harness.machine import machine  # noqa: E402
 
 from bench.server.run import (  # noqa: E402
     MODEL_ARGS,

@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins the helm command built from this module (hack/localcluster/helm.py).
+// Package tools pins the helm command built from this module (hack/modelfleet_dev/localcluster/helm.py).
 package tools
 
 import (

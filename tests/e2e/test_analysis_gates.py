@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from harness.driver import Tally
-from harness.model_aware import REFERENCE, VariedRowsDriver, row_payloads
-from harness.stack import MODELS, LocalStack, Server
-from harness.weights import Endpoint
-from localcluster.cluster import free_port
+from modelfleet_dev.harness.driver import Tally
+from modelfleet_dev.harness.model_aware import REFERENCE, VariedRowsDriver, row_payloads
+from modelfleet_dev.harness.stack import MODELS, LocalStack, Server
+from modelfleet_dev.harness.weights import Endpoint
+from modelfleet_dev.localcluster.cluster import free_port
 
 from modelfleet.operator.api import AnalysisSpec, ReplaySpec
 from modelfleet.operator.gates import PrometheusAndPairedGates

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from harness.driver import Tally, TrafficDriver
-from harness.stack import MODELS, LocalStack, Server
-from harness.weights import Endpoint
+from modelfleet_dev.harness.driver import Tally, TrafficDriver
+from modelfleet_dev.harness.stack import MODELS, LocalStack, Server
+from modelfleet_dev.harness.weights import Endpoint
 
 from modelfleet.operator.api import AnalysisSpec, MetricCheck
 from modelfleet.operator.gates import PrometheusAndPairedGates

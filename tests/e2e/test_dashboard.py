@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import yaml
-from harness.argocd import argocd_health
-from harness.dashboard import dashboard_queries, render_dashboard_query
-from harness.kube import kube_snapshot
-from harness.model_aware import (
+from modelfleet_dev.harness.argocd import argocd_health
+from modelfleet_dev.harness.dashboard import dashboard_queries, render_dashboard_query
+from modelfleet_dev.harness.kube import kube_snapshot
+from modelfleet_dev.harness.model_aware import (
     POD_ADDRESS_ANNOTATION,
     REFERENCE,
     ROWS_PER_REQUEST,
@@ -28,10 +28,16 @@ from harness.model_aware import (
     model_aware_analysis,
     row_payloads,
 )
-from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for
-from localcluster import LocalCluster
-from localcluster.prometheus import Prometheus
-from localcluster.runner import LOCAL_ADDRESS, LOCAL_METRICS_ADDRESS
+from modelfleet_dev.harness.rollout import (
+    apply,
+    healthy_at,
+    model_deployment,
+    read_status,
+    wait_for,
+)
+from modelfleet_dev.localcluster import LocalCluster
+from modelfleet_dev.localcluster.prometheus import Prometheus
+from modelfleet_dev.localcluster.runner import LOCAL_ADDRESS, LOCAL_METRICS_ADDRESS
 
 NAME = "dash"
 GATES = model_aware_analysis(max_prediction_drift=0.2, min_agreement=0.9, max_score_delta=0.8)

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from demo.cluster import OPERATOR, DemoCluster
-from demo.story import prepare, tear_down
-from demo.view import View
-from localcluster.procs import alive
+from modelfleet_dev.demo.cluster import OPERATOR, DemoCluster
+from modelfleet_dev.demo.story import prepare, tear_down
+from modelfleet_dev.demo.view import View
+from modelfleet_dev.localcluster.procs import alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def _run_demo(state_dir: Path) -> subprocess.CompletedProcess[str]:
     }
     env.pop("FORCE_COLOR", None)
     return subprocess.run(
-        [sys.executable, "-m", "demo", "--kwok"],
+        [sys.executable, "-m", "modelfleet_dev.demo", "--kwok"],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from harness.rollout import (
+from modelfleet_dev.harness.rollout import (
     Receiver,
     StatusRecorder,
     apply,
@@ -24,7 +24,7 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from localcluster import LocalCluster
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "fraud"
 RPS = 60.0

@@ -24,10 +24,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from harness.model_aware import FEATURES
-from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for
-from harness.stack import MODELS, LocalStack, Server
-from localcluster import LocalCluster
+from modelfleet_dev.harness.model_aware import FEATURES
+from modelfleet_dev.harness.rollout import (
+    apply,
+    healthy_at,
+    model_deployment,
+    read_status,
+    wait_for,
+)
+from modelfleet_dev.harness.stack import MODELS, LocalStack, Server
+from modelfleet_dev.localcluster import LocalCluster
 
 from modelfleet.operator.api import AnalysisSpec
 from modelfleet.operator.gates import PrometheusAndPairedGates

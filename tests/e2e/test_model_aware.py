@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness.driver import Tally
-from harness.kube import kube_snapshot
-from harness.model_aware import (
+from modelfleet_dev.harness.driver import Tally
+from modelfleet_dev.harness.kube import kube_snapshot
+from modelfleet_dev.harness.model_aware import (
     POD_ADDRESS_ANNOTATION,
     REFERENCE,
     AnalysisRecorder,
@@ -29,8 +29,14 @@ from harness.model_aware import (
     model_aware_analysis,
     row_payloads,
 )
-from harness.rollout import StatusRecorder, apply, healthy_at, model_deployment, wait_for
-from localcluster import LocalCluster
+from modelfleet_dev.harness.rollout import (
+    StatusRecorder,
+    apply,
+    healthy_at,
+    model_deployment,
+    wait_for,
+)
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "churn"
 RPS = 60.0

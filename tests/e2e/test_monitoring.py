@@ -33,11 +33,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from harness.kube import kube_snapshot
-from harness.model_aware import FEATURES, ROWS_PER_REQUEST, VariedRowsDriver
-from harness.rollout import apply, healthy_at, model_deployment, read_status, wait_for
-from localcluster import LocalCluster
-from localcluster.ports import free_port
+from modelfleet_dev.harness.kube import kube_snapshot
+from modelfleet_dev.harness.model_aware import FEATURES, ROWS_PER_REQUEST, VariedRowsDriver
+from modelfleet_dev.harness.rollout import (
+    apply,
+    healthy_at,
+    model_deployment,
+    read_status,
+    wait_for,
+)
+from modelfleet_dev.localcluster import LocalCluster
+from modelfleet_dev.localcluster.ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 NAME = "churn"

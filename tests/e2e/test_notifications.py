@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness.rollout import (
+from modelfleet_dev.harness.rollout import (
     Receiver,
     apply,
     apply_healthy,
@@ -29,7 +29,7 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from localcluster import LocalCluster
+from modelfleet_dev.localcluster import LocalCluster
 from prometheus_client.parser import text_string_to_metric_families
 
 NAME = "fraud"

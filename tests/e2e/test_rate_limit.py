@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.rollout import (
+from modelfleet_dev.harness.rollout import (
     StatusRecorder,
     apply,
     apply_healthy,
@@ -20,7 +20,7 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from localcluster import LocalCluster
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "fraud"
 RPS = 60.0

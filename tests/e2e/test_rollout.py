@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness.driver import Tally, TrafficDriver
-from harness.rollout import (
+from modelfleet_dev.harness.driver import Tally, TrafficDriver
+from modelfleet_dev.harness.rollout import (
     StatusRecorder,
     apply,
     apply_healthy,
@@ -26,7 +26,7 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from localcluster import LocalCluster
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "fraud"
 RPS = 60.0

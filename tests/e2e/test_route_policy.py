@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import pytest
-from harness.gateway import BASE_FEATURES, install_gateway
-from harness.rollout import (
+from modelfleet_dev.harness.gateway import BASE_FEATURES, install_gateway
+from modelfleet_dev.harness.rollout import (
     apply,
     apply_healthy,
     model_deployment,
@@ -30,8 +30,8 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from harness.weights import RetryPolicy
-from localcluster import LocalCluster
+from modelfleet_dev.harness.weights import RetryPolicy
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "fraud"
 GATEWAY = "e2e"

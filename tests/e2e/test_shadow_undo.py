@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
-from harness.driver import TrafficDriver
-from harness.gateway import BASE_FEATURES, MIRRORING, install_gateway
-from harness.rollout import (
+from modelfleet_dev.harness.driver import TrafficDriver
+from modelfleet_dev.harness.gateway import BASE_FEATURES, MIRRORING, install_gateway
+from modelfleet_dev.harness.rollout import (
     StatusRecorder,
     apply,
     apply_healthy,
@@ -36,7 +36,7 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from localcluster import LocalCluster
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "fraud"
 GATEWAY = "e2e"

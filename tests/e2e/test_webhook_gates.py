@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness.driver import TrafficDriver
-from harness.model_aware import POD_ADDRESS_ANNOTATION, REFERENCE
-from harness.rollout import (
+from modelfleet_dev.harness.driver import TrafficDriver
+from modelfleet_dev.harness.model_aware import POD_ADDRESS_ANNOTATION, REFERENCE
+from modelfleet_dev.harness.rollout import (
     Receiver,
     StatusRecorder,
     apply,
@@ -42,7 +42,7 @@ from harness.rollout import (
     traffic_driver,
     wait_for,
 )
-from localcluster import LocalCluster
+from modelfleet_dev.localcluster import LocalCluster
 
 NAME = "fraud"
 RPS = 40.0

@@ -1,10 +1,10 @@
 """charts/modelfleet renders what the kustomize install renders, so the two cannot drift.
 
 `helm lint`, then `helm template` against `kubectl kustomize`: with the defaults (manifests/operator),
-with the real tier's settings (hack/realnode/overlay: other images, Prometheus URL, placement) and
+with the real tier's settings (hack/modelfleet_dev/realnode/overlay: other images, Prometheus URL, placement) and
 one replica, and with the monitoring objects (manifests/monitoring). The only differences allowed
 are the labels Helm adds and the ClusterKopfPeering only the chart carries. Needs the helm binary
-(built into the cache by `python -m localcluster.helm`, as hack/setup.sh does) and kubectl.
+(built into the cache by `python -m modelfleet_dev.localcluster.helm`, as hack/setup.sh does) and kubectl.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster.cluster import kubectl_binary
-from realnode.install import operator_kustomization
+from modelfleet_dev.localcluster.cluster import kubectl_binary
+from modelfleet_dev.realnode.install import operator_kustomization
 
 from modelfleet.operator.settings import OperatorSettings
 from tests.helm_chart import (

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import LocalCluster
-from localcluster.cluster import kubectl_binary
-from localcluster.kubeapi import KubeApi
+from modelfleet_dev.localcluster import LocalCluster
+from modelfleet_dev.localcluster.cluster import kubectl_binary
+from modelfleet_dev.localcluster.kubeapi import KubeApi
 
 from tests.integration.waiting import wait_for
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from localcluster import ClusterConfig, LocalCluster
-from localcluster.cluster import ClusterError, run_kubectl
-from localcluster.procs import RunRecord, alive, clean_crashed_runs
+from modelfleet_dev.localcluster import ClusterConfig, LocalCluster
+from modelfleet_dev.localcluster.cluster import ClusterError, run_kubectl
+from modelfleet_dev.localcluster.procs import RunRecord, alive, clean_crashed_runs
 
 HACK = Path(__file__).resolve().parents[2] / "hack"
 
@@ -54,7 +54,7 @@ def test_a_crashed_run_is_cleaned_up_by_the_next_one(tmp_path: Path) -> None:
         f"""
         import os
         from pathlib import Path
-        from localcluster import ClusterConfig, LocalCluster
+        from modelfleet_dev.localcluster import ClusterConfig, LocalCluster
         config = ClusterConfig(state_dir=Path({str(state_dir)!r}), with_prometheus=False, with_runner=False)
         LocalCluster(config).start()
         os._exit(0)  # die without stopping anything, as a killed test run would
@@ -103,9 +103,16 @@ def test_prometheus_can_be_stopped_and_restarted_at_the_same_url(cluster: LocalC
 
 
 def _localcluster(state_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
-    """`python -m localcluster <command>` on `state_dir`: what `make cluster-up/down` run."""
+    """`python -m modelfleet_dev.localcluster <command>` on `state_dir`: what `make cluster-up/down` run."""
     return subprocess.run(
-        [sys.executable, "-m", "localcluster", command, "--state-dir", str(state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "modelfleet_dev.localcluster",
+            command,
+            "--state-dir",
+            str(state_dir),
+        ],
         env={**os.environ, "PYTHONPATH": str(HACK)},
         capture_output=True,
         text=True,

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import podspec
-from localcluster.podstate import PodProcess, build_pod_status
-from localcluster.procs import ProcessGroup
-from localcluster.prometheus import label_name
+from modelfleet_dev.localcluster import podspec
+from modelfleet_dev.localcluster.podstate import PodProcess, build_pod_status
+from modelfleet_dev.localcluster.procs import ProcessGroup
+from modelfleet_dev.localcluster.prometheus import label_name
 
 SECRETS: dict[tuple[str, str, str], dict[str, str]] = {
     ("Secret", "ns", "api-key"): {"key": "s3cret"},

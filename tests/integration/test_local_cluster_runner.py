@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from localcluster import LocalCluster
-from localcluster.procs import alive
+from modelfleet_dev.localcluster import LocalCluster
+from modelfleet_dev.localcluster.procs import alive
 
 from tests.integration.waiting import wait_for
 

@@ -1,4 +1,4 @@
-"""The real tier's scenario stack, on top of `real_cluster` (hack/realnode/pytest_plugin.py).
+"""The real tier's scenario stack, on top of `real_cluster` (hack/modelfleet_dev/realnode/pytest_plugin.py).
 
 `real_stack` (session) adds what the headline scenarios need, each as a user would have it:
 Prometheus run by prometheus-operator from a `Prometheus` object, finding the slot pods through
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
-from realnode import clients, install, prometheus
-from realnode.cluster import RealCluster
+from modelfleet_dev.realnode import clients, install, prometheus
+from modelfleet_dev.realnode.cluster import RealCluster
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realnode import cleanup, config, netns
-from realnode.cluster import runs_dir
+from modelfleet_dev.realnode import cleanup, config, netns
+from modelfleet_dev.realnode.cluster import runs_dir
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def _run_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     }
     env.pop("FORCE_COLOR", None)
     return subprocess.run(
-        [sys.executable, "-m", "demo", "--real"],
+        [sys.executable, "-m", "modelfleet_dev.demo", "--real"],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -230,7 +230,7 @@ def test_the_real_demo_starts_again_and_a_sigterm_tears_it_down(tmp_path: Path) 
     }
     lines = []
     with subprocess.Popen(
-        [sys.executable, "-m", "demo", "--real"],
+        [sys.executable, "-m", "modelfleet_dev.demo", "--real"],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,

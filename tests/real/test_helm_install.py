@@ -1,5 +1,5 @@
 """The operator installed with `helm install` of charts/modelfleet on the real tier: the chart with
-the tier's image names, Prometheus URL and placement as values (what hack/realnode/overlay changes
+the tier's image names, Prometheus URL and placement as values (what hack/modelfleet_dev/realnode/overlay changes
 in the kustomize install; tests/integration/test_helm_chart.py shows both render the same), its
 Deployment Available on a real node, a ModelDeployment Ready, then a clean `helm uninstall`.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realnode import clients, config, install
-from realnode.cluster import RealCluster
+from modelfleet_dev.realnode import clients, config, install
+from modelfleet_dev.realnode.cluster import RealCluster
 
 from tests.helm_chart import CHART, real_tier_values, run_helm, set_args
 from tests.helm_chart import helm as helm

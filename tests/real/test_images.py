@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from realnode.images import OPERATOR_REF, PAUSE_REF, SERVER_REF, ensure_images
+from modelfleet_dev.realnode.images import OPERATOR_REF, PAUSE_REF, SERVER_REF, ensure_images
 
 pytestmark = pytest.mark.slow
 

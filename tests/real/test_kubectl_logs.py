@@ -1,7 +1,7 @@
 """`kubectl logs`, `exec` and `port-forward` on the real tier, as on a kind cluster.
 
 The API server runs on host loopback and the kubelets inside the run's network namespace; its
-`cluster` egress goes through realnode's egress proxy (hack/realnode/egress.py), a Unix socket
+`cluster` egress goes through realnode's egress proxy (hack/modelfleet_dev/realnode/egress.py), a Unix socket
 whose connections are made inside the namespace. So the API server reaches the kubelets at their
 InternalIP, and a user's `kubectl logs` works unchanged.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from realnode import install
-from realnode.cluster import RealCluster
+from modelfleet_dev.realnode import install
+from modelfleet_dev.realnode.cluster import RealCluster
 
 from tests.real.conftest import RealStack
 from tests.real.test_scenarios import _pods, _ready, _start_v1

@@ -1,4 +1,4 @@
-"""The operator installed as a user does (`kubectl apply -k`, through hack/realnode/overlay, which
+"""The operator installed as a user does (`kubectl apply -k`, through hack/modelfleet_dev/realnode/overlay, which
 swaps only the image names, the Prometheus address and the placement) runs as Ready Pods on a
 real node, from the image built from Dockerfile.operator, with its own ServiceAccount.
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from realnode import install
-from realnode.images import OPERATOR_REF
+from modelfleet_dev.realnode import install
+from modelfleet_dev.realnode.images import OPERATOR_REF
 
 from tests.real.conftest import RealStack
 

@@ -1,5 +1,5 @@
 """The real tier's Prometheus is prometheus-operator's: it finds the slot pods through the
-PodMonitor the modelfleet operator writes (realnode.prometheus, hack/realnode/monitoring/).
+PodMonitor the modelfleet operator writes (realnode.prometheus, hack/modelfleet_dev/realnode/monitoring/).
 
 - The `Prometheus` object's pod runs on the real node from localhost/prometheus:v3.5.0, created
   by the prometheus-operator Pod (a StatefulSet the object owns), answering through the Service
@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 import pytest
-from realnode import prometheus
-from realnode.images import PROMETHEUS_REF
+from modelfleet_dev.realnode import prometheus
+from modelfleet_dev.realnode.images import PROMETHEUS_REF
 
 from tests.real.conftest import RealStack
 from tests.real.test_scenarios import _apply, _pods, _wait, _wait_md_ready, model_deployment

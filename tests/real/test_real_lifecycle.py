@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster.cluster import kubectl_binary
-from localcluster.procs import alive, start_time
-from realnode import cleanup, clients, config, netns
-from realnode.images import PAUSE_REF
+from modelfleet_dev.localcluster.cluster import kubectl_binary
+from modelfleet_dev.localcluster.procs import alive, start_time
+from modelfleet_dev.realnode import cleanup, clients, config, netns
+from modelfleet_dev.realnode.images import PAUSE_REF
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,15 @@ _HACK = Path(__file__).resolve().parents[2] / "hack"
 def _realnode(state_dir: Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(_HACK)}
     return subprocess.run(
-        [sys.executable, "-m", "realnode", command, "--state-dir", str(state_dir), *args],
+        [
+            sys.executable,
+            "-m",
+            "modelfleet_dev.realnode",
+            command,
+            "--state-dir",
+            str(state_dir),
+            *args,
+        ],
         capture_output=True,
         text=True,
         env=env,

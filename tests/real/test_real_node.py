@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from realnode import clients, config, netns
-from realnode.cluster import RealCluster
-from realnode.images import SERVER_REF
+from modelfleet_dev.realnode import clients, config, netns
+from modelfleet_dev.realnode.cluster import RealCluster
+from modelfleet_dev.realnode.images import SERVER_REF
 
 from tests.real.waiting import wait_for
 

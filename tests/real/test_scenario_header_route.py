@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from realnode.load import Load
+from modelfleet_dev.realnode.load import Load
 
 from tests.real.conftest import RealStack
 from tests.real.test_scenarios import (

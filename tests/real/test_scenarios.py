@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from realnode import clients, config, install, prometheus, traefik
-from realnode.images import SERVER_REF
-from realnode.load import Load
+from modelfleet_dev.realnode import clients, config, install, prometheus, traefik
+from modelfleet_dev.realnode.images import SERVER_REF
+from modelfleet_dev.realnode.load import Load
 
 from tests.real.conftest import RealStack
 from tests.real.waiting import wait_for

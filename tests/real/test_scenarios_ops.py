@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realnode import clients, install
-from realnode.load import Load
+from modelfleet_dev.realnode import clients, install
+from modelfleet_dev.realnode.load import Load
 
 from tests.real.conftest import RealStack
 from tests.real.test_scenarios import (

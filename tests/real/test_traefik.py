@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from realnode import clients, traefik
-from realnode.cluster import RealCluster
-from realnode.images import OPERATOR_REF
+from modelfleet_dev.realnode import clients, traefik
+from modelfleet_dev.realnode.cluster import RealCluster
+from modelfleet_dev.realnode.images import OPERATOR_REF
 
 from tests.real.waiting import wait_for
 

@@ -1,12 +1,12 @@
-"""The real demo's client counts (hack/demo/real.py): answers through Traefik as the `Tally` the
+"""The real demo's client counts (hack/modelfleet_dev/demo/real.py): answers through Traefik as the `Tally` the
 live view and the summary read, and the line the story prints per chapter."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-from demo.real import VariedLoad, client_tally, describe_answers
-from realnode.load import Answer, Summary
+from modelfleet_dev.demo.real import VariedLoad, client_tally, describe_answers
+from modelfleet_dev.realnode.load import Answer, Summary
 
 REVISIONS = {"v2": "rev-b", "v3": "rev-c"}
 INJECTED_BODY = '{"error": "injected fault (MODELFLEET_FAULT_ERROR_RATE=0.05)"}'

@@ -1,5 +1,5 @@
 """The real demo's monitoring chapter, its pure parts and its webhook receiver
-(hack/demo/monitor_chapter.py, hack/demo/webhook_receiver.py): the rows the client switches to,
+(hack/modelfleet_dev/demo/monitor_chapter.py, hack/modelfleet_dev/demo/webhook_receiver.py): the rows the client switches to,
 the manifest's spec.monitoring, what the receiver keeps and how the story reads it."""
 
 from __future__ import annotations
@@ -14,12 +14,19 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from demo import monitor_chapter
-from demo.monitor_chapter import NULL_SHARE, NULLED, SHIFT_SD, SHIFTED, Seen, shifted_payloads
-from demo.real import VariedLoad
-from demo.spec import manifest
-from demo.webhook_receiver import PATH, Received, handler, received
-from localcluster.ports import free_port
+from modelfleet_dev.demo import monitor_chapter
+from modelfleet_dev.demo.monitor_chapter import (
+    NULL_SHARE,
+    NULLED,
+    SHIFT_SD,
+    SHIFTED,
+    Seen,
+    shifted_payloads,
+)
+from modelfleet_dev.demo.real import VariedLoad
+from modelfleet_dev.demo.spec import manifest
+from modelfleet_dev.demo.webhook_receiver import PATH, Received, handler, received
+from modelfleet_dev.localcluster.ports import free_port
 
 TOKEN = "s3cret"
 

@@ -1,11 +1,11 @@
-"""The demo's step records and lines (hack/demo/watch.py), pure: status snapshots in, events out."""
+"""The demo's step records and lines (hack/modelfleet_dev/demo/watch.py), pure: status snapshots in, events out."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from demo.watch import RolloutWatch, describe, measured_error_rate
+from modelfleet_dev.demo.watch import RolloutWatch, describe, measured_error_rate
 
 
 def _status(weight: int, measured_at: str | None = None, **analysis: Any) -> dict[str, Any]:

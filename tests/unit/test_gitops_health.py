@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness.argocd import argocd_health
+from modelfleet_dev.harness.argocd import argocd_health
 
 from modelfleet.operator.api import ModelDeploymentStatus
 

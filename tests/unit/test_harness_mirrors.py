@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness.weights import (
+from modelfleet_dev.harness.weights import (
     Backend,
     backends_from_httproute,
     endpoints,

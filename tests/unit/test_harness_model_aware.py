@@ -1,16 +1,16 @@
-"""The model-aware harness pieces (hack/harness/model_aware.py) and the demo's gate lines, pure."""
+"""The model-aware harness pieces (hack/modelfleet_dev/harness/model_aware.py) and the demo's gate lines, pure."""
 
 from __future__ import annotations
 
 import numpy as np
-from demo.watch import describe, gates_text
-from harness.model_aware import (
+from modelfleet_dev.demo.watch import describe, gates_text
+from modelfleet_dev.harness.model_aware import (
     FEATURES,
     VariedRowsDriver,
     model_aware_analysis,
     row_payloads,
 )
-from harness.weights import Endpoint
+from modelfleet_dev.harness.weights import Endpoint
 
 
 async def _no_endpoints() -> list[Endpoint]:

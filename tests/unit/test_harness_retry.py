@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from harness.driver import TrafficDriver
-from harness.weights import Endpoint, RetryPolicy, retry_from_httproute
+from modelfleet_dev.harness.driver import TrafficDriver
+from modelfleet_dev.harness.weights import Endpoint, RetryPolicy, retry_from_httproute
 
 from modelfleet.operator.api import TrafficSpec
 from modelfleet.operator.builders.common import Owner

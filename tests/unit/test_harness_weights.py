@@ -1,6 +1,6 @@
 """The driver's weight reading, pure: router objects → backends → Ready pods with shares.
 
-The harness lives in hack/harness; this test needs no cluster and runs in well under a second.
+The harness lives in hack/modelfleet_dev/harness; this test needs no cluster and runs in well under a second.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness.weights import (
+from hypothesis import given
+from hypothesis import strategies as st
+from modelfleet_dev.harness.weights import (
     Backend,
     backends_from_httproute,
     backends_from_ingresses,
@@ -16,8 +18,6 @@ from harness.weights import (
     pod_is_ready,
     slot_shares,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def pod(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster.helm import HELM_MODULE_DIR, HELM_VERSION, helm_build_key
-from localcluster.paths import GOMOD_DIR, build_key
+from modelfleet_dev.localcluster.helm import HELM_MODULE_DIR, HELM_VERSION, helm_build_key
+from modelfleet_dev.localcluster.paths import GOMOD_DIR, build_key
 
 from modelfleet.operator.crd import render_crd_yaml, render_peering_yaml
 from tests.helm_chart import CHART, REPO

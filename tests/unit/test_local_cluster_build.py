@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from localcluster.build import BuildError, cached_build
-from localcluster.paths import Artifacts
-from realnode.build import NodeArtifacts
+from modelfleet_dev.localcluster.build import BuildError, cached_build
+from modelfleet_dev.localcluster.paths import Artifacts
+from modelfleet_dev.realnode.build import NodeArtifacts
 
 
 def _fill(staging: NodeArtifacts, logs: Path) -> dict[str, str]:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster.build import BuildError
-from localcluster.cli import StopSignals, run_build
-from localcluster.paths import Artifacts
-from localcluster.procs import live_record, start_time
+from modelfleet_dev.localcluster.build import BuildError
+from modelfleet_dev.localcluster.cli import StopSignals, run_build
+from modelfleet_dev.localcluster.paths import Artifacts
+from modelfleet_dev.localcluster.procs import live_record, start_time
 
 
 def test_a_record_counts_only_while_its_owner_lives(tmp_path: Path) -> None:

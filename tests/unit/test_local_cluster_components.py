@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from localcluster import components
-from localcluster.components import Layout
-from localcluster.paths import Artifacts
-from localcluster.runner import RUNNER_POD_CIDR
+from modelfleet_dev.localcluster import components
+from modelfleet_dev.localcluster.components import Layout
+from modelfleet_dev.localcluster.paths import Artifacts
+from modelfleet_dev.localcluster.runner import RUNNER_POD_CIDR
 
 PORTS = {name: 20000 + i for i, name in enumerate(components.PORT_NAMES)}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness.dashboard import dashboard_queries, render_dashboard_query
+from modelfleet_dev.harness.dashboard import dashboard_queries, render_dashboard_query
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "manifests" / "monitoring"

@@ -1,4 +1,4 @@
-"""The real nodes' configuration builders (hack/realnode/config.py) and address plan."""
+"""The real nodes' configuration builders (hack/modelfleet_dev/realnode/config.py) and address plan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from realnode import config, netns
+from modelfleet_dev.realnode import config, netns
 
 LAYOUTS = [config.NodeLayout("ab12cd", 1), config.NodeLayout("ab12cd", 2)]
 

@@ -1,4 +1,4 @@
-"""The API server's egress proxy into the run's namespace (hack/realnode/egress.py): its config,
+"""The API server's egress proxy into the run's namespace (hack/modelfleet_dev/realnode/egress.py): its config,
 what it accepts and what it refuses. The tunnel itself is used by tests/real/test_kubectl_logs.py."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from localcluster import components
-from localcluster.components import Layout
-from localcluster.paths import Artifacts
-from realnode import egress, netns
+from modelfleet_dev.localcluster import components
+from modelfleet_dev.localcluster.components import Layout
+from modelfleet_dev.localcluster.paths import Artifacts
+from modelfleet_dev.realnode import egress, netns
 
 
 def test_the_config_sends_the_cluster_traffic_to_the_socket_by_http_connect(tmp_path: Path) -> None:

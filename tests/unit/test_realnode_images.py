@@ -1,4 +1,4 @@
-"""The real tier's image recipes (hack/realnode/images*.py) and what our Dockerfiles promise them."""
+"""The real tier's image recipes (hack/modelfleet_dev/realnode/images*.py) and what our Dockerfiles promise them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from realnode import images, images_base, images_run
+from modelfleet_dev.realnode import images, images_base, images_run
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,5 @@
 """The real tier installs the operator as a user does: `kubectl apply -k manifests/`, through an
-overlay (hack/realnode/overlay) that swaps only the image names and the Prometheus address, and
+overlay (hack/modelfleet_dev/realnode/overlay) that swaps only the image names and the Prometheus address, and
 places the operator Pod on a real node."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 PLACEHOLDER_PROMETHEUS = "http://real-tier-prometheus.invalid:9090"
-# the real nodes' label and taint (hack/realnode/config.py)
+# the real nodes' label and taint (hack/modelfleet_dev/realnode/config.py)
 REAL_NODE_SELECTOR = {"modelfleet.io/node-tier": "real"}
 REAL_TOLERATION = {
     "key": "modelfleet.io/node-tier",
@@ -50,7 +50,7 @@ def test_the_top_level_kustomization_installs_the_operator() -> None:
 
 
 def test_the_overlay_changes_only_images_env_and_placement() -> None:
-    user, real = _render("manifests"), _render("hack/realnode/overlay")
+    user, real = _render("manifests"), _render("hack/modelfleet_dev/realnode/overlay")
     assert real.keys() == user.keys()
     user_container, real_container = _operator_container(user), _operator_container(real)
     assert real_container["image"] == "localhost/modelfleet-operator:dev"

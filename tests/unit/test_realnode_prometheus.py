@@ -1,4 +1,4 @@
-"""The real tier's Prometheus through prometheus-operator (hack/realnode/monitoring/): what the
+"""The real tier's Prometheus through prometheus-operator (hack/modelfleet_dev/realnode/monitoring/): what the
 `Prometheus` object selects, the images it and prometheus-operator run, the Service the modelfleet
 operator queries, and the order realnode.prometheus installs it in; and the image build's cache
 cleanup, which the Prometheus binary's name once tripped."""
@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
-from realnode import config, prometheus
-from realnode.images import (
+from modelfleet_dev.realnode import config, prometheus
+from modelfleet_dev.realnode.images import (
     PROMETHEUS_CONFIG_RELOADER_REF,
     PROMETHEUS_OPERATOR_REF,
     PROMETHEUS_REF,
     RECIPES,
 )
-from realnode.images_go import older_builds
+from modelfleet_dev.realnode.images_go import older_builds
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from realnode import install, load, prometheus
+from modelfleet_dev.realnode import install, load, prometheus
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
@@ -241,7 +241,7 @@ def test_prometheus_keeps_only_modelfleet_metrics_ports_with_the_podmonitor_labe
 def _targets_of(run_config: dict[str, object], tmp_path: Path) -> list[dict[str, Any]]:
     """Start Debian's prometheus on loopback with `run_config`; its active targets."""
     import httpx
-    from localcluster.ports import free_port
+    from modelfleet_dev.localcluster.ports import free_port
 
     (tmp_path / "run.yml").write_text(yaml.safe_dump(run_config))
     port = free_port()

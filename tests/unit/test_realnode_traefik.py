@@ -1,4 +1,4 @@
-"""Traefik's install for the real tier (hack/realnode/traefik/): the Gateway is accepted only on an
+"""Traefik's install for the real tier (hack/modelfleet_dev/realnode/traefik/): the Gateway is accepted only on an
 entryPoint's port, and the controller serves the class and the providers the scenarios use."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from realnode import traefik
-from realnode.images_run import ImageBuildError
+from modelfleet_dev.realnode import traefik
+from modelfleet_dev.realnode.images_run import ImageBuildError
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 

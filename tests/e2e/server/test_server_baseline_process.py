@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from harness.stack import LocalStack, Server
+from modelfleet_dev.harness.stack import LocalStack, Server
 from prometheus_client.parser import text_string_to_metric_families
 
 FEATURES = 16

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from harness.gateway import BASE_FEATURES, install_gateway
+from modelfleet_dev.harness.gateway import BASE_FEATURES, install_gateway
 
 from tests.integration.operator.kube import (
     condition,

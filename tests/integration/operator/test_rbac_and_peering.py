@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness.gateway import BASE_FEATURES, install_gateway
+from modelfleet_dev.harness.gateway import BASE_FEATURES, install_gateway
 
 from tests.integration.operator.kube import (
     condition,

@@ -1,5 +1,0 @@
-"""python -m localcluster build | up | down | env | status | serve"""
-
-from .cli import main
-
-raise SystemExit(main())

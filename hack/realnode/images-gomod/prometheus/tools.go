@@ -1,8 +1,0 @@
-//go:build tools
-
-// Package tools pins the Prometheus command that hack/realnode/images_go.py builds.
-package tools
-
-import (
-	_ "github.com/prometheus/prometheus/cmd/prometheus"
-)

@@ -1,8 +1,0 @@
-//go:build tools
-
-// Package tools pins the Traefik command that hack/realnode/images_go.py builds.
-package tools
-
-import (
-	_ "github.com/traefik/traefik/v3/cmd/traefik"
-)
