@@ -18,14 +18,12 @@ SCALED_TO_ZERO = "ScaledToZero"
 # Progressing
 FIRST_DEPLOY = "FirstDeploy"
 ROLLOUT_IN_PROGRESS = "RolloutInProgress"
-WAITING_FOR_PODS = "WaitingForCanaryPods"
 STEP_STARTED = "StepStarted"
 STEP_PASSED = "StepPassed"
 SHADOW_STARTED = "ShadowStarted"  # live traffic mirrored to the canary, weight 0
 SHADOW_ENDED = "ShadowEnded"
 SHADOW_REFUSED = "ShadowRefused"  # the Gateway's class does not support the mirror: not started
 HEADER_ROUTE_REFUSED = "HeaderRouteRefused"  # the class cannot match headers: not started
-ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
 ROLLOUT_COMPLETE = "RolloutComplete"
 PAUSED = "Paused"

@@ -250,15 +250,14 @@ class CanaryFlight(Gated):
         assert status.active_slot is not None
         if not self._canary_pods_ready(canary, 100):  # the stable Service is about to select them
             return
+        keep = self.inp.spec.rollout.keep_previous
+        delay = keep if self._seconds(keep) > 0 else self.inp.spec.rollout.scale_down_delay
         old = PreviousStatus(
             slot=status.active_slot,
             revision=status.active_revision or "",
             version=status.active_version or "",
-            until=self.now.isoformat(),
+            until=self._until(delay),
         )
-        keep = self.inp.spec.rollout.keep_previous
-        delay = keep if self._seconds(keep) > 0 else self.inp.spec.rollout.scale_down_delay
-        old = old.model_copy(update={"until": self._until(delay)})
         if self._seconds(keep) > 0:
             status.previous = old
         else:

@@ -4,10 +4,14 @@
 file format apart from pickles, which we refuse to unpickle) and returns a runtime whose
 outputs are `probabilities` (FP, [N, classes]) and `label` (INT64, [N]) for classifiers,
 `predictions` ([N]) otherwise. With backend `onnx` or `auto` the booster is converted with
-onnxmltools and used only when it scores probe rows like the booster (`auto` falls back to
-native scoring otherwise, `onnx` too, with a warning). The choice never depends on timing,
-so every replica of a revision scores alike: onnxruntime's tree ensemble was 2-5x faster
-than Booster.predict on one-row requests in bench/server (docs/benchmarks.md).
+onnxmltools and the conversion (its "twin") is used only when it scores probe rows like the
+booster, within `_PROB_TOLERANCE`; otherwise scoring stays native, with a warning. `onnx`
+converts before the model is ready. `auto` uses a cached conversion at once; without one the
+replica starts on the booster and `upgrade_in_background` converts, checks and switches while
+it serves, so for a while after a start two replicas of one revision may score on different
+engines (on the probe rows, their scores agree within the tolerance and their labels exactly).
+The twin is worth it: onnxruntime's tree ensemble was 2-5x faster than Booster.predict on
+one-row requests in bench/server (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The traffic driver: steady open-loop load through the pods' real local addresses.
+"""The traffic driver: steady paced load through the pods' real local addresses.
+
+Requests start on a fixed schedule (`rps`), whatever the answers' latency, as long as fewer
+than `max_inflight` (64) are waiting for theirs; beyond that the next one waits for a slot, so a
+server that stalls slows the driver instead of piling up unbounded requests.
 
 It re-reads the live router objects every `refresh_s` (HTTPRoute weights, the NGINX canary
 annotations, or the replica ratio of Ready pods; see `weights`), sends `rps` requests a second
