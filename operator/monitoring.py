@@ -388,22 +388,6 @@ def _percent(share: float) -> str:
     return f"{100 * share:.1f} %"
 
 
-def _feature_status(judged: _Judged) -> FeatureMonitoring:
-    drift = judged.drift
-    return FeatureMonitoring(
-        name=judged.name,
-        rows=round(drift.rows),
-        psi=_rounded(drift.psi),
-        ks=_rounded(drift.ks),
-        wasserstein=_rounded(drift.wasserstein),
-        drifting=drift.drifting,
-        missing_rate=_rounded(judged.missing_rate),
-        baseline_missing_rate=_rounded(judged.baseline_missing_rate),
-        out_of_range_rate=_rounded(judged.out_of_range_rate),
-        baseline_out_of_range_rate=_rounded(judged.baseline_out_of_range_rate),
-    )
-
-
 def _output_status(judged: _Judged) -> OutputMonitoring:
     drift = judged.drift
     return OutputMonitoring(
@@ -413,6 +397,17 @@ def _output_status(judged: _Judged) -> OutputMonitoring:
         ks=_rounded(drift.ks),
         wasserstein=_rounded(drift.wasserstein),
         drifting=drift.drifting,
+    )
+
+
+def _feature_status(judged: _Judged) -> FeatureMonitoring:
+    """An output's drift figures plus the feature's data-quality rates."""
+    return FeatureMonitoring(
+        **_output_status(judged).model_dump(),
+        missing_rate=_rounded(judged.missing_rate),
+        baseline_missing_rate=_rounded(judged.baseline_missing_rate),
+        out_of_range_rate=_rounded(judged.out_of_range_rate),
+        baseline_out_of_range_rate=_rounded(judged.baseline_out_of_range_rate),
     )
 
 
