@@ -15,6 +15,7 @@ from modelfleet.operator.api import (
     PreviousStatus,
 )
 from modelfleet.operator.measurement import Measurement
+from modelfleet.operator.request_share import not_as_weighted
 from modelfleet.operator.rollout.approvals import Gated, stage_gates, stage_webhooks
 from modelfleet.operator.rollout.draft import POD_WAIT_REQUEUE, waiting
 from modelfleet.operator.rollout.steps import (
@@ -201,7 +202,9 @@ class CanaryFlight(Gated):
             canary.advisory = tally_advisory(canary.advisory, measurement.advisory, at_time)
         at = f" {where(canary)}"
         if measurement.phase == "Fail":
-            self._rollback("RolledBack", reasons.ANALYSIS_FAILED, measurement.message + at)
+            share = not_as_weighted(measurement.message)  # the router sent it far above its weight
+            reason = reasons.TRAFFIC_NOT_AS_WEIGHTED if share else reasons.ANALYSIS_FAILED
+            self._rollback("RolledBack", reason, measurement.message + at)
             return False
         if measurement.phase == "Error":
             policy = self.inp.spec.rollout.analysis.on_metrics_unavailable

@@ -50,6 +50,8 @@ def test_a_canary_the_router_floods_is_rolled_back_as_traffic_not_as_weighted() 
     status, reason, message = _conditions(w)[reasons.DEGRADED]
     assert (w.status.phase, status, reason) == ("Degraded", "True", "TrafficNotAsWeighted")
     assert message.startswith("traffic to the canary far exceeds its weight: 100.0 %")
+    warnings = [reason for kind, reason, _ in w.events if kind == "Warning"]
+    assert warnings == [reasons.TRAFFIC_NOT_AS_WEIGHTED]  # the Event says so too
 
 
 @pytest.mark.parametrize(
@@ -62,3 +64,5 @@ def test_a_canary_the_router_floods_is_rolled_back_as_traffic_not_as_weighted() 
 def test_other_holds_and_rollbacks_keep_their_reasons(phase: str, kind: str, reason: str) -> None:
     w = _canary_under(lambda now: measurement(phase, now))
     assert _conditions(w)[kind][1] == reason
+    if phase == "Fail":
+        assert ("Warning", reasons.ANALYSIS_FAILED) in [(t, r) for t, r, _ in w.events]
