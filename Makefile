@@ -149,8 +149,10 @@ bench-real: $(STAMP) ## Benchmark rollouts and rollbacks through Traefik on the 
 	bash hack/setup-real.sh
 	$(PY) bench/real/run.py $(BENCH_REAL_ARGS)
 
-docs: $(STAMP) ## Regenerate docs/reference.md from the API models
+docs: $(STAMP) ## Regenerate docs/reference.md from the API models, and docs/architecture.md's rollout diagram from the transition table
 	$(PY) -m modelfleet.operator.reference > docs/reference.md
+	$(PY) -m modelfleet.operator.rollout.transitions < docs/architecture.md > docs/architecture.md.new
+	mv docs/architecture.md.new docs/architecture.md
 
 test-kind: $(STAMP) ## The rollout story on a kind cluster (needs Docker and kind; not part of make test)
 	bash tests/kind/run.sh
