@@ -1,13 +1,13 @@
 """The Kopf layer: handler registration and start-up settings (the process around it: process.py).
 
-Create, update, resume and the requeue daemon all delegate to `reconcile(...)`. Change handlers
-reconcile at once and return (a delayed `kopf.TemporaryError` would hold back the next change); while a
-rollout waits (pods coming up, a step's dwell, the next analysis), the per-object `requeue` daemon
-reconciles again after the delay the state machine asked for, or at the resync interval. API
-errors are `kopf.TemporaryError` with a short delay. A bad spec is a `kopf.PermanentError`.
-Progress and diff-base live in annotations under `kopf.modelfleet.io/`, so status holds only our fields.
-A ModelDeployment with `spec.monitoring` also gets a `monitor` daemon (`monitor_loop.Monitor`): its
-own task on its own interval, sharing only the object's status lock with the reconcile.
+Create, update, resume and the per-object `requeue` daemon all delegate to `reconcile(...)`. Change
+handlers reconcile at once and return; waiting is the daemon's, which reconciles again after the
+delay the state machine asked for, when a slot's Deployment changes, or at the resync interval.
+Which error is retried after how long: docs/architecture.md, "Errors and requeues". Progress lives
+in annotations under `kopf.modelfleet.io/` and the diff-base in memory (`MemoryDiffBaseStorage`),
+so status holds only our fields. A ModelDeployment with `spec.monitoring` also gets a `monitor`
+daemon (`monitor_loop.Monitor`): its own task on its own interval, sharing only the object's
+status lock with the reconcile.
 """
 
 from __future__ import annotations
