@@ -142,6 +142,9 @@ class Machine(CanaryFlight):
         message = f"{canary.version} superseded by {self.inp.version} {where(canary)}"
         self._history(canary.revision, canary.version, "Superseded", message)
         self._event("Normal", reasons.SUPERSEDED, message)
+        if self.inp.shadow_refusal is not None:  # the newer one cannot begin: the active one serves
+            self._drain(canary)
+            self.status.phase = "Healthy"
         self.status.canary = None
         self._start()
 

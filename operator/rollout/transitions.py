@@ -20,7 +20,7 @@ START = "[*]"  # no active slot yet: the ModelDeployment was just created
 IN_FLIGHT = "InFlight"  # the group of the canary states below; a move from it leaves any of them
 
 STATES: dict[str, str] = {
-    "Deploying": "no canary, phase Progressing, the first pods starting, or a new revision refused",
+    "Deploying": "no canary, phase Progressing, the first version starting",
     "Healthy": "one version serves, no rollout in flight",
     "Starting": "a canary slot, its pods starting, then preRollout gates, no traffic",
     "Shadow": "live traffic mirrored to the canary, weight 0, analysed",
@@ -59,8 +59,9 @@ MOVES: tuple[Move, ...] = (
     Move("Starting", "AwaitingApproval", "steps [100], confirmPromotion gates hold"),
     Move("Starting", "Paused", "pause, or pods not Ready by progressDeadline"),
     Move("Starting", "RolledBack", "a preRollout gate or the smoke test fails, or abort"),
-    Move("Starting", "Healthy", "spec reverted, or the mirror refused, cancelled"),
-    Move("Starting", "Deploying", "superseded by a revision the data plane refuses"),
+    Move(
+        "Starting", "Healthy", "spec reverted, or a mirror refused, for it or for a newer revision"
+    ),
     Move("Shadow", "Step", "Pass for shadow.duration, promote, or shadow dropped from the spec"),
     Move("Shadow", "Paused", "pause, or no conclusive Pass by progressDeadline"),
     Move("Shadow", "RolledBack", "analysis Fail, or Error under onMetricsUnavailable rollback"),
@@ -78,9 +79,10 @@ MOVES: tuple[Move, ...] = (
     Move("Paused", "Step", "resume, or promote"),
     Move("Paused", "AwaitingApproval", "resume while confirm gates hold"),
     Move(IN_FLIGHT, "Starting", "a newer revision supersedes it"),
-    Move(IN_FLIGHT, "Healthy", "spec reverted, or the mirror refused, cancelled"),
+    Move(
+        IN_FLIGHT, "Healthy", "spec reverted, or a mirror refused, for it or for a newer revision"
+    ),
     Move(IN_FLIGHT, "RolledBack", "kubectl modelfleet abort"),
-    Move(IN_FLIGHT, "Deploying", "superseded by a revision the data plane refuses"),
     Move("Promoted", "Undone", "undo, spec reverted, or a postRollout gate fails, while warm"),
     Move("Promoted", "Starting", "a new revision"),
     Move("RolledBack", "Healthy", "spec reverted to the active revision"),

@@ -127,7 +127,8 @@ def superseded() -> Tracked:
 
 
 def superseded_by_a_refused_revision() -> Tracked:
-    """The refused revision is not started; the phase stays Progressing until the refusal lifts."""
+    """The refused revision is not started and the canary it superseded is drained: the active
+    version serves (Healthy) until the refusal lifts."""
     refusal = Refusal(reasons.SHADOW_REFUSED, "GatewayClass cls cannot mirror")
     w = rolling()
     w.broken.add("r2")
@@ -135,12 +136,14 @@ def superseded_by_a_refused_revision() -> Tracked:
     new_revision(w, "r3", "v3")
     w.shadow_refusal = refusal
     w.step()  # from Starting
+    assert (w.status.canary, w.status.phase) == (None, "Healthy")
     w.shadow_refusal = None
     w.run(20)
     new_revision(w, "r4", "v4")
     w.shadow_refusal = refusal
     w.step()  # from a live weight
-    assert (w.status.canary, w.status.phase) == (None, "Progressing")
+    assert (w.status.canary, w.status.phase) == (None, "Healthy")
+    assert w.status.draining is not None  # the superseded canary's slot scales down after its delay
     return w
 
 
