@@ -30,6 +30,9 @@ class AnalysisTarget:
     expected_share: float | None = None
     # the router splits each request by weight: a share surely far above it is a Fail
     splits_by_weight: bool = False
+    # spec.rateLimit is set: a request the limit refused (429, counted apart from the answered
+    # ones) was still sent to the slot by the router, so the share counts it
+    rate_limited: bool = False
     # host:port of the metrics port of one Ready pod per slot (the paired gate replays rows there)
     canary_address: str | None = None
     stable_address: str | None = None

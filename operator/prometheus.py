@@ -42,6 +42,7 @@ from modelfleet.operator.http_json import request_json
 from modelfleet.operator.measurement import AnalysisTarget
 from modelfleet.operator.prometheus_counts import (
     PREDICTION_BUCKETS_METRIC,
+    RATE_LIMITED_METRIC,
     REQUESTS_METRIC,
     Labels,
     RequestCounts,
@@ -52,6 +53,7 @@ from modelfleet.operator.prometheus_counts import (
     named_labels_of,
     p99_query,
     requests_by_window,
+    routed,
     scrape_gap,
     selector,
     series_increase,
@@ -124,7 +126,11 @@ class PrometheusReader:
             self._predictions(url, canary, stable, since, at, window_s) if drift else _none(),
             self._labels_counted(url, canary, stable, since, at, window_s) if labelled else _none(),
         )
-        shortfall = self._share(spec, target, counts, stable_counts, at)
+        shared = (counts, stable_counts)
+        if target.rate_limited and stable_counts is not None:
+            slots = (selector(*canary), selector(*stable))
+            shared = await self._routed(url, slots, (counts, stable_counts), since, at, window_s)
+        shortfall = self._share(spec, target, *shared, at)
         if shortfall is not None and shortfall.phase != "Pass":
             # the stable slot's count says where the requests went: that explains an empty canary
             return PrometheusRead([shortfall], counts.requests)
@@ -156,14 +162,49 @@ class PrometheusReader:
         return PrometheusRead(results, counts.requests, p99_ms, stable_p99_ms)
 
     async def _requests(
-        self, url: str, matchers: str, since: float, at: float, window_s: int
+        self,
+        url: str,
+        matchers: str,
+        since: float,
+        at: float,
+        window_s: int,
+        *,
+        metric: str = REQUESTS_METRIC,
+        key: Callable[[Mapping[str, str]], Labels] = labels_of,
     ) -> RequestCounts:
         """One slot's requests and 5xx answers since `since`, counted exactly."""
-        series = f"{REQUESTS_METRIC}{matchers}"
+        series = f"{metric}{matchers}"
         baselines, windows = await asyncio.gather(
-            self._vector(url, series, since), self._matrix(url, f"{series}[{window_s}s]", at)
+            self._vector(url, series, since, key=key),
+            self._matrix(url, f"{series}[{window_s}s]", at, key=key),
         )
         return count_requests(baselines, windows, since)
+
+    async def _routed(
+        self,
+        url: str,
+        slots: tuple[str, str],
+        answered: tuple[RequestCounts, RequestCounts],
+        since: float,
+        at: float,
+        window_s: int,
+    ) -> tuple[RequestCounts, RequestCounts]:
+        """Both slots' requests (canary, stable) with those the tenant rate limit refused."""
+        refused = await asyncio.gather(
+            *(
+                self._requests(
+                    url,
+                    matchers,
+                    since,
+                    at,
+                    window_s,
+                    metric=RATE_LIMITED_METRIC,
+                    key=named_labels_of,
+                )
+                for matchers in slots
+            )
+        )
+        return routed(answered[0], refused[0]), routed(answered[1], refused[1])
 
     def _share(
         self,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 REQUESTS_METRIC = "modelfleet_requests_total"
+RATE_LIMITED_METRIC = "modelfleet_rate_limited_total"  # 429s of the tenant limit, counted apart
 DURATION_BUCKETS_METRIC = "modelfleet_request_duration_seconds_bucket"
 PREDICTION_BUCKETS_METRIC = "modelfleet_prediction_bucket"
 
@@ -88,6 +89,24 @@ def count_requests(
         most_scrapes=most_scrapes,
         series=len(windows),
         samples=CounterSamples(baselines, windows),
+    )
+
+
+def routed(answered: RequestCounts, refused: RequestCounts) -> RequestCounts:
+    """Every request the router sent to a slot: those its pods answered and those the tenant rate
+    limit refused (a 429 is not in the answered counter, so the gates never judge it, but it
+    still shows where the router sent traffic). The refused series are keyed with their metric's
+    name, so they never merge with an answered one."""
+    parts = [counts.samples for counts in (answered, refused) if counts.samples is not None]
+    return RequestCounts(
+        requests=answered.requests + refused.requests,
+        errors=answered.errors,
+        most_scrapes=max(answered.most_scrapes, refused.most_scrapes),
+        series=answered.series + refused.series,
+        samples=CounterSamples(
+            {labels: value for part in parts for labels, value in part.baselines.items()},
+            {labels: samples for part in parts for labels, samples in part.windows.items()},
+        ),
     )
 
 

@@ -253,6 +253,7 @@ async def _measure(
         since=parse_timestamp(canary.step_started_at),
         expected_share=expected_share,
         splits_by_weight=splits_by_weight,
+        rate_limited=spec.rate_limit is not None,
     )
     analysis = spec.rollout.analysis
     if paired_gate_enabled(analysis) and status.active_slot is not None:

@@ -32,6 +32,7 @@ from modelfleet.operator.prometheus_counts import (
     selector,
 )
 from modelfleet.operator.replay import Comparison, PairedGate, judge_paired
+from modelfleet.operator.request_share import FAR_ABOVE
 
 SINCE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NOW = SINCE + timedelta(seconds=30)
@@ -507,6 +508,42 @@ def test_in_shadow_the_share_is_not_checked_nor_the_stable_slot_queried() -> Non
     assert measurement.phase == "Pass", measurement.message
     assert measurement.request_share is None
     assert not any('slot="blue"' in query for query in queries)
+
+
+def rate_limited(stable_ok: int, stable_refused: int, canary_ok: int = 200) -> Answer:
+    """Both slots' answered counters, and the stable slot's pods refusing `stable_refused`
+    requests (429) with the tenant rate limit: counted apart, in modelfleet_rate_limited_total."""
+    answered = two_slots(canary_ok, stable_ok)
+    refused = {"__name__": "modelfleet_rate_limited_total", "pod": "a"}
+
+    def answer(query: str, at: float) -> dict[str, Any]:
+        if not query.startswith("modelfleet_rate_limited_total"):
+            return answered(query, at)
+        count = 0 if 'slot="green"' in query else stable_refused
+        if not query.endswith("s]"):
+            return _vector()
+        return _matrix((refused, [(T0 + 10, 0), (T0 + 20, count)])) if count else _matrix()
+
+    return answer
+
+
+@pytest.mark.parametrize("limited", [True, False], ids=["rate-limited", "no-limit"])
+def test_requests_the_rate_limit_refused_count_where_the_router_sent_them(limited: bool) -> None:
+    """The stable slot's pods refused most of what they got (429: a tenant over its limit, the
+    limit split per pod and the stable pods getting more each): by the answers alone the canary
+    had 200 of 300 (67 % at weight 10, a rollback), but the router sent it 200 of 2,000."""
+    target = dataclasses.replace(SHARED, splits_by_weight=True, rate_limited=limited)
+    answers = rate_limited(stable_ok=100, stable_refused=1700)
+    measurement, queries = _measure(answers, target=target)
+    asked = any(query.startswith("modelfleet_rate_limited_total") for query in queries)
+    assert asked == limited  # without spec.rateLimit nothing more is queried
+    if limited:
+        assert measurement.phase == "Pass", measurement.message
+        assert measurement.request_share == pytest.approx(0.10)
+    else:  # what counting the answers alone would do
+        assert measurement.phase == "Fail"
+        assert measurement.message.startswith(FAR_ABOVE), measurement.message
+        assert measurement.request_share == pytest.approx(200 / 300)
 
 
 # --- the share in each interval of the step (a router that hands the whole host to one side) -----
