@@ -48,18 +48,15 @@ from modelfleet.operator.prometheus_counts import (
     RequestCounts,
     Sample,
     count_requests,
-    interval_bounds,
     labels_of,
     named_labels_of,
     p99_query,
-    requests_by_window,
     routed,
-    scrape_gap,
     selector,
     series_increase,
+    share_intervals,
 )
 from modelfleet.operator.request_share import (
-    IntervalCounts,
     RequestShareResult,
     judge_request_share,
     judge_share_by_interval,
@@ -229,7 +226,8 @@ class PrometheusReader:
         )
         if since_step.phase != "Pass" or not target.splits_by_weight:
             return since_step
-        intervals = _share_intervals(counts, stable, target.since.timestamp(), at, spec.interval)
+        interval_s = parse_duration(spec.interval)
+        intervals = share_intervals(counts, stable, target.since.timestamp(), at, interval_s)
         return judge_share_by_interval(
             intervals, since_step, target.weight, target.expected_share, spec.min_requests, self.z
         )
@@ -412,23 +410,3 @@ async def _none() -> None:
 def _expect(kind: str, wanted: str, query: str) -> None:
     if kind != wanted:
         raise PrometheusError(f"{query!r} returned a {kind}, expected a {wanted}")
-
-
-def _share_intervals(
-    canary: RequestCounts, stable: RequestCounts, since: float, at: float, interval: str
-) -> list[IntervalCounts]:
-    """Both slots' requests in each interval of the step (none while it is short)."""
-    if canary.samples is None or stable.samples is None:
-        return []
-    gap = scrape_gap(canary.samples, stable.samples)
-    if gap is None:
-        return []
-    bounds = interval_bounds(since, at, parse_duration(interval), gap)
-    canary_by = requests_by_window(canary.samples, since, bounds)
-    stable_by = requests_by_window(stable.samples, since, bounds)
-    return [
-        IntervalCounts(start - since, end - since, canary_count, stable_count)
-        for start, end, canary_count, stable_count in zip(
-            bounds, bounds[1:], canary_by, stable_by, strict=False
-        )
-    ]

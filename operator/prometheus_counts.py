@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from modelfleet.operator.request_share import IntervalCounts
+
 REQUESTS_METRIC = "modelfleet_requests_total"
 RATE_LIMITED_METRIC = "modelfleet_rate_limited_total"  # 429s of the tenant limit, counted apart
 DURATION_BUCKETS_METRIC = "modelfleet_request_duration_seconds_bucket"
@@ -179,3 +181,23 @@ def named_labels_of(metric: Mapping[str, str]) -> Labels:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def share_intervals(
+    canary: RequestCounts, stable: RequestCounts, since: float, at: float, interval_s: float
+) -> list[IntervalCounts]:
+    """Both slots' requests in each interval of the step (none while it is short)."""
+    if canary.samples is None or stable.samples is None:
+        return []
+    gap = scrape_gap(canary.samples, stable.samples)
+    if gap is None:
+        return []
+    bounds = interval_bounds(since, at, interval_s, gap)
+    canary_by = requests_by_window(canary.samples, since, bounds)
+    stable_by = requests_by_window(stable.samples, since, bounds)
+    return [
+        IntervalCounts(start - since, end - since, canary_count, stable_count)
+        for start, end, canary_count, stable_count in zip(
+            bounds, bounds[1:], canary_by, stable_by, strict=False
+        )
+    ]
