@@ -77,6 +77,10 @@ bench-server: $(STAMP) ## Benchmark the server against MLServer, KServe and a ba
 bench-server-cache: $(STAMP) ## Benchmark the prediction cache: off, in process, Redis; hit rate and latency at repeat ratios 0/0.5/0.9 (~2.5 min)
 	$(PY) bench/server/cache.py $(BENCH_SERVER_CACHE_ARGS)
 
+.PHONY: bench-server-auth
+bench-server-auth: $(STAMP) ## Benchmark auth per request: none, API key, JWT RS256/ES256 reused and fresh, JWT + rate limit (~1 min)
+	$(PY) bench/server/auth.py $(BENCH_SERVER_AUTH_ARGS)
+
 # --- local control plane (local control plane issue) ---
 cluster-build: $(STAMP) ## Build (or reuse from cache) etcd, kube-apiserver, controller-manager, scheduler, kwok
 	PYTHONPATH=hack $(PY) -m modelfleet_dev.localcluster build

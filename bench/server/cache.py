@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import itertools
 import json
 import os
@@ -29,8 +28,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "hack"))
 sys.path.append(str(REPO))  # appended: the repo's operator/ must not shadow the stdlib module
 
-from modelfleet_dev.harness.machine import machine  # noqa: E402
-
+from bench.server.results import RunStart, write_result  # noqa: E402
 from bench.server.run import (  # noqa: E402
     MODEL_ARGS,
     Server,
@@ -282,28 +280,21 @@ def main() -> int:
     args = parser.parse_args()
     wrk = ensure_wrk()
     model_dir = ensure_model()
-    load_start = os.getloadavg()[0]
-    started = time.monotonic()
+    start = RunStart()
     costs = in_process_costs(model_dir)
     log(f"in process: {costs}")
     runs = bench_servers(args, model_dir, wrk)
-    report = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": "make bench-server-cache",
+    figures = {
         "model": "LightGBM 300 rounds × 3 classes = 900 trees, 64 features "
         f"({' '.join(MODEL_ARGS)}); one-row OIP v2 requests, ONNX twin backend",
         "load_generator": f"wrk -t1; per ratio a 1 s warm-up, then for each connection count "
         f"{args.rounds} alternating rounds of {args.seconds} s per server (medians); "
         f"{HOT_ROWS} hot rows asked at the repeat ratio, every other row new",
-        "load_average": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
-        "seconds_total": round(time.monotonic() - started, 1),
         "in_process": costs,
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    log(f"wrote {args.out} in {report['seconds_total']} s")
+    seconds = write_result(args.out, "make bench-server-cache", start, figures)
+    log(f"wrote {args.out} in {seconds} s")
     return 0
 
 
