@@ -4,8 +4,11 @@ its cache folder, downloading its model into the image's own folder."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -89,12 +92,16 @@ def test_the_server_starts_without_a_cache_volume(
     owner = _run(container, f"stat -c %u:%g {CACHE_DIR}")
     assert owner == "10001:10001"
     port, metrics = _free_port(), _free_port()
+    # --foreground keeps the server in buildah's process group (plain `timeout` makes a group of
+    # its own, which outlived buildah's termination: a server left running after the test)
     serve = (
-        f"exec timeout 90 modelfleet serve --model {model_url} --host 127.0.0.1 "
+        f"exec timeout --foreground 90 modelfleet serve --model {model_url} --host 127.0.0.1 "
         f"--port {port} --metrics-port {metrics}"
     )
     cmd = ["buildah", "run", "--isolation", "chroot", container, "--", "sh", "-c", serve]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
@@ -110,5 +117,24 @@ def test_the_server_starts_without_a_cache_volume(
         cached = _run(container, f"find {CACHE_DIR} -name model.txt -user 10001")
         assert cached.endswith("/model.txt")
     finally:
-        proc.terminate()
-        proc.communicate(timeout=100)
+        _stop_group(proc)
+        assert subprocess.run(["pgrep", "-g", str(proc.pid)], check=False).returncode == 1
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to buildah and the server it runs (one process group), SIGKILL after 40 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+    deadline = time.monotonic() + 40  # buildah may end before the server has drained
+    while subprocess.run(["pgrep", "-g", str(proc.pid)], check=False).returncode == 0:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(1)
+            break
+        time.sleep(0.5)
