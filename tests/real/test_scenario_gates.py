@@ -5,9 +5,10 @@ S11 the built-in smoke test: the operator Pod scores rows on the canary slot's S
     (it takes 16 features, the rows carry 3, so the canary answers every row 400) is rolled
     back before its first weight: the history says so with the canary's answer, no weight above
     0 ever shows in status, and the client got v1's answers only, none failed (test_s11_…)
-S12 a manual confirmPromotion gate: the last step passed, the canary is held at its weight while
-    nobody approves, `kubectl modelfleet approve` (the plugin, with the cluster's kubeconfig)
-    lets it be promoted, the history names the approver, and no request failed (test_s12_…)
+S12 a manual confirmPromotion gate: the steps passed, the canary holds 100 % of the traffic while
+    nobody approves but is not promoted (v1's slot stays active), `kubectl modelfleet approve`
+    (the plugin, with the cluster's kubeconfig) lets it be promoted, the history names the
+    approver, and no request failed (test_s12_…)
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def test_s12_a_manual_confirm_promotion_holds_the_canary_until_kubectl_modelflee
     try:
         gate = {"name": "ops", "type": "confirmPromotion", "manual": True}
         v2 = model_deployment(
-            real_stack, name, "model-v2.txt", "v2", host, steps=[10, 50], webhooks=[gate]
+            real_stack, name, "model-v2.txt", "v2", host, steps=[50, 100], webhooks=[gate]
         )
         _apply(real_stack, real_namespace, v2)
 
@@ -111,15 +112,15 @@ def test_s12_a_manual_confirm_promotion_holds_the_canary_until_kubectl_modelflee
         summary = load.stop()
     message = _condition(waiting, "Progressing")["message"]
     print(f"waiting: {message}; approve: {done.stdout.strip()}; answers {summary.by_version}")
-    assert waiting["canary"]["weight"] == 50, waiting["canary"]
+    assert waiting["canary"]["weight"] == 100, waiting["canary"]
     assert "confirmPromotion gate ops (kubectl modelfleet approve)" in message, message
-    assert held["canary"]["weight"] == 50, held
-    assert held["activeVersion"] == "v1", held
+    assert held["canary"]["weight"] == 100, held
+    assert held["activeVersion"] == "v1", held  # not promoted without the approval
     during = load.summary(held_from + SETTLE_S, held_until)
-    assert set(during.by_version) == {"v1", "v2"}, during.by_version  # both serve while it waits
+    assert during.by_version == {"v2": during.requests}, during.by_version
     promoted, approved = status["history"][:2]
     assert promoted["outcome"] == "Promoted"
     assert approved["outcome"] == "Approved"
-    assert approved["message"].startswith("confirmPromotion gate ops approved"), approved
+    assert approved["message"].startswith("confirmPromotion gate ops approved at 100%"), approved
     assert "(kubectl modelfleet approve by " in approved["message"], approved
     assert summary.failed == 0, (summary.by_code, summary.failures())
