@@ -2,7 +2,7 @@
 
 python -m modelfleet_dev.realnode build            build (or reuse from the cache) kubelet and kube-proxy
 python -m modelfleet_dev.realnode up               start the control plane and real nodes in the background
-                                    (--nodes 2: two nodes; --images REF,…: only these images)
+                                                  (--nodes 2: two nodes; --images REF,…: only these images)
 python -m modelfleet_dev.realnode env              print `export …` lines for the running tier
 python -m modelfleet_dev.realnode down             stop everything `up` started and remove what it left
 python -m modelfleet_dev.realnode serve            run the tier in the foreground until SIGTERM (what `up` runs)
